@@ -1,0 +1,201 @@
+"""``python -m engine``: the command line for operators, scripts and the demo.
+
+Commands that change state (emit, signal, fire, retry, cancel, approve, dismiss) go through a running
+engine's intake endpoint when one holds the workspace, and open the file directly when none does. Any
+other command that finds the workspace held says which process holds it, and changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from engine import commands
+from engine.authz import NotAuthorized, UnknownMember, load_actor
+from engine.catalog import UnknownDefinition
+from engine.commands import CommandRefused, NotFound
+from engine.signals import SignalRejected, deliver_signal
+from store.errors import StoreError, WorkspaceHeld
+from store.registers import EVENT_TYPES, UnknownSubject, change_subject
+from store.workspace import Workspace, resolve_workspace_path
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_BROKEN = 0, 1, 2, 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m engine", description="Runledger engine and commands.")
+    p.add_argument("--db", help="workspace file (default: $RUNLEDGER_DB or data/workspace.duckdb)")
+    p.add_argument("--definitions", default="definitions", help="folder of automation definitions")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_: str, member: bool = False) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_)
+        if member:
+            sp.add_argument("--as", dest="member", required=True, help="the member acting (e.g. sigrid)")
+        return sp
+
+    d = add("demo", "seed the demo workspace (the credit union's quarter) if it is empty")
+    d.add_argument("--if-empty", action="store_true", help="do nothing when the workspace already has data")
+    d.add_argument("--until", help="simulate up to this UTC time (default: now)")
+    add("serve", "run the engine headless: scheduler, event dispatch, retries, intake endpoint")
+    f = add("fire", "run an automation now", member=True)
+    f.add_argument("definition")
+    e = add("emit", "record a workspace change that raises an event (e.g. incident.closed)")
+    e.add_argument("event", choices=sorted(EVENT_TYPES))
+    e.add_argument("--subject", required=True, help="the record's id, e.g. INC-701")
+    s = add("signal", "deliver an integration signal")
+    s.add_argument("source")
+    s.add_argument("--payload", required=True, help="a JSON file, or - for standard input")
+    r = add("retry", "retry a run's failed items, or one item", member=True)
+    r.add_argument("run")
+    r.add_argument("item", nargs="?")
+    c = add("cancel", "cancel a running run", member=True)
+    c.add_argument("run")
+    c.add_argument("--reason", required=True)
+    a = add("approve", "approve an item awaiting approval", member=True)
+    a.add_argument("item")
+    di = add("dismiss", "dismiss an item awaiting approval", member=True)
+    di.add_argument("item")
+    di.add_argument("--reason", required=True)
+    add("verify-audit", "prove the audit chain intact, or name the first broken entry")
+    sm = add("summary", "counts per automation and outcome for a period")
+    sm.add_argument("--from", dest="date_from", required=True, help="first day, YYYY-MM-DD")
+    sm.add_argument("--to", dest="date_to", required=True, help="last day, YYYY-MM-DD (inclusive)")
+    sm.add_argument("--json", action="store_true")
+    add("definitions", "load the definitions folder and report each file's verdict")
+    return p
+
+
+def _date(text: str, flag: str) -> dt.datetime:
+    try:
+        return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.timezone.utc)
+    except ValueError:
+        raise SystemExit(f"{flag} must be a date like 2026-07-01, not {text!r}") from None
+
+
+def _open_engine(args: argparse.Namespace) -> Any:
+    from engine.runtime import Engine
+    ws = Workspace(resolve_workspace_path(args.db))
+    engine = Engine(ws, definitions_dir=args.definitions)
+    return engine
+
+
+def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return _dispatch(args, out)
+    except WorkspaceHeld as exc:
+        from engine.intake_client import forward_if_possible
+        forwarded = forward_if_possible(args, exc, out)
+        if forwarded is not None:
+            return forwarded
+        out(f"error: {exc}")
+        return EXIT_REFUSED
+    except (NotAuthorized, CommandRefused, SignalRejected, UnknownSubject) as exc:
+        out(f"refused: {exc}")
+        return EXIT_REFUSED
+    except (NotFound, UnknownMember, UnknownDefinition) as exc:
+        out(f"error: {exc}")
+        return EXIT_REFUSED
+    except StoreError as exc:
+        out(f"error: {exc}")
+        return EXIT_BROKEN
+
+
+def _dispatch(args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    cmd = args.command
+    if cmd == "demo":
+        from engine.demo.seed import seed_demo, workspace_is_empty
+        path = resolve_workspace_path(args.db)
+        if Path(path).exists():
+            ws = Workspace(path)
+            empty = workspace_is_empty(ws)
+            ws.close()
+            if not empty:
+                out(f"{path} already holds a workspace; nothing seeded." if args.if_empty else
+                    f"error: {path} already holds a workspace; the demo seeds only an empty one "
+                    "(choose another with --db or RUNLEDGER_DB).")
+                return EXIT_OK if args.if_empty else EXIT_REFUSED
+        until = dt.datetime.fromisoformat(args.until).replace(tzinfo=dt.timezone.utc) if args.until else None
+        engine = seed_demo(path, args.definitions, until=until, say=out)
+        engine.ws.close()
+        return EXIT_OK
+    if cmd == "serve":
+        from engine.serve import serve_forever
+        return serve_forever(resolve_workspace_path(args.db), args.definitions, out)
+    engine = _open_engine(args)
+    try:
+        return _run_command(engine, args, out)
+    finally:
+        engine.shutdown()
+        engine.ws.close()
+
+
+def _run_command(engine: Any, args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    cmd = args.command
+    if cmd == "verify-audit":
+        v = engine.ws.verify_audit()
+        if v.intact:
+            out(f"audit chain intact: {v.entries} entries, head {v.head_hash}")
+            return EXIT_OK
+        out(f"audit chain BROKEN at entry {v.first_broken_seq}: {v.problem} "
+            f"({v.entries} entries verified before it)")
+        return EXIT_BROKEN
+    if cmd == "summary":
+        from store.summary import summarize_period
+        start, end = _date(args.date_from, "--from"), _date(args.date_to, "--to") + dt.timedelta(days=1)
+        with engine.ws.read() as conn:
+            rows = summarize_period(conn, start, end)
+        if args.json:
+            out(json.dumps(rows, indent=2, default=str))
+        else:
+            from engine.summary_text import format_summary
+            out(format_summary(rows, args.date_from, args.date_to))
+        return EXIT_OK
+    if cmd == "definitions":
+        report = engine.load_definitions(actor="engine:cli")
+        for path, d in report.definitions:
+            out(f"ok       {path}: {d.id} ({d.trigger.describe()})")
+        for err in report.errors:
+            out(f"rejected {err}")
+        return EXIT_OK if not report.errors else EXIT_REFUSED
+    engine.load_definitions()
+    if cmd == "emit":
+        with engine.ws.transaction() as tx:
+            event_id = change_subject(tx, args.event, args.subject, source="cli", actor="engine:cli")
+        runs = engine.dispatch_events()
+        out(f"event {event_id} recorded; runs started: {', '.join(runs) or 'none'}")
+        return EXIT_OK
+    if cmd == "signal":
+        raw = sys.stdin.read() if args.payload == "-" else Path(args.payload).read_text(encoding="utf-8")
+        event_id = deliver_signal(engine, args.source, raw)
+        out(f"signal accepted as {event_id}")
+        return EXIT_OK
+    actor = load_actor(engine.ws, args.member)
+    if cmd == "fire":
+        runs = commands.run_now(engine, actor, args.definition)
+        out(f"runs started: {', '.join(runs) or 'none'}")
+    elif cmd == "retry":
+        if args.item:
+            out(f"{args.item}: {commands.retry_item(engine, actor, args.item)}")
+        else:
+            plan, results = commands.retry_run(engine, actor, args.run)
+            for item, why in plan.not_eligible:
+                out(f"{item['item_id']}: not retried: {why}")
+            for item_id, outcome in results.items():
+                out(f"{item_id}: {outcome}")
+            if not plan.eligible and not plan.not_eligible:
+                out(f"run {args.run} has no failed items")
+    elif cmd == "cancel":
+        out(f"run {args.run}: {commands.cancel_run(engine, actor, args.run, args.reason)}")
+    elif cmd == "approve":
+        out(f"{args.item}: {commands.approve_item(engine, actor, args.item)}")
+    elif cmd == "dismiss":
+        out(f"{args.item}: {commands.dismiss_item(engine, actor, args.item, args.reason)}")
+    return EXIT_OK

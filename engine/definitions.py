@@ -1,0 +1,300 @@
+"""Automation definitions: YAML files reviewed like code, validated on load, versioned by content.
+
+Every error names the file, the field, what was expected and what was found, and a bad file never stops
+the valid ones: ``load_definition_files`` returns both the definitions and the errors.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from apscheduler.triggers.cron import CronTrigger
+
+from engine.actioners.specs import ACTIONER_SPECS
+from engine.conditions import OPS, Clause, Compare, Condition, DaysAfterTrigger, Related
+from engine.templates import DEFINITION_FIELDS, ROOTS, TRIGGER_FIELDS, placeholders
+from store.registers import EVENT_TYPES, REGISTERS
+
+TRIGGER_KINDS = ("schedule", "event", "signal")
+ID_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+class DefinitionError(ValueError):
+    """One problem in one definition file, said so that its author can fix it."""
+
+    def __init__(self, path: str, field: str, expected: str, found: Any, fix: str = "") -> None:
+        self.path, self.field, self.expected, self.found = path, field, expected, found
+        shown = repr(found) if not isinstance(found, str) or len(found) < 80 else repr(found[:77] + "...")
+        super().__init__(f"{path}: field '{field}': expected {expected}; found {shown}."
+                         + (f" Fix: {fix}" if fix else ""))
+
+
+@dataclass(frozen=True)
+class Trigger:
+    kind: str
+    cron: str | None = None
+    timezone: str = "UTC"
+    event: str | None = None
+    source: str | None = None
+
+    def describe(self) -> str:
+        return {"schedule": f"schedule '{self.cron}' ({self.timezone})", "event": f"event {self.event}",
+                "signal": f"signal from {self.source}"}[self.kind]
+
+    def cron_trigger(self) -> CronTrigger:
+        return CronTrigger.from_crontab(self.cron or "", timezone=self.timezone)
+
+
+@dataclass(frozen=True)
+class Action:
+    actioner: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 1
+    backoff_seconds: float = 300.0
+    backoff_multiplier: float = 2.0
+
+    def delay_after(self, attempt: int) -> dt.timedelta:
+        return dt.timedelta(seconds=self.backoff_seconds * self.backoff_multiplier ** (attempt - 1))
+
+
+@dataclass(frozen=True)
+class Definition:
+    id: str
+    title: str
+    description: str
+    trigger: Trigger
+    condition: Condition
+    actions: tuple[Action, ...]
+    retry: RetryPolicy
+    approval_required: bool
+    enabled: bool
+    content: str = field(repr=False, compare=False, default="")
+
+    @property
+    def content_hash(self) -> str:
+        return content_hash(self.content)
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class _V:
+    """Validation helpers bound to one file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def fail(self, fld: str, expected: str, found: Any, fix: str = "") -> DefinitionError:
+        return DefinitionError(self.path, fld, expected, found, fix)
+
+    def mapping(self, value: Any, fld: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(fld, "a mapping of keys to values", type(value).__name__ if value is not None
+                            else "nothing")
+        return value
+
+    def string(self, doc: dict[str, Any], key: str, prefix: str = "", required: bool = True) -> str:
+        fld = f"{prefix}{key}"
+        if key not in doc:
+            if required:
+                raise self.fail(fld, "a text value", "nothing (the field is missing)", f"add '{key}:'")
+            return ""
+        if not isinstance(doc[key], str) or not doc[key].strip():
+            raise self.fail(fld, "a non-empty text value", doc[key])
+        return doc[key]
+
+    def unknown_keys(self, doc: dict[str, Any], allowed: set[str], prefix: str) -> None:
+        for k in doc:
+            if k not in allowed:
+                raise self.fail(f"{prefix}{k}", f"one of {', '.join(sorted(allowed))}", k,
+                                "remove it or correct its spelling")
+
+
+def _parse_value(v: _V, raw: Any, fld: str) -> Any:
+    if isinstance(raw, dict):
+        if set(raw) != {"days_after_trigger"} or not isinstance(raw["days_after_trigger"], int):
+            raise v.fail(fld, "a literal or {days_after_trigger: <whole number>}", raw)
+        return DaysAfterTrigger(raw["days_after_trigger"])
+    return raw
+
+
+def _parse_compare(v: _V, raw: Any, fld: str, register: str) -> Compare:
+    raw = v.mapping(raw, fld)
+    fields = REGISTERS[register].fields
+    name = v.string(raw, "field", f"{fld}.")
+    if name not in fields:
+        raise v.fail(f"{fld}.field", f"a field of {register} ({', '.join(fields)})", name)
+    op = raw.get("op", "eq")
+    if op not in OPS:
+        raise v.fail(f"{fld}.op", f"one of {', '.join(OPS)}", op)
+    if op not in ("is_null", "not_null") and "value" not in raw:
+        raise v.fail(f"{fld}.value", f"a value to compare {name} with", "nothing", "add 'value:'")
+    if op in ("in", "not_in") and not isinstance(raw.get("value"), list):
+        raise v.fail(f"{fld}.value", "a list of values", raw.get("value"))
+    v.unknown_keys(raw, {"field", "op", "value", "reason"}, f"{fld}.")
+    return Compare(name, op, _parse_value(v, raw.get("value"), f"{fld}.value"))
+
+
+def _parse_clause(v: _V, raw: Any, fld: str, register: str) -> Clause:
+    raw = v.mapping(raw, fld)
+    related_key = "exists" if "exists" in raw else "not_exists" if "not_exists" in raw else None
+    if related_key is None:
+        test: Compare | Related = _parse_compare(v, raw, fld, register)
+    else:
+        body = v.mapping(raw[related_key], f"{fld}.{related_key}")
+        other = v.string(body, "register", f"{fld}.{related_key}.")
+        if other not in REGISTERS:
+            raise v.fail(f"{fld}.{related_key}.register", f"a register ({', '.join(REGISTERS)})", other)
+        match = v.mapping(body.get("match"), f"{fld}.{related_key}.match")
+        for theirs, ours in match.items():
+            if theirs not in REGISTERS[other].fields:
+                raise v.fail(f"{fld}.{related_key}.match", f"a field of {other}", theirs)
+            if ours not in REGISTERS[register].fields:
+                raise v.fail(f"{fld}.{related_key}.match.{theirs}", f"a field of {register}", ours)
+        where = tuple(_parse_compare(v, c, f"{fld}.{related_key}.where[{i}]", other)
+                      for i, c in enumerate(body.get("where") or []))
+        test = Related(other, tuple(match.items()), where, related_key == "exists")
+        v.unknown_keys(raw, {related_key, "reason"}, f"{fld}.")
+    reason = raw.get("reason") or f"condition no longer holds: {test.describe()}"
+    return Clause(test, str(reason))
+
+
+def _parse_condition(v: _V, raw: Any) -> Condition:
+    raw = v.mapping(raw, "condition")
+    subject = v.string(raw, "subject", "condition.")
+    if subject not in REGISTERS:
+        raise v.fail("condition.subject", f"a subject kind ({', '.join(REGISTERS)})", subject)
+    v.unknown_keys(raw, {"subject", "where", "guards"}, "condition.")
+    where = tuple(_parse_clause(v, c, f"condition.where[{i}]", subject)
+                  for i, c in enumerate(raw.get("where") or []))
+    guards = tuple(_parse_clause(v, c, f"condition.guards[{i}]", subject)
+                   for i, c in enumerate(raw.get("guards") or []))
+    return Condition(subject, where, guards)
+
+
+def _parse_trigger(v: _V, raw: Any) -> Trigger:
+    raw = v.mapping(raw, "trigger")
+    kind = raw.get("kind")
+    if kind not in TRIGGER_KINDS:
+        raise v.fail("trigger.kind", f"one of {', '.join(TRIGGER_KINDS)}", kind)
+    if kind == "schedule":
+        cron = v.string(raw, "cron", "trigger.")
+        tz = raw.get("timezone", "UTC")
+        try:
+            CronTrigger.from_crontab(cron, timezone=tz)
+        except Exception as exc:  # noqa: BLE001 - APScheduler's message says what is wrong
+            raise v.fail("trigger.cron", 'a 5-field cron expression such as "0 6 * * mon" '
+                         "(minute hour day month weekday)", cron, str(exc)) from None
+        return Trigger("schedule", cron=cron, timezone=tz)
+    if kind == "event":
+        event = v.string(raw, "event", "trigger.")
+        if event not in EVENT_TYPES:
+            raise v.fail("trigger.event", f"one of {', '.join(sorted(EVENT_TYPES))}", event)
+        return Trigger("event", event=event)
+    return Trigger("signal", source=v.string(raw, "source", "trigger."))
+
+
+def _parse_actions(v: _V, raw: Any, subject: str) -> tuple[Action, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise v.fail("actions", "a list of one or more actions", raw)
+    fields = REGISTERS[subject].fields
+    out = []
+    for i, a in enumerate(raw):
+        fld = f"actions[{i}]"
+        a = v.mapping(a, fld)
+        name = v.string(a, "actioner", f"{fld}.")
+        spec = ACTIONER_SPECS.get(name)
+        if spec is None:
+            raise v.fail(f"{fld}.actioner", f"a known actioner ({', '.join(ACTIONER_SPECS)})", name)
+        params = v.mapping(a.get("params", {}), f"{fld}.params")
+        for p in spec.required:
+            if p not in params:
+                raise v.fail(f"{fld}.params.{p}", f"a value for '{p}' (required by {name})", "nothing")
+        for p, value in params.items():
+            if p not in spec.required and p not in spec.optional:
+                raise v.fail(f"{fld}.params.{p}", f"a parameter of {name} "
+                             f"({', '.join([*spec.required, *spec.optional])})", p)
+            for path in placeholders(value):
+                root, _, rest = path.partition(".")
+                known = {"subject": fields, "trigger": TRIGGER_FIELDS, "definition": DEFINITION_FIELDS}
+                if root not in ROOTS or rest not in known[root]:
+                    raise v.fail(f"{fld}.params.{p}", f"placeholders naming a field of {subject} "
+                                 f"(e.g. {{{{ subject.{next(iter(fields))} }}}}) or trigger/definition",
+                                 "{{ " + path + " }}", f"'{rest}' does not exist on {root}")
+        out.append(Action(name, params))
+    return tuple(out)
+
+
+def parse_definition(text: str, path: str) -> Definition:
+    v = _V(path)
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "the file"
+        raise DefinitionError(path, "(whole file)", "valid YAML", f"a syntax error at {where}",
+                              str(getattr(exc, "problem", exc))) from None
+    doc = v.mapping(doc, "(whole file)")
+    v.unknown_keys(doc, {"id", "title", "description", "enabled", "trigger", "condition", "actions",
+                         "policies"}, "")
+    def_id = v.string(doc, "id")
+    if not set(def_id) <= ID_CHARS:
+        raise v.fail("id", "lower-case letters, digits and hyphens", def_id)
+    trigger = _parse_trigger(v, doc.get("trigger"))
+    condition = _parse_condition(v, doc.get("condition"))
+    actions = _parse_actions(v, doc.get("actions"), condition.subject)
+    policies = v.mapping(doc.get("policies", {}) or {}, "policies")
+    v.unknown_keys(policies, {"retry", "approval"}, "policies.")
+    retry_raw = v.mapping(policies.get("retry", {}) or {}, "policies.retry")
+    try:
+        retry = RetryPolicy(**retry_raw)
+    except TypeError:
+        raise v.fail("policies.retry", "max_attempts, backoff_seconds, backoff_multiplier",
+                     sorted(retry_raw)) from None
+    if not isinstance(retry.max_attempts, int) or retry.max_attempts < 1:
+        raise v.fail("policies.retry.max_attempts", "a whole number of at least 1", retry.max_attempts)
+    approval = v.mapping(policies.get("approval", {}) or {}, "policies.approval")
+    enabled = doc.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise v.fail("enabled", "true or false", enabled)
+    return Definition(def_id, v.string(doc, "title"), str(doc.get("description", "")).strip(), trigger,
+                      condition, actions, retry, bool(approval.get("required", False)), enabled, text)
+
+
+@dataclass
+class LoadReport:
+    definitions: list[tuple[str, Definition]]  # (path, definition)
+    errors: list[DefinitionError]
+
+
+def load_definition_files(directory: str | Path) -> LoadReport:
+    """Parse every ``*.yaml``/``*.yml`` file; collect errors instead of stopping at the first."""
+    report = LoadReport([], [])
+    seen: dict[str, str] = {}
+    for p in sorted([*Path(directory).glob("*.yaml"), *Path(directory).glob("*.yml")]):
+        path = str(p)
+        try:
+            d = parse_definition(p.read_text(encoding="utf-8"), path)
+        except DefinitionError as exc:
+            report.errors.append(exc)
+            continue
+        except UnicodeDecodeError:
+            report.errors.append(DefinitionError(path, "(whole file)", "UTF-8 text", "binary content"))
+            continue
+        if d.id in seen:
+            report.errors.append(DefinitionError(path, "id", "an id no other file uses", d.id,
+                                                 f"{seen[d.id]} already defines it"))
+            continue
+        seen[d.id] = path
+        report.definitions.append((path, d))
+    return report

@@ -1,0 +1,98 @@
+"""Integration signals: a source delivers a payload; it lands in the source's register and fires the
+definitions listening to that source.
+
+A payload is checked before anything is written — known source, size, JSON object, required fields,
+types — and a rejected one is recorded in the audit log with its reason, with nothing half-created.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import TYPE_CHECKING, Any
+
+from store.intake import read_source
+from store.registers import REGISTERS, insert_signal_subject, record_trigger_event, to_jsonable
+
+if TYPE_CHECKING:
+    from engine.runtime import Engine
+
+MAX_PAYLOAD_BYTES = 64 * 1024
+
+# What each register accepts from a signal: field → (type, required).
+SIGNAL_FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
+    "rule_changes": {"reference": (str, True), "regulator": (str, True), "title": (str, True),
+                     "effective_date": (dt.date, False)},
+}
+
+
+class SignalRejected(ValueError):
+    pass
+
+
+def parse_payload(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(raw, dict):
+        return raw
+    data = raw.encode() if isinstance(raw, str) else raw
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise SignalRejected(f"payload is {len(data):,} bytes; the limit is {MAX_PAYLOAD_BYTES:,} bytes")
+    try:
+        value = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SignalRejected(f"payload is not valid JSON ({exc}); send one JSON object") from None
+    if not isinstance(value, dict):
+        raise SignalRejected(f"payload must be a JSON object, not a {type(value).__name__}")
+    return value
+
+
+def validate_fields(register: str, payload: dict[str, Any]) -> dict[str, Any]:
+    spec = SIGNAL_FIELDS[register]
+    unknown = sorted(set(payload) - set(spec))
+    if unknown:
+        raise SignalRejected(f"unknown field(s) {', '.join(unknown)}; {register} accepts "
+                             f"{', '.join(spec)}")
+    row: dict[str, Any] = {}
+    for name, (typ, required) in spec.items():
+        value = payload.get(name)
+        if value is None:
+            if required:
+                raise SignalRejected(f"field '{name}' is required (a {typ.__name__})")
+            continue
+        if typ is dt.date:
+            try:
+                value = dt.date.fromisoformat(str(value))
+            except ValueError:
+                raise SignalRejected(f"field '{name}' must be a date like 2026-09-30, got {value!r}") from None
+        elif not isinstance(value, typ) or (isinstance(value, str) and not value.strip()):
+            raise SignalRejected(f"field '{name}' must be a non-empty {typ.__name__}, got {value!r}")
+        row[name] = value
+    return row
+
+
+def deliver_signal(engine: "Engine", source_id: str, raw_payload: bytes | str | dict[str, Any],
+                   dispatch: bool = True) -> str:
+    """Accept a signal: one transaction records the register row and its trigger event."""
+    actor = f"signal:{source_id}"
+    try:
+        with engine.ws.read() as conn:
+            source = read_source(conn, source_id)
+        if source is None:
+            raise SignalRejected(f"unknown source {source_id!r}; register it first "
+                                 "(python -m engine sources add NAME --register REGISTER)")
+        payload = parse_payload(raw_payload)
+        row = validate_fields(source["register"], payload)
+    except SignalRejected as exc:
+        with engine.ws.transaction() as tx:
+            tx.audit(actor, "signal.rejected", "intake_source", source_id, {"reason": str(exc)})
+        raise
+    reg = REGISTERS[source["register"]]
+    now = engine.clock.now()
+    with engine.ws.transaction() as tx:
+        subject_id = insert_signal_subject(tx, reg.kind, row, now)
+        event_id = record_trigger_event(tx, kind="signal", event_type="signal.received", source=source_id,
+                                        occurred_at=now, subject_kind=reg.kind, subject_id=subject_id,
+                                        payload=to_jsonable(payload))
+        tx.audit(actor, "signal.accepted", "trigger_event", event_id, {"subject": subject_id})
+    if dispatch:
+        engine.dispatch_events()
+    return event_id

@@ -1,0 +1,31 @@
+"""Writes the run status the state machine derives; the only place a run's status is set."""
+
+from __future__ import annotations
+
+from engine.statemachine import (CANCELLED, COMPLETED, COMPLETED_WITH_FAILURES, FAILED, RUNNING,
+                                 TERMINAL_RUN_STATUSES, check_run_transition, derive_run_status)
+from store import runs as run_store
+from store.workspace import Tx
+
+RUN_EVENTS = {RUNNING: "run.started", COMPLETED: "run.completed",
+              COMPLETED_WITH_FAILURES: "run.completed_with_failures", CANCELLED: "run.cancelled",
+              FAILED: "run.failed"}
+
+
+def settle_run_status(tx: Tx, run_id: str, actor: str) -> str:
+    run = run_store.read_run(tx.conn, run_id)
+    assert run is not None, run_id
+    new = derive_run_status(run_store.read_run_facts(tx.conn, run))
+    old = run["status"]
+    if new == old:
+        return new
+    check_run_transition(run_id, old, new)
+    values: dict[str, object] = {"status": new}
+    if new in TERMINAL_RUN_STATUSES:
+        values["completed_at"] = tx.now()
+    elif old == COMPLETED_WITH_FAILURES:
+        values["completed_at"] = None
+    run_store.write_run_fields(tx, run_id, **values)
+    event = "run.reopened" if old == COMPLETED_WITH_FAILURES else RUN_EVENTS[new]
+    tx.audit(actor, event, "run", run_id, {"from": old, "to": new})
+    return new

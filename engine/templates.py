@@ -1,0 +1,59 @@
+"""Parameter templates: ``"{{ subject.manager }}"`` rendered per subject, with no code evaluation.
+
+A template names values by path only (``subject.<field>``, ``trigger.<field>``, ``definition.<field>``).
+Unknown paths are caught when the definition loads, so a rendering failure at run time means the data
+changed under us, and is reported as a deterministic failure of that item.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any, Iterator, Mapping
+
+PLACEHOLDER = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*(?:\.[a-zA-Z_][a-zA-Z0-9_]*)+)\s*\}\}")
+ROOTS = ("subject", "trigger", "definition")
+TRIGGER_FIELDS = ("event_id", "kind", "source", "event_type", "occurred_at")
+DEFINITION_FIELDS = ("id", "title", "version")
+
+
+class TemplateError(ValueError):
+    pass
+
+
+def placeholders(template: Any) -> Iterator[str]:
+    if isinstance(template, str):
+        for m in PLACEHOLDER.finditer(template):
+            yield m.group(1)
+    elif isinstance(template, Mapping):
+        for v in template.values():
+            yield from placeholders(v)
+    elif isinstance(template, list):
+        for v in template:
+            yield from placeholders(v)
+
+
+def _lookup(path: str, context: Mapping[str, Mapping[str, Any]]) -> Any:
+    root, _, rest = path.partition(".")
+    scope = context.get(root)
+    if scope is None or rest not in scope:
+        raise TemplateError(f"{{{{ {path} }}}} has no value for this subject")
+    value = scope[rest]
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    return value
+
+
+def render(template: Any, context: Mapping[str, Mapping[str, Any]]) -> Any:
+    """Render strings (a lone placeholder keeps the value's type), and recurse into dicts and lists."""
+    if isinstance(template, str):
+        whole = PLACEHOLDER.fullmatch(template.strip())
+        if whole:
+            return _lookup(whole.group(1), context)
+        return PLACEHOLDER.sub(lambda m: "" if (v := _lookup(m.group(1), context)) is None else str(v),
+                               template)
+    if isinstance(template, Mapping):
+        return {k: render(v, context) for k, v in template.items()}
+    if isinstance(template, list):
+        return [render(v, context) for v in template]
+    return template

@@ -1,0 +1,32 @@
+"""Errors the store raises, each saying what went wrong and what to do about it."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base of every store error; its message is meant for the person at the keyboard."""
+
+
+class WorkspaceHeld(StoreError):
+    """Another process holds the workspace file (DuckDB allows one writer and, while it writes, no reader)."""
+
+    def __init__(self, path: str, holder: str) -> None:
+        self.path = path
+        self.holder = holder
+        super().__init__(
+            f"The workspace {path} is held by another process ({holder}). Nothing was changed. "
+            "Stop that process, or send the command through the running engine's intake endpoint "
+            "(the CLI does this by itself for emit, signal, fire, retry, cancel, approve and dismiss)."
+        )
+
+
+class WorkspaceUnreadable(StoreError):
+    """The file is not a DuckDB workspace we can read: corrupted, truncated or not ours."""
+
+
+class SchemaTooNew(StoreError):
+    """The workspace was written by a newer Runledger; opening it with this one could lose data."""
+
+
+class WriteConflict(StoreError):
+    """Two writers changed the same row at once; the loser is told plainly and may try again."""

@@ -1,0 +1,160 @@
+"""Run items, their attempts and approvals.
+
+Claims are conditional updates (``… WHERE outcome = 'pending'``) checked by row count: the portable way
+to take work without ``SELECT … FOR UPDATE``, which DuckDB does not have.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Sequence
+
+import sqlalchemy as sa
+
+from engine.statemachine import AWAITING_APPROVAL, IN_FLIGHT, ITEM_FAILED, ITEM_PENDING, SKIPPED
+from store.bulk import append_rows, update_rows
+from store.schema import approvals, item_attempts, run_items
+from store.workspace import Tx
+
+
+def insert_items(tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
+    append_rows(tx, run_items, rows)
+
+
+def read_item(conn: sa.Connection, item_id: str) -> dict[str, Any] | None:
+    row = conn.execute(sa.select(run_items).where(run_items.c.item_id == item_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def read_items(conn: sa.Connection, run_id: str, outcome: str | None = None) -> list[dict[str, Any]]:
+    q = sa.select(run_items).where(run_items.c.run_id == run_id)
+    if outcome:
+        q = q.where(run_items.c.outcome == outcome)
+    return [dict(r) for r in conn.execute(q.order_by(run_items.c.position)).mappings()]
+
+
+def claim_pending_items(tx: Tx, run_id: str, limit: int) -> list[dict[str, Any]]:
+    """Take the next ``limit`` pending items of a run in order, marking them in flight."""
+    ids = list(tx.conn.execute(sa.select(run_items.c.item_id).where(
+        run_items.c.run_id == run_id, run_items.c.outcome == ITEM_PENDING)
+        .order_by(run_items.c.position).limit(limit)).scalars())
+    return claim_items(tx, ids, (ITEM_PENDING,))
+
+
+def claim_items(tx: Tx, item_ids: Sequence[str], from_outcomes: Sequence[str]) -> list[dict[str, Any]]:
+    """Mark the given items in flight if they are still in one of ``from_outcomes``; return those taken."""
+    if not item_ids:
+        return []
+    cond = (run_items.c.item_id.in_(list(item_ids)), run_items.c.outcome.in_(list(from_outcomes)))
+    taken = [dict(r) for r in tx.conn.execute(sa.select(run_items).where(*cond)
+                                                .order_by(run_items.c.position)).mappings()]
+    if taken:
+        res = tx.conn.execute(run_items.update().where(
+            run_items.c.item_id.in_([t["item_id"] for t in taken]), run_items.c.outcome.in_(list(from_outcomes)))
+            .values(outcome=IN_FLIGHT, retry_due_at=None, updated_at=tx.now()))
+        assert res.rowcount == len(taken), "claim raced inside the write lock"
+    return taken
+
+
+def read_in_flight_items(conn: sa.Connection, run_id: str) -> list[dict[str, Any]]:
+    return read_items(conn, run_id, IN_FLIGHT)
+
+
+def apply_item_outcomes(tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
+    """Write settled outcomes; every row carries the same columns (see ``engine.executor``)."""
+    update_rows(tx, run_items, "item_id", rows)
+
+
+def insert_attempts(tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
+    append_rows(tx, item_attempts, rows)
+
+
+def read_attempts(conn: sa.Connection, item_id: str) -> list[dict[str, Any]]:
+    q = sa.select(item_attempts).where(item_attempts.c.item_id == item_id).order_by(item_attempts.c.attempt)
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def skip_unstarted_items(tx: Tx, run_id: str, reason: str) -> list[str]:
+    """Cancellation: items not yet started (pending or awaiting approval) become skipped."""
+    ids = list(tx.conn.execute(sa.select(run_items.c.item_id).where(
+        run_items.c.run_id == run_id, run_items.c.outcome.in_((ITEM_PENDING, AWAITING_APPROVAL)))).scalars())
+    if ids:
+        tx.conn.execute(run_items.update().where(
+            run_items.c.item_id.in_(ids), run_items.c.outcome.in_((ITEM_PENDING, AWAITING_APPROVAL)))
+            .values(outcome=SKIPPED, skip_reason=reason, updated_at=tx.now()))
+        tx.conn.execute(approvals.update().where(approvals.c.item_id.in_(ids), approvals.c.decision.is_(None))
+                        .values(decision="cancelled", decided_at=tx.now(), reason=reason))
+    tx.conn.execute(run_items.update().where(
+        run_items.c.run_id == run_id, run_items.c.outcome == ITEM_FAILED, run_items.c.retry_due_at.is_not(None))
+        .values(retry_due_at=None))
+    return ids
+
+
+def read_due_retries(conn: sa.Connection, now: dt.datetime) -> list[tuple[str, str]]:
+    q = sa.select(run_items.c.run_id, run_items.c.item_id).where(
+        run_items.c.outcome == ITEM_FAILED, run_items.c.retry_due_at <= now).order_by(
+        run_items.c.retry_due_at, run_items.c.item_id)
+    return [(r.run_id, r.item_id) for r in conn.execute(q)]
+
+
+# --- approvals ------------------------------------------------------------------------------------
+def open_approvals(tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
+    append_rows(tx, approvals, rows)
+
+
+def read_approval(conn: sa.Connection, item_id: str) -> dict[str, Any] | None:
+    row = conn.execute(sa.select(approvals).where(approvals.c.item_id == item_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def read_approved_item_ids(conn: sa.Connection, item_ids: Sequence[str]) -> set[str]:
+    q = sa.select(approvals.c.item_id).where(approvals.c.item_id.in_(list(item_ids)),
+                                             approvals.c.decision == "approved")
+    return set(conn.execute(q).scalars())
+
+
+def decide_approval(tx: Tx, item_id: str, decision: str, actor: str, reason: str | None) -> bool:
+    """Close an open approval; False if it was already decided (the other decision won)."""
+    res = tx.conn.execute(approvals.update().where(approvals.c.item_id == item_id,
+                                                   approvals.c.decision.is_(None))
+                          .values(decision=decision, decided_by=actor, decided_at=tx.now(), reason=reason))
+    return res.rowcount == 1
+
+
+def read_open_approvals(conn: sa.Connection) -> list[dict[str, Any]]:
+    q = sa.select(approvals).where(approvals.c.decision.is_(None)).order_by(approvals.c.opened_at)
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def skip_item(tx: Tx, item_id: str, from_outcome: str, reason: str) -> bool:
+    res = tx.conn.execute(run_items.update().where(run_items.c.item_id == item_id,
+                                                   run_items.c.outcome == from_outcome)
+                          .values(outcome=SKIPPED, skip_reason=reason, updated_at=tx.now()))
+    return res.rowcount == 1
+
+
+def claim_due_retries(tx: Tx, now: dt.datetime, limit: int = 1000) -> list[dict[str, Any]]:
+    ids = list(tx.conn.execute(sa.select(run_items.c.item_id).where(
+        run_items.c.outcome == ITEM_FAILED, run_items.c.retry_due_at <= now)
+        .order_by(run_items.c.retry_due_at, run_items.c.item_id).limit(limit)).scalars())
+    return claim_items(tx, ids, (ITEM_FAILED,))
+
+
+def read_open_approval_items(conn: sa.Connection) -> list[dict[str, Any]]:
+    """Open approvals with the item they hold (subject and parameters), oldest first."""
+    q = (sa.select(approvals.c.approval_id, approvals.c.opened_at, approvals.c.definition_id,
+                   run_items.c.item_id, run_items.c.run_id, run_items.c.subject_kind, run_items.c.subject_id,
+                   run_items.c.subject_label, run_items.c.subject_snapshot, run_items.c.action,
+                   run_items.c.parameters)
+         .join(run_items, run_items.c.item_id == approvals.c.item_id)
+         .where(approvals.c.decision.is_(None)).order_by(approvals.c.opened_at, approvals.c.item_id))
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def read_failed_item_ids(conn: sa.Connection, definition_id: str | None = None) -> list[tuple[str, str]]:
+    """(run_id, item_id) of items whose outcome is failed now."""
+    from store.schema import runs
+    q = sa.select(run_items.c.run_id, run_items.c.item_id).where(run_items.c.outcome == ITEM_FAILED)
+    if definition_id:
+        q = q.join(runs, runs.c.run_id == run_items.c.run_id).where(runs.c.definition_id == definition_id)
+    return [(r.run_id, r.item_id) for r in conn.execute(q.order_by(run_items.c.item_id))]

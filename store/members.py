@@ -1,0 +1,31 @@
+"""Members and their roles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from store.schema import members
+from store.workspace import Tx
+
+
+def create_member(tx: Tx, member_id: str, display_name: str, password_hash: str, roles: list[str],
+                  actor: str) -> None:
+    tx.conn.execute(members.insert().values(member_id=member_id, display_name=display_name,
+                                            password_hash=password_hash, roles=",".join(sorted(roles)),
+                                            active=True, created_at=tx.now()))
+    tx.audit(actor, "member.created", "member", member_id, {"roles": sorted(roles)})
+
+
+def read_member(conn: sa.Connection, member_id: str) -> dict[str, Any] | None:
+    row = conn.execute(sa.select(members).where(members.c.member_id == member_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def read_members(conn: sa.Connection) -> list[dict[str, Any]]:
+    return [dict(r) for r in conn.execute(sa.select(members).order_by(members.c.member_id)).mappings()]
+
+
+def count_members(conn: sa.Connection) -> int:
+    return conn.execute(sa.select(sa.func.count()).select_from(members)).scalar_one()

@@ -1,0 +1,62 @@
+"""Versioned schema migrations: an older workspace is upgraded on open, a newer one refused.
+
+Each migration is a function of a connection, applied in order inside the opening transaction, so a
+failed upgrade leaves the workspace as it was.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import sqlalchemy as sa
+
+from store.errors import SchemaTooNew
+from store.schema import metadata, schema_meta
+
+
+def _v1_initial(conn: sa.Connection) -> None:
+    metadata.create_all(conn)
+
+
+def _v2_indexes(conn: sa.Connection) -> None:
+    # Reads by run, by outcome and by entity are the dashboard's hot paths.
+    for stmt in (
+        "CREATE INDEX IF NOT EXISTS ix_runs_def_triggered ON runs (definition_id, triggered_at)",
+        "CREATE INDEX IF NOT EXISTS ix_events_undispatched ON trigger_events (dispatched_at)",
+        "CREATE INDEX IF NOT EXISTS ix_audit_entity ON audit_log (entity_kind, entity_id)",
+    ):
+        conn.exec_driver_sql(stmt)
+
+
+MIGRATIONS: list[tuple[int, Callable[[sa.Connection], None]]] = [
+    (1, _v1_initial),
+    (2, _v2_indexes),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def read_schema_version(conn: sa.Connection) -> int | None:
+    if not sa.inspect(conn).has_table("schema_meta"):
+        return None
+    value = conn.execute(
+        sa.select(schema_meta.c.value).where(schema_meta.c.key == "schema_version")).scalar()
+    return int(value) if value is not None else None
+
+
+def upgrade_schema(conn: sa.Connection) -> int:
+    """Bring the workspace to ``SCHEMA_VERSION``; refuse one written by a newer Runledger."""
+    found = read_schema_version(conn) or 0
+    if found > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"This workspace was written by a newer Runledger (schema {found}; this one knows up to "
+            f"{SCHEMA_VERSION}). Nothing was changed. Upgrade Runledger to open it.")
+    for version, migrate in MIGRATIONS:
+        if version > found:
+            migrate(conn)
+            if found == 0:
+                conn.execute(schema_meta.insert().values(key="schema_version", value=str(version)))
+            else:
+                conn.execute(schema_meta.update().where(schema_meta.c.key == "schema_version")
+                             .values(value=str(version)))
+            found = version
+    return found

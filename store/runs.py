@@ -1,0 +1,108 @@
+"""Runs: created per (definition, trigger event) at most once, counted, cancelled on request."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+
+from engine.statemachine import AWAITING_APPROVAL, ITEM_FAILED, RunFacts
+from store.schema import run_items, run_number, runs, trigger_events
+from store.workspace import Tx
+
+
+def create_run(tx: Tx, *, definition_id: str, definition_version: int, event: dict[str, Any],
+               actor: str) -> str | None:
+    """Create a pending run for this trigger event, or return None if one already exists."""
+    exists = tx.conn.execute(sa.select(runs.c.run_id).where(
+        runs.c.definition_id == definition_id, runs.c.trigger_event_id == event["event_id"])).first()
+    if exists:
+        return None
+    n = tx.conn.execute(sa.select(run_number.next_value())).scalar_one()
+    run_id = f"RUN-{n:06d}"
+    tx.conn.execute(runs.insert().values(
+        run_id=run_id, run_number=n, definition_id=definition_id, definition_version=definition_version,
+        trigger_kind=event["kind"], trigger_source=event["source"], trigger_event_id=event["event_id"],
+        triggered_at=event["occurred_at"], status="pending", subjects_matched=0, actions_invoked=0,
+        created_at=tx.now()))
+    tx.audit(actor, "run.created", "run", run_id,
+             {"definition_id": definition_id, "definition_version": definition_version,
+              "trigger_event_id": event["event_id"], "trigger_kind": event["kind"],
+              "trigger_source": event["source"]})
+    return run_id
+
+
+def read_run(conn: sa.Connection, run_id: str) -> dict[str, Any] | None:
+    row = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def read_run_facts(conn: sa.Connection, run: dict[str, Any]) -> RunFacts:
+    counts = dict(conn.execute(
+        sa.select(run_items.c.outcome, sa.func.count()).where(run_items.c.run_id == run["run_id"])
+        .group_by(run_items.c.outcome)).all())
+    scheduled = conn.execute(sa.select(sa.func.count()).select_from(run_items).where(
+        run_items.c.run_id == run["run_id"], run_items.c.outcome == ITEM_FAILED,
+        run_items.c.retry_due_at.is_not(None))).scalar_one()
+    return RunFacts(started=run["started_at"] is not None,
+                    cancel_requested=run["cancel_requested_at"] is not None,
+                    run_failure=run["failure_cause"], outcome_counts=counts, retries_scheduled=scheduled)
+
+
+def write_run_fields(tx: Tx, run_id: str, **values: Any) -> None:
+    tx.conn.execute(runs.update().where(runs.c.run_id == run_id).values(**values))
+
+
+def add_actions_invoked(tx: Tx, run_id: str, n: int) -> None:
+    if n:
+        tx.conn.execute(runs.update().where(runs.c.run_id == run_id)
+                        .values(actions_invoked=runs.c.actions_invoked + n))
+
+
+def read_open_runs(conn: sa.Connection) -> list[dict[str, Any]]:
+    """Runs not yet closed: what crash recovery and the retry loop look at."""
+    q = sa.select(runs).where(runs.c.status.in_(("pending", "running"))).order_by(runs.c.run_number)
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def read_event(conn: sa.Connection, event_id: str) -> dict[str, Any] | None:
+    row = conn.execute(sa.select(trigger_events).where(trigger_events.c.event_id == event_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def read_undispatched_events(conn: sa.Connection, limit: int = 500) -> list[dict[str, Any]]:
+    q = (sa.select(trigger_events).where(trigger_events.c.dispatched_at.is_(None))
+         .order_by(trigger_events.c.occurred_at, trigger_events.c.event_id).limit(limit))
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def mark_event_dispatched(tx: Tx, event_id: str) -> None:
+    tx.conn.execute(trigger_events.update().where(trigger_events.c.event_id == event_id)
+                    .values(dispatched_at=tx.now()))
+
+
+def count_awaiting_approval(conn: sa.Connection, run_id: str) -> int:
+    return conn.execute(sa.select(sa.func.count()).select_from(run_items).where(
+        run_items.c.run_id == run_id, run_items.c.outcome == AWAITING_APPROVAL)).scalar_one()
+
+
+def read_runs_table(conn: sa.Connection, limit: int = 200) -> list[dict[str, Any]]:
+    """The plain runs table app.py shows until the dashboard lands: newest first."""
+    q = sa.select(runs.c.run_id, runs.c.definition_id, runs.c.definition_version, runs.c.trigger_kind,
+                  runs.c.trigger_source, runs.c.status, runs.c.subjects_matched, runs.c.actions_invoked,
+                  runs.c.triggered_at, runs.c.started_at, runs.c.completed_at
+                  ).order_by(runs.c.triggered_at.desc(), runs.c.run_number.desc()).limit(limit)
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def utc(value: dt.datetime | None) -> dt.datetime | None:
+    return None if value is None else value.astimezone(dt.timezone.utc)
+
+
+def request_cancel(tx: Tx, run_id: str, actor: str, reason: str) -> bool:
+    """Record the cancel request once; False if one was already recorded."""
+    res = tx.conn.execute(runs.update().where(runs.c.run_id == run_id, runs.c.cancel_requested_at.is_(None))
+                          .values(cancel_requested_by=actor, cancel_requested_at=tx.now(),
+                                  cancel_reason=reason))
+    return res.rowcount == 1

@@ -1,0 +1,326 @@
+"""The workspace's tables, written once in SQLAlchemy Core so DuckDB and PostgreSQL share them.
+
+Tables named in docs/schema.md are a public contract for auditors and BI tools: rename nothing there
+without a migration and a note. Integer keys say ``autoincrement=False`` because duckdb-engine has no
+SERIAL; identifiers come from sequences or are derived.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+TS = sa.DateTime(timezone=True)
+
+
+def _id(name: str) -> sa.Column:
+    return sa.Column(name, sa.String, primary_key=True)
+
+
+run_number = sa.Sequence("run_number_seq", metadata=metadata)
+record_number = sa.Sequence("record_number_seq", metadata=metadata)
+event_number = sa.Sequence("event_number_seq", metadata=metadata)
+
+schema_meta = sa.Table(
+    "schema_meta", metadata,
+    _id("key"),
+    sa.Column("value", sa.String, nullable=False),
+)
+
+# --- members -------------------------------------------------------------------------------------
+members = sa.Table(
+    "members", metadata,
+    _id("member_id"),
+    sa.Column("display_name", sa.String, nullable=False),
+    sa.Column("password_hash", sa.String, nullable=False),
+    sa.Column("roles", sa.String, nullable=False),  # comma-separated role names
+    sa.Column("active", sa.Boolean, nullable=False, default=True),
+    sa.Column("created_at", TS, nullable=False),
+)
+
+# --- definitions ---------------------------------------------------------------------------------
+definitions = sa.Table(
+    "definitions", metadata,
+    _id("definition_id"),
+    sa.Column("title", sa.String, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("latest_version", sa.Integer, nullable=False),
+    sa.Column("source_path", sa.String),
+    sa.Column("trigger_kind", sa.String, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+definition_versions = sa.Table(
+    "definition_versions", metadata,
+    sa.Column("definition_id", sa.String, primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("content_hash", sa.String, nullable=False),
+    sa.Column("content", sa.Text, nullable=False),  # the YAML text exactly as reviewed
+    sa.Column("authored_by", sa.String, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+)
+
+definition_rejections = sa.Table(
+    "definition_rejections", metadata,
+    sa.Column("source_path", sa.String, primary_key=True),
+    sa.Column("content_hash", sa.String, primary_key=True),
+    sa.Column("errors", sa.Text, nullable=False),
+    sa.Column("rejected_at", TS, nullable=False),
+)
+
+# --- the workspace's registers (subjects) ------------------------------------------------------
+accounts = sa.Table(
+    "accounts", metadata,
+    _id("account_id"),
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("manager", sa.String, nullable=False),
+    sa.Column("status", sa.String, nullable=False),  # active | inactive
+    sa.Column("kyc_review_due", sa.Date, nullable=False),
+    sa.Column("risk_rating", sa.String, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)
+suppliers = sa.Table(
+    "suppliers", metadata,
+    _id("supplier_id"),
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("owner", sa.String, nullable=False),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("attestation_expires", sa.Date, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)
+incidents = sa.Table(
+    "incidents", metadata,
+    _id("incident_id"),
+    sa.Column("title", sa.String, nullable=False),
+    sa.Column("severity", sa.String, nullable=False),
+    sa.Column("owner", sa.String, nullable=False),
+    sa.Column("status", sa.String, nullable=False),  # open | closed
+    sa.Column("opened_at", TS, nullable=False),
+    sa.Column("closed_at", TS),
+    sa.Column("updated_at", TS, nullable=False),
+)
+incident_reviews = sa.Table(
+    "incident_reviews", metadata,
+    _id("review_id"),
+    sa.Column("incident_id", sa.String, nullable=False),
+    sa.Column("reviewer", sa.String, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)
+exceptions = sa.Table(
+    "exceptions", metadata,
+    _id("exception_id"),
+    sa.Column("title", sa.String, nullable=False),
+    sa.Column("owner", sa.String, nullable=False),
+    sa.Column("status", sa.String, nullable=False),  # open | closed
+    sa.Column("closed_at", TS),
+    sa.Column("updated_at", TS, nullable=False),
+)
+aml_monitor_results = sa.Table(
+    "aml_monitor_results", metadata,
+    _id("result_id"),
+    sa.Column("monitor", sa.String, nullable=False),
+    sa.Column("account_id", sa.String, nullable=False),
+    sa.Column("result", sa.String, nullable=False),  # passed | failed
+    sa.Column("detail", sa.String, nullable=False),
+    sa.Column("observed_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)
+rule_changes = sa.Table(
+    "rule_changes", metadata,
+    _id("rule_change_id"),
+    sa.Column("regulator", sa.String, nullable=False),
+    sa.Column("reference", sa.String, nullable=False),
+    sa.Column("title", sa.String, nullable=False),
+    sa.Column("effective_date", sa.Date),
+    sa.Column("received_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+# --- triggers, runs, items ----------------------------------------------------------------------
+trigger_events = sa.Table(
+    "trigger_events", metadata,
+    _id("event_id"),
+    sa.Column("kind", sa.String, nullable=False),  # schedule | event | signal | manual
+    sa.Column("event_type", sa.String, nullable=False),  # schedule.fired, incident.closed, ...
+    sa.Column("source", sa.String, nullable=False),
+    sa.Column("subject_kind", sa.String),
+    sa.Column("subject_id", sa.String),
+    sa.Column("definition_id", sa.String),  # schedule and manual fires target one definition
+    sa.Column("occurred_at", TS, nullable=False),
+    sa.Column("received_at", TS, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("dispatched_at", TS),
+)
+
+runs = sa.Table(
+    "runs", metadata,
+    _id("run_id"),
+    sa.Column("run_number", sa.BigInteger, nullable=False),
+    sa.Column("definition_id", sa.String, nullable=False),
+    sa.Column("definition_version", sa.Integer, nullable=False),
+    sa.Column("trigger_kind", sa.String, nullable=False),
+    sa.Column("trigger_source", sa.String, nullable=False),
+    sa.Column("trigger_event_id", sa.String, nullable=False),
+    sa.Column("triggered_at", TS, nullable=False),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("subjects_matched", sa.Integer, nullable=False),
+    sa.Column("actions_invoked", sa.Integer, nullable=False),
+    sa.Column("started_at", TS),
+    sa.Column("completed_at", TS),
+    sa.Column("cancel_requested_by", sa.String),
+    sa.Column("cancel_requested_at", TS),
+    sa.Column("cancel_reason", sa.String),
+    sa.Column("failure_cause", sa.String),
+    sa.Column("created_at", TS, nullable=False),
+    sa.UniqueConstraint("definition_id", "trigger_event_id", name="uq_run_per_trigger_event"),
+)
+
+run_items = sa.Table(
+    "run_items", metadata,
+    _id("item_id"),
+    sa.Column("run_id", sa.String, nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("subject_kind", sa.String, nullable=False),
+    sa.Column("subject_id", sa.String, nullable=False),
+    sa.Column("subject_label", sa.String, nullable=False),
+    sa.Column("subject_snapshot", sa.Text, nullable=False),
+    sa.Column("action", sa.String, nullable=False),
+    sa.Column("parameters", sa.Text, nullable=False),
+    sa.Column("idempotency_key", sa.String, nullable=False),
+    sa.Column("outcome", sa.String, nullable=False),
+    sa.Column("record_ref", sa.String),
+    sa.Column("skip_reason", sa.String),
+    sa.Column("failure_cause", sa.String),
+    sa.Column("failure_class", sa.String),  # transient | deterministic
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("retry_due_at", TS),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+item_attempts = sa.Table(
+    "item_attempts", metadata,
+    sa.Column("item_id", sa.String, primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("run_id", sa.String, nullable=False),
+    sa.Column("actor", sa.String, nullable=False),
+    sa.Column("started_at", TS, nullable=False),
+    sa.Column("finished_at", TS, nullable=False),
+    sa.Column("outcome", sa.String, nullable=False),
+    sa.Column("failure_cause", sa.String),
+    sa.Column("failure_class", sa.String),
+    sa.Column("record_ref", sa.String),
+)
+
+approvals = sa.Table(
+    "approvals", metadata,
+    _id("approval_id"),
+    sa.Column("item_id", sa.String, nullable=False, unique=True),
+    sa.Column("run_id", sa.String, nullable=False),
+    sa.Column("definition_id", sa.String, nullable=False),
+    sa.Column("definition_version", sa.Integer, nullable=False),
+    sa.Column("opened_at", TS, nullable=False),
+    sa.Column("decision", sa.String),  # approved | dismissed | cancelled; NULL while open
+    sa.Column("decided_by", sa.String),
+    sa.Column("decided_at", TS),
+    sa.Column("reason", sa.String),
+)
+
+# --- owning modules' records (the deep-link targets) --------------------------------------------
+def _record_table(name: str, key: str, *extra: sa.Column) -> sa.Table:
+    return sa.Table(
+        name, metadata,
+        _id(key),
+        sa.Column("subject_kind", sa.String, nullable=False),
+        sa.Column("subject_id", sa.String, nullable=False),
+        sa.Column("title", sa.String, nullable=False),
+        *extra,
+        sa.Column("details", sa.Text, nullable=False),
+        sa.Column("source_item_id", sa.String, nullable=False),
+        sa.Column("idempotency_key", sa.String, nullable=False, unique=True),
+        sa.Column("created_at", TS, nullable=False),
+    )
+
+
+findings = _record_table(
+    "findings", "finding_id",
+    sa.Column("severity", sa.String, nullable=False),
+    sa.Column("owner", sa.String, nullable=False),
+    sa.Column("status", sa.String, nullable=False),
+)
+evidence_requests = _record_table(
+    "evidence_requests", "request_id",
+    sa.Column("recipient", sa.String, nullable=False),
+    sa.Column("due_date", sa.Date, nullable=False),
+    sa.Column("message_id", sa.String, nullable=False),
+    sa.Column("status", sa.String, nullable=False),
+)
+assessments = _record_table(
+    "assessments", "assessment_id",
+    sa.Column("assessor", sa.String, nullable=False),
+    sa.Column("scheduled_for", sa.Date, nullable=False),
+    sa.Column("status", sa.String, nullable=False),
+)
+lifecycle_instances = _record_table(
+    "lifecycle_instances", "instance_id",
+    sa.Column("lifecycle", sa.String, nullable=False),
+    sa.Column("state", sa.String, nullable=False),
+    sa.Column("owner", sa.String, nullable=False),
+)
+
+idempotency_records = sa.Table(
+    "idempotency_records", metadata,
+    _id("idempotency_key"),
+    sa.Column("actioner", sa.String, nullable=False),
+    sa.Column("params_hash", sa.String, nullable=False),
+    sa.Column("outcome", sa.String, nullable=False),
+    sa.Column("record_ref", sa.String),
+    sa.Column("item_id", sa.String, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+)
+
+# --- integrations -------------------------------------------------------------------------------
+messaging_deliveries = sa.Table(  # the messaging system's own ledger: it dedupes by key
+    "messaging_deliveries", metadata,
+    _id("idempotency_key"),
+    sa.Column("message_id", sa.String, nullable=False),
+    sa.Column("recipient", sa.String, nullable=False),
+    sa.Column("delivered_at", TS, nullable=False),
+)
+integration_outages = sa.Table(
+    "integration_outages", metadata,
+    sa.Column("integration", sa.String, primary_key=True),
+    sa.Column("starts_at", TS, primary_key=True),
+    sa.Column("ends_at", TS, nullable=False),
+    sa.Column("reason", sa.String, nullable=False),
+)
+intake_sources = sa.Table(
+    "intake_sources", metadata,
+    _id("source_id"),
+    sa.Column("secret", sa.String, nullable=False),
+    sa.Column("register", sa.String),  # signals from this source land in this register
+    sa.Column("created_at", TS, nullable=False),
+)
+intake_requests = sa.Table(  # remembered signatures refuse replays
+    "intake_requests", metadata,
+    _id("signature"),
+    sa.Column("source_id", sa.String, nullable=False),
+    sa.Column("received_at", TS, nullable=False),
+    sa.Column("accepted", sa.Boolean, nullable=False),
+    sa.Column("answer", sa.String, nullable=False),
+)
+
+# --- the audit log ------------------------------------------------------------------------------
+audit_log = sa.Table(
+    "audit_log", metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("occurred_at", TS, nullable=False),
+    sa.Column("actor", sa.String, nullable=False),
+    sa.Column("event", sa.String, nullable=False),
+    sa.Column("entity_kind", sa.String, nullable=False),
+    sa.Column("entity_id", sa.String, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.String, nullable=False),
+    sa.Column("hash", sa.String, nullable=False),
+)
