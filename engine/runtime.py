@@ -131,6 +131,10 @@ class Engine:
         with self.ws.read() as conn:
             open_runs = run_store.read_open_runs(conn)
         for run in open_runs:
+            with self.ws.read() as conn:
+                counts = run_store.read_run_facts(conn, run).outcome_counts
+            if run["started_at"] is not None and not counts.get("pending") and not counts.get("in-flight"):
+                continue  # waiting on approvals or scheduled retries: nothing was interrupted
             recovered.append(run["run_id"])
             with self.ws.transaction() as tx:
                 tx.audit(actor, "run.recovery_started", "run", run["run_id"], {"status": run["status"]})

@@ -193,3 +193,33 @@ def test_verify_catches_an_edited_audit_row(tmp_path: Path) -> None:
     con.close()
     assert main(["--db", path, "verify-audit"], out=out.append) != 0
     assert f"BROKEN at entry {seq}" in out[-1]
+
+
+def test_recovery_finishes_an_interrupted_run_without_acting_twice(tmp_path: Path) -> None:
+    engine, clock = make_engine(tmp_path, {"d": definition("d")}, accounts=30)
+    # Interrupt by hand: the run is matched and a batch claimed (in flight), then the process "dies".
+    with engine.ws.transaction() as tx:
+        from store.registers import record_trigger_event
+        record_trigger_event(tx, kind="manual", event_type="run.requested", source="member:sigrid",
+                             occurred_at=clock.now(), definition_id="d")
+    with engine.ws.read() as conn:
+        [event] = run_store.read_undispatched_events(conn)
+    with engine.ws.transaction() as tx:
+        d, version = engine.catalog.listeners(event)[0]
+        run_id = run_store.create_run(tx, definition_id="d", definition_version=version, event=event,
+                                      actor="member:sigrid")
+        run_store.mark_event_dispatched(tx, event["event_id"])
+    engine.executor.match_run(run_id, "member:sigrid")
+    with engine.ws.transaction() as tx:
+        claimed = item_store.claim_pending_items(tx, run_id, 7)
+    assert len(claimed) == 7 and _run(engine, run_id)["status"] == "running"
+    assert engine.recover() == [run_id]
+    items = _items(engine, run_id).values()
+    assert {i["outcome"] for i in items} == {"succeeded"} and len(items) == 30
+    assert _run(engine, run_id)["status"] == "completed"
+    assert engine.recover() == []  # nothing left to recover
+    path = engine.ws.path
+    engine.ws.close()
+    con = duckdb.connect(path, read_only=True)
+    assert con.execute("SELECT count(*), count(DISTINCT idempotency_key) FROM findings").fetchone() == (30, 30)
+    con.close()
