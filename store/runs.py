@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
 
-from engine.statemachine import AWAITING_APPROVAL, ITEM_FAILED, RunFacts
+from engine.statemachine import ITEM_FAILED, RunFacts
 from store.schema import run_items, run_number, runs, trigger_events
 from store.workspace import Tx
 
@@ -82,11 +81,6 @@ def mark_event_dispatched(tx: Tx, event_id: str) -> None:
                     .values(dispatched_at=tx.now()))
 
 
-def count_awaiting_approval(conn: sa.Connection, run_id: str) -> int:
-    return conn.execute(sa.select(sa.func.count()).select_from(run_items).where(
-        run_items.c.run_id == run_id, run_items.c.outcome == AWAITING_APPROVAL)).scalar_one()
-
-
 def read_runs_table(conn: sa.Connection, limit: int = 200) -> list[dict[str, Any]]:
     """The plain runs table app.py shows until the dashboard lands: newest first."""
     q = sa.select(runs.c.run_id, runs.c.definition_id, runs.c.definition_version, runs.c.trigger_kind,
@@ -94,10 +88,6 @@ def read_runs_table(conn: sa.Connection, limit: int = 200) -> list[dict[str, Any
                   runs.c.triggered_at, runs.c.started_at, runs.c.completed_at
                   ).order_by(runs.c.triggered_at.desc(), runs.c.run_number.desc()).limit(limit)
     return [dict(r) for r in conn.execute(q).mappings()]
-
-
-def utc(value: dt.datetime | None) -> dt.datetime | None:
-    return None if value is None else value.astimezone(dt.timezone.utc)
 
 
 def request_cancel(tx: Tx, run_id: str, actor: str, reason: str) -> bool:
