@@ -11,17 +11,16 @@ import argparse
 import datetime as dt
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from engine import commands
-from engine.authz import NotAuthorized, UnknownMember, load_actor
+from engine.authz import NotAuthorized, UnknownMember
 from engine.catalog import UnknownDefinition
 from engine.commands import CommandRefused, NotFound
-from engine.signals import SignalRejected, deliver_signal
+from engine.operations import BadRequest, params_from_args, perform
+from engine.signals import SignalRejected
 from store.errors import StoreError, WorkspaceHeld
-from store.registers import EVENT_TYPES, UnknownSubject, change_subject
+from store.registers import EVENT_TYPES, UnknownSubject
 from store.workspace import Workspace, resolve_workspace_path
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_BROKEN = 0, 1, 2, 3
@@ -91,16 +90,22 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
     try:
         return _dispatch(args, out)
     except WorkspaceHeld as exc:
-        from engine.intake_client import forward_if_possible
+        from engine.intake_client import FORWARDABLE, forward_if_possible
         forwarded = forward_if_possible(args, exc, out)
         if forwarded is not None:
             return forwarded
         out(f"error: {exc}")
+        if args.command not in FORWARDABLE:
+            out(f"`{args.command}` reads the workspace itself and cannot go through the engine; "
+                "run it once that process has stopped.")
         return EXIT_REFUSED
-    except (NotAuthorized, CommandRefused, SignalRejected, UnknownSubject) as exc:
+    except BadRequest as exc:
+        out(f"error: {exc}")
+        return EXIT_USAGE
+    except (NotAuthorized, CommandRefused, SignalRejected) as exc:
         out(f"refused: {exc}")
         return EXIT_REFUSED
-    except (NotFound, UnknownMember, UnknownDefinition) as exc:
+    except (NotFound, UnknownMember, UnknownDefinition, UnknownSubject) as exc:
         out(f"error: {exc}")
         return EXIT_REFUSED
     except StoreError as exc:
@@ -166,36 +171,7 @@ def _run_command(engine: Any, args: argparse.Namespace, out: Callable[[str], Non
             out(f"rejected {err}")
         return EXIT_OK if not report.errors else EXIT_REFUSED
     engine.load_definitions()
-    if cmd == "emit":
-        with engine.ws.transaction() as tx:
-            event_id = change_subject(tx, args.event, args.subject, source="cli", actor="engine:cli")
-        runs = engine.dispatch_events()
-        out(f"event {event_id} recorded; runs started: {', '.join(runs) or 'none'}")
-        return EXIT_OK
-    if cmd == "signal":
-        raw = sys.stdin.read() if args.payload == "-" else Path(args.payload).read_text(encoding="utf-8")
-        event_id = deliver_signal(engine, args.source, raw)
-        out(f"signal accepted as {event_id}")
-        return EXIT_OK
-    actor = load_actor(engine.ws, args.member)
-    if cmd == "fire":
-        runs = commands.run_now(engine, actor, args.definition)
-        out(f"runs started: {', '.join(runs) or 'none'}")
-    elif cmd == "retry":
-        if args.item:
-            out(f"{args.item}: {commands.retry_item(engine, actor, args.item)}")
-        else:
-            plan, results = commands.retry_run(engine, actor, args.run)
-            for item, why in plan.not_eligible:
-                out(f"{item['item_id']}: not retried: {why}")
-            for item_id, outcome in results.items():
-                out(f"{item_id}: {outcome}")
-            if not plan.eligible and not plan.not_eligible:
-                out(f"run {args.run} has no failed items")
-    elif cmd == "cancel":
-        out(f"run {args.run}: {commands.cancel_run(engine, actor, args.run, args.reason)}")
-    elif cmd == "approve":
-        out(f"{args.item}: {commands.approve_item(engine, actor, args.item)}")
-    elif cmd == "dismiss":
-        out(f"{args.item}: {commands.dismiss_item(engine, actor, args.item, args.reason)}")
+    answer = perform(engine, cmd, params_from_args(args))
+    for line in answer.lines:
+        out(line)
     return EXIT_OK

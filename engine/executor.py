@@ -2,8 +2,10 @@
 
 A batch is claimed (marked in flight) in one transaction, acted on outside any transaction, and settled
 in one transaction that writes, together, every outcome, attempt, downstream record, idempotency entry,
-approval and audit entry of the batch. A crash therefore loses at most in-flight work, which recovery
-replays with the same idempotency keys. The batch size adapts so that a batch takes about
+approval and audit entry of the batch — and claims the next batch, so a batch costs one commit. A crash
+therefore loses at most in-flight work, which recovery replays with the same idempotency keys.
+Rows travel to the store as columns (``store.bulk``): at 100,000 items a run's cost is per-item Python,
+so the per-item path avoids everything it can (see bench/RESULTS.md). The batch size adapts so that a batch takes about
 ``batch_target_seconds``: large for fast in-process actioners, down to one item for slow integrations,
 so the per-item re-check of the condition really happens just before each action.
 """
@@ -12,8 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from engine.actioners.base import ActionContext, ActionFailed, ActionRequest, CreatedRecord
 from engine.catalog import DefinitionCatalog
@@ -22,13 +23,32 @@ from engine.definitions import Definition
 from engine.statemachine import (AWAITING_APPROVAL, DETERMINISTIC, IDEMPOTENT_REPLAY, IN_FLIGHT, ITEM_FAILED,
                                  SKIPPED, SUCCEEDED, TRANSIENT, check_item_transition)
 from engine.status import settle_run_status
-from engine.templates import TemplateError, render
+from engine.templates import TemplateError, compile_template
 from store import items as item_store
 from store import runs as run_store
-from store.matching import check_subjects, match_subjects
+from store.matching import check_subjects, iter_match_subjects
 from store.records import insert_idempotency, insert_records, read_idempotency
-from store.registers import REGISTERS, to_jsonable
+from store.registers import REGISTERS
 from store.workspace import Tx, Workspace
+
+# json.dumps(v, sort_keys=True[, default=str]) builds a new encoder per call; these are built once.
+_dumps_sorted = json.JSONEncoder(sort_keys=True).encode
+_dumps_params = json.JSONEncoder(sort_keys=True, default=str).encode
+
+
+def _jsonable_for(kind: str) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """``to_jsonable`` for one register's rows: only its date and timestamp fields can need converting."""
+    temporal = [name for name, typ in REGISTERS[kind].fields.items() if typ in ("date", "timestamp")]
+
+    def jsonable(row: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(row)
+        for name in temporal:
+            v = out.get(name)
+            if v is not None:
+                out[name] = v.isoformat()
+        return out
+    return jsonable
+
 
 ITEM_EVENTS = {SUCCEEDED: "item.succeeded", ITEM_FAILED: "item.failed", SKIPPED: "item.skipped",
                AWAITING_APPROVAL: "item.held_for_approval", IDEMPOTENT_REPLAY: "item.replayed"}
@@ -45,20 +65,60 @@ def params_hash(params: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
 
 
-@dataclass
+class _MatchingFailed(Exception):
+    """Reading the subjects failed (the register was unreachable, a clause did not compile): that is
+    the run's failure, recorded as such; a failure to write the items is not, and propagates."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 class _Settlement:
-    updates: list[dict[str, Any]] = field(default_factory=list)
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-    records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    ledger: list[dict[str, Any]] = field(default_factory=list)
-    approvals: list[dict[str, Any]] = field(default_factory=list)
-    audit: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # event, item, payload
-    invoked: int = 0
+    """Everything a batch writes: one tuple per item and table, turned into columns for the bulk appends."""
+
+    UPDATE_COLUMNS = ("item_id", "outcome", "record_ref", "skip_reason", "failure_cause", "failure_class",
+                      "attempts", "retry_due_at", "subject_snapshot", "updated_at")
+    ATTEMPT_COLUMNS = ("item_id", "attempt", "run_id", "actor", "started_at", "finished_at", "outcome",
+                       "failure_cause", "failure_class", "record_ref")
+    LEDGER_COLUMNS = ("idempotency_key", "actioner", "params_hash", "outcome", "record_ref", "item_id",
+                      "created_at")
+
+    def __init__(self) -> None:
+        self.update_rows: list[tuple[Any, ...]] = []
+        self.attempt_rows: list[tuple[Any, ...]] = []
+        self.ledger_rows: list[tuple[Any, ...]] = []
+        self.records: dict[str, list[dict[str, Any]]] = {}
+        self.approvals: list[dict[str, Any]] = []
+        self.audit: list[tuple[str, str, dict[str, Any]]] = []  # event, item, payload
+        self.invoked = 0
+        self.snapshot_changed = False  # if no subject changed, the snapshots are not rewritten
+
+    @staticmethod
+    def _columns(names: tuple[str, ...], rows: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
+        if not rows:
+            return {}
+        return dict(zip(names, map(list, zip(*rows))))
+
+    @property
+    def updates(self) -> dict[str, list[Any]]:
+        columns = self._columns(self.UPDATE_COLUMNS, self.update_rows)
+        if not self.snapshot_changed:
+            columns.pop("subject_snapshot", None)  # the same text: a rewrite would only cost write volume
+        return columns
+
+    @property
+    def attempts(self) -> dict[str, list[Any]]:
+        return self._columns(self.ATTEMPT_COLUMNS, self.attempt_rows)
+
+    @property
+    def ledger(self) -> dict[str, list[Any]]:
+        return self._columns(self.LEDGER_COLUMNS, self.ledger_rows)
 
 
 class Executor:
     def __init__(self, ws: Workspace, clock: Clock, catalog: DefinitionCatalog, actioners: Mapping[str, Any],
-                 ctx: ActionContext, batch_max: int = 1000, batch_target_seconds: float = 0.5) -> None:
+                 ctx: ActionContext, batch_max: int = 4000, batch_target_seconds: float = 0.5) -> None:
         self.ws, self.clock, self.catalog, self.actioners, self.ctx = ws, clock, catalog, actioners, ctx
         self.batch_max, self.batch_target_seconds = batch_max, batch_target_seconds
 
@@ -68,154 +128,221 @@ class Executor:
         with self.ws.read() as conn:
             run = run_store.read_run(conn, run_id)
             assert run is not None
-            if run["started_at"] is not None or run["failure_cause"]:
-                return
+            if run["started_at"] is not None or run["failure_cause"] or run["cancel_requested_at"] is not None:
+                return  # already matched, failed, or cancelled while pending: nothing to match
             event = run_store.read_event(conn, run["trigger_event_id"])
         definition = self.catalog.get(run["definition_id"], run["definition_version"])
         cond = definition.condition
+        only_ids = None
+        if event and event["subject_kind"]:
+            only_ids = [event["subject_id"]] if event["subject_kind"] == cond.subject else []
+        n_subjects = n_items = 0
         try:
-            with self.ws.read() as conn:
-                if event and event["subject_kind"]:
-                    subjects = match_subjects(conn, cond, run["triggered_at"], only_ids=[event["subject_id"]]) \
-                        if event["subject_kind"] == cond.subject else []
-                else:
-                    subjects = match_subjects(conn, cond, run["triggered_at"])
-        except Exception as exc:  # noqa: BLE001 - the register was unreachable: the run as a whole failed
             with self.ws.transaction() as tx:
-                run_store.write_run_fields(tx, run_id, failure_cause=f"matching failed: {exc}",
+                if run_store.read_run(tx.conn, run_id)["cancel_requested_at"] is not None:
+                    return  # cancelled since the read above: a cancelled run gets no pending items
+                # Matched in chunks, each appended to the transaction as it comes: a run over 100,000
+                # subjects never holds them all in memory as dicts, nor their items as rows.
+                with self.ws.read() as conn:
+                    chunks = iter_match_subjects(conn, cond, run["triggered_at"], only_ids)
+                    while True:
+                        try:
+                            subjects = next(chunks)
+                        except StopIteration:
+                            break
+                        except Exception as exc:  # noqa: BLE001 - see _MatchingFailed
+                            raise _MatchingFailed(exc) from exc
+                        columns = self._item_columns(run, definition, event or {}, subjects, n_items)
+                        n_subjects, n_items = n_subjects + len(subjects), n_items + len(columns["item_id"])
+                        item_store.insert_items(tx, columns)
+                run_store.write_run_fields(tx, run_id, subjects_matched=n_subjects, started_at=self.clock.now())
+                tx.audit(actor, "run.matched", "run", run_id, {"subjects_matched": n_subjects, "items": n_items})
+                settle_run_status(tx, run_id, actor)
+        except _MatchingFailed as failed:  # the register was unreachable: the run as a whole failed
+            with self.ws.transaction() as tx:
+                run_store.write_run_fields(tx, run_id, failure_cause=f"matching failed: {failed.cause}",
                                            started_at=self.clock.now())
                 settle_run_status(tx, run_id, actor)
-            return
-        rows = self._item_rows(run, definition, event or {}, subjects)
-        with self.ws.transaction() as tx:
-            item_store.insert_items(tx, rows)
-            run_store.write_run_fields(tx, run_id, subjects_matched=len(subjects), started_at=self.clock.now())
-            tx.audit(actor, "run.matched", "run", run_id, {"subjects_matched": len(subjects), "items": len(rows)})
-            settle_run_status(tx, run_id, actor)
 
-    def _item_rows(self, run: dict[str, Any], d: Definition, event: dict[str, Any],
-                   subjects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _item_columns(self, run: dict[str, Any], d: Definition, event: dict[str, Any],
+                      subjects: list[dict[str, Any]], pos: int = 0) -> dict[str, list[Any]]:
+        """One pending item per subject and action, as columns (a run may match 100,000 subjects)."""
         reg = REGISTERS[d.condition.subject]
         trigger_ctx = {"event_id": run["trigger_event_id"], "kind": run["trigger_kind"],
                        "source": run["trigger_source"], "event_type": event.get("event_type", ""),
                        "occurred_at": run["triggered_at"]}
         def_ctx = {"id": d.id, "title": d.title, "version": run["definition_version"]}
-        now, rows, pos = self.clock.now(), [], 0
+        renderers = [compile_template(a.params) for a in d.actions]
+        run_id, version, event_id = run["run_id"], run["definition_version"], run["trigger_event_id"]
+        key_prefix = "|".join([d.id, str(version), event_id, ""])
+        n = len(subjects) * len(d.actions)
+        item_ids, positions, subject_ids, labels, snapshots, actions, params_json, keys = \
+            [], [], [], [], [], [], [], []
+        sha256, jsonable = hashlib.sha256, _jsonable_for(reg.kind)
         for subject in subjects:
             sid = str(subject[reg.key])
-            snapshot = json.dumps(to_jsonable(subject), sort_keys=True)
+            label = str(subject.get(reg.label) or sid)
+            snapshot = _dumps_sorted(jsonable(subject))
+            ctx = {"subject": subject, "trigger": trigger_ctx, "definition": def_ctx}
             for idx, action in enumerate(d.actions):
                 try:
-                    params = render(action.params, {"subject": subject, "trigger": trigger_ctx,
-                                                    "definition": def_ctx})
+                    params = renderers[idx](ctx)
                 except TemplateError as exc:
                     params = {"_template_error": str(exc)}
                 pos += 1
-                rows.append(dict(
-                    item_id=f"{run['run_id']}-{pos:06d}", run_id=run["run_id"], position=pos,
-                    subject_kind=reg.kind, subject_id=sid, subject_label=str(subject.get(reg.label) or sid),
-                    subject_snapshot=snapshot, action=action.actioner,
-                    parameters=json.dumps(params, sort_keys=True, default=str),
-                    idempotency_key=idempotency_key(d.id, run["definition_version"], run["trigger_event_id"],
-                                                    reg.kind, sid, idx, action.actioner),
-                    outcome="pending", record_ref=None, skip_reason=None, failure_cause=None,
-                    failure_class=None, attempts=0, retry_due_at=None, updated_at=now))
-        return rows
+                item_ids.append(f"{run_id}-{pos:06d}")
+                positions.append(pos)
+                subject_ids.append(sid)
+                labels.append(label)
+                snapshots.append(snapshot)
+                actions.append(action.actioner)
+                params_json.append(_dumps_params(params))
+                # == idempotency_key(d.id, version, event_id, reg.kind, sid, idx, action.actioner)
+                keys.append(sha256(f"{key_prefix}{reg.kind}:{sid}|{idx}:{action.actioner}".encode())
+                            .hexdigest()[:32])
+        now = self.clock.now()
+        return dict(item_id=item_ids, run_id=[run_id] * n, position=positions, subject_kind=[reg.kind] * n,
+                    subject_id=subject_ids, subject_label=labels, subject_snapshot=snapshots, action=actions,
+                    parameters=params_json, idempotency_key=keys, outcome=["pending"] * n, record_ref=[None] * n,
+                    skip_reason=[None] * n, failure_cause=[None] * n, failure_class=[None] * n,
+                    attempts=[0] * n, retry_due_at=[None] * n, updated_at=[now] * n)
 
     # --- execution ----------------------------------------------------------------------------------
     def execute_run(self, run_id: str, actor: str) -> None:
-        """Work the run's pending items until none is left or a cancel request stops the claiming."""
-        size = 16
-        while True:
-            with self.ws.read() as conn:
-                run = run_store.read_run(conn, run_id)
-            if run is None or run["cancel_requested_at"] is not None or run["failure_cause"]:
-                break
-            started = self.clock.now()
-            with self.ws.transaction() as tx:
-                batch = item_store.claim_pending_items(tx, run_id, size)
-            if not batch:
-                break
-            self.process_items(run, batch, actor)
+        """Work the run's pending items until none is left or a cancel request stops the claiming.
+
+        A batch's settlement and the claim of the next batch share one transaction, so a batch costs
+        one commit; no batch is claimed once the run has a cancel request or a run-level failure.
+        """
+        size, last, started = min(16, self.batch_max), 0, self.clock.now()
+
+        def claim(tx: Tx) -> list[dict[str, Any]]:
+            nonlocal size, started
             took = (self.clock.now() - started).total_seconds()
-            if took < self.batch_target_seconds / 2:
+            if last and took < self.batch_target_seconds / 2:
                 size = min(self.batch_max, size * 2)
             elif took > self.batch_target_seconds:
                 size = max(1, size // 2)
+            run_now = run_store.read_run(tx.conn, run_id)
+            if run_now is None or run_now["cancel_requested_at"] is not None or run_now["failure_cause"]:
+                return []
+            started = self.clock.now()
+            return item_store.claim_pending_items(tx, run_id, size, after_position=last)
+
+        with self.ws.transaction() as tx:
+            batch = claim(tx)
+        if batch:
+            with self.ws.read() as conn:
+                run = run_store.read_run(conn, run_id)  # what _process reads of it does not change
+        while batch:
+            last = batch[-1]["position"]
+            batch = self._process(run, batch, actor, claim, fresh=True)
         with self.ws.transaction() as tx:
             settle_run_status(tx, run_id, actor)
 
     def process_items(self, run: dict[str, Any], batch: list[dict[str, Any]], actor: str) -> None:
         """Act on claimed (in-flight) items and settle them in one transaction."""
+        self._process(run, batch, actor, None)
+
+    def _process(self, run: dict[str, Any], batch: list[dict[str, Any]], actor: str,
+                 claim_next: Callable[[Tx], list[dict[str, Any]]] | None,
+                 fresh: bool = False) -> list[dict[str, Any]]:
+        """Re-check, act and settle ``batch``; in the same transaction, claim the next batch if asked.
+
+        ``fresh``: the batch was just claimed from pending, so an item that has no attempt yet was
+        never handed to an actioner, and its key cannot be in the ledger (a ledger entry is written
+        only with the item's outcome, or by an actioner the item was handed to). Only the others are
+        looked up — the lookup costs more than the action for a fast in-process actioner.
+        """
         d = self.catalog.get(run["definition_id"], run["definition_version"])
         ids = sorted({i["subject_id"] for i in batch})
+        keys = [i["idempotency_key"] for i in batch if not fresh or i["attempts"]]
         with self.ws.read() as conn:
             checks = check_subjects(conn, d.condition, run["triggered_at"], ids)
             approved = item_store.read_approved_item_ids(conn, [i["item_id"] for i in batch]) \
                 if d.approval_required else set()
-            ledger = read_idempotency(conn, [i["idempotency_key"] for i in batch])
-            cancel_requested = run_store.read_run(conn, run["run_id"])["cancel_requested_at"] is not None
+            ledger = read_idempotency(conn, keys)
+            cancel_requested = run_store.read_cancel_requested(conn, run["run_id"])
+        snapshots: dict[str, tuple[str, dict[str, Any]] | None] = {}  # subject → (json, jsonable) now
+        to_json = _jsonable_for(d.condition.subject)
+        for sid, (_, subject) in checks.items():
+            if subject:
+                now_json = to_json(subject)
+                snapshots[sid] = (_dumps_sorted(now_json), now_json)
+            else:
+                snapshots[sid] = None
         s = _Settlement()
         for item in batch:
-            reason, snapshot = checks[item["subject_id"]]
-            self._settle_one(run, d, item, reason, snapshot, item["item_id"] in approved, ledger,
+            sid = item["subject_id"]
+            self._settle_one(run, d, item, checks[sid][0], snapshots[sid], item["item_id"] in approved, ledger,
                              cancel_requested, actor, s)
         with self.ws.transaction() as tx:
             self._write(tx, run["run_id"], s, actor)
+            return claim_next(tx) if claim_next is not None else []
 
     def _settle_one(self, run: dict[str, Any], d: Definition, item: dict[str, Any], reason: str | None,
-                    snapshot: dict[str, Any], approved: bool, ledger: Mapping[str, dict[str, Any]],
-                    cancel_requested: bool, actor: str, s: _Settlement) -> None:
+                    snapshot: tuple[str, dict[str, Any]] | None, approved: bool,
+                    ledger: Mapping[str, dict[str, Any]], cancel_requested: bool, actor: str,
+                    s: _Settlement) -> None:
         now = self.clock.now()
-        params = json.loads(item["parameters"])
-        upd = dict(item_id=item["item_id"], outcome=None, record_ref=None, skip_reason=None,
-                   failure_cause=None, failure_class=None, attempts=item["attempts"], retry_due_at=None,
-                   subject_snapshot=json.dumps(to_jsonable(snapshot), sort_keys=True) if snapshot
-                   else item["subject_snapshot"], updated_at=now)
+        item_id, attempts = item["item_id"], item["attempts"]
+        snapshot_json = snapshot[0] if snapshot else item["subject_snapshot"]
+        if snapshot_json != item["subject_snapshot"]:
+            s.snapshot_changed = True
         payload: dict[str, Any] = {"run_id": run["run_id"]}
         if reason is not None:
-            upd.update(outcome=SKIPPED, skip_reason=reason)
+            outcome = SKIPPED
+            check_item_transition(item_id, IN_FLIGHT, outcome)
+            s.update_rows.append((item_id, outcome, None, reason, None, None, attempts, None, snapshot_json, now))
             payload["reason"] = reason
         elif d.approval_required and not approved:
-            upd.update(outcome=AWAITING_APPROVAL)
-            s.approvals.append(dict(approval_id=f"APR-{item['item_id']}", item_id=item["item_id"],
+            outcome = AWAITING_APPROVAL
+            check_item_transition(item_id, IN_FLIGHT, outcome)
+            s.update_rows.append((item_id, outcome, None, None, None, None, attempts, None, snapshot_json, now))
+            s.approvals.append(dict(approval_id=f"APR-{item_id}", item_id=item_id,
                                     run_id=run["run_id"], definition_id=d.id,
                                     definition_version=run["definition_version"], opened_at=now,
                                     decision=None, decided_by=None, decided_at=None, reason=None))
         else:
-            attempt = item["attempts"] + 1
-            s.invoked += 1 if item["attempts"] == 0 else 0
-            outcome, ref, cause, fclass = self._act(run, item, params, ledger, s)
-            upd.update(outcome=outcome, record_ref=ref, failure_cause=cause, failure_class=fclass,
-                       attempts=attempt)
+            attempt = attempts + 1
+            s.invoked += 1 if attempts == 0 else 0
+            # The actioner is shown the subject as matched (unchanged in the common case: no re-parse).
+            subject = dict(snapshot[1]) if snapshot and snapshot[0] == item["subject_snapshot"] \
+                else json.loads(item["subject_snapshot"])
+            outcome, ref, cause, fclass = self._act(run, item, subject, ledger, s)
+            retry_due_at = None
             if outcome == ITEM_FAILED and fclass == TRANSIENT and attempt < d.retry.max_attempts \
                     and not cancel_requested:
-                upd["retry_due_at"] = now + d.retry.delay_after(attempt)
-            s.attempts.append(dict(item_id=item["item_id"], attempt=attempt, run_id=run["run_id"], actor=actor,
-                                   started_at=now, finished_at=self.clock.now(), outcome=outcome,
-                                   failure_cause=cause, failure_class=fclass, record_ref=ref))
+                retry_due_at = now + d.retry.delay_after(attempt)
+            check_item_transition(item_id, IN_FLIGHT, outcome)
+            s.update_rows.append((item_id, outcome, ref, None, cause, fclass, attempt, retry_due_at, snapshot_json,
+                                  now))
+            s.attempt_rows.append((item_id, attempt, run["run_id"], actor, now, self.clock.now(), outcome, cause,
+                                   fclass, ref))
             payload.update(attempt=attempt, record_ref=ref, cause=cause, failure_class=fclass,
-                           retry_due_at=upd["retry_due_at"].isoformat() if upd["retry_due_at"] else None)
-        check_item_transition(item["item_id"], IN_FLIGHT, upd["outcome"])
-        s.updates.append(upd)
-        s.audit.append((ITEM_EVENTS[upd["outcome"]], item["item_id"], payload))
+                           retry_due_at=retry_due_at.isoformat() if retry_due_at else None)
+        s.audit.append((ITEM_EVENTS[outcome], item_id, payload))
 
-    def _act(self, run: dict[str, Any], item: dict[str, Any], params: dict[str, Any],
+    def _act(self, run: dict[str, Any], item: dict[str, Any], subject: dict[str, Any],
              ledger: Mapping[str, dict[str, Any]], s: _Settlement) -> tuple[str, str | None, str | None, str | None]:
-        key, ph = item["idempotency_key"], params_hash(params)
+        key = item["idempotency_key"]
+        # The stored parameters are json.dumps(params, sort_keys=True, default=str), so hashing the text
+        # is params_hash(json.loads(text)) without the round trip.
+        ph = hashlib.sha256(item["parameters"].encode()).hexdigest()
         prior = ledger.get(key)
         if prior is not None:
             if prior["params_hash"] != ph:
                 return (ITEM_FAILED, None, "idempotency key conflict: this key was already used with different "
                         "parameters; the action was refused so it cannot run twice", DETERMINISTIC)
             return IDEMPOTENT_REPLAY, prior["record_ref"], None, None
+        params = json.loads(item["parameters"])
         if "_template_error" in params:
             return ITEM_FAILED, None, f"parameter template failed: {params['_template_error']}", DETERMINISTIC
         actioner = self.actioners.get(item["action"])
         if actioner is None:
             return ITEM_FAILED, None, f"actioner {item['action']} is not available in this engine", TRANSIENT
         request = ActionRequest(item["item_id"], run["run_id"], run["definition_id"], key, params,
-                                item["subject_kind"], item["subject_id"], json.loads(item["subject_snapshot"]))
+                                item["subject_kind"], item["subject_id"], subject)
         try:
             created: CreatedRecord = actioner.execute(request, self.ctx)
         except ActionFailed as exc:
@@ -224,17 +351,24 @@ class Executor:
             return ITEM_FAILED, None, f"unexpected error in {item['action']}: {type(exc).__name__}: {exc}", \
                 DETERMINISTIC
         s.records.setdefault(created.module, []).append(created.row)
-        s.ledger.append(dict(idempotency_key=key, actioner=item["action"], params_hash=ph, outcome=SUCCEEDED,
-                             record_ref=created.ref, item_id=item["item_id"], created_at=self.clock.now()))
+        s.ledger_rows.append((key, item["action"], ph, SUCCEEDED, created.ref, item["item_id"], self.clock.now()))
         return SUCCEEDED, created.ref, None, None
 
     def _write(self, tx: Tx, run_id: str, s: _Settlement, actor: str) -> None:
+        updates = s.updates
+        if any(updates.get("retry_due_at", ())) and run_store.read_cancel_requested(tx.conn, run_id):
+            # The run was cancelled while this batch acted (the cancel and this write are serialised by
+            # the write lock): its failures get no automatic retry, as the cancel withdrew the others'.
+            updates["retry_due_at"] = [None] * len(updates["retry_due_at"])
+            for _, _, payload in s.audit:
+                if payload.get("retry_due_at"):
+                    payload["retry_due_at"] = None
         for module, rows in s.records.items():
             insert_records(tx, module, rows)
         insert_idempotency(tx, s.ledger)
         item_store.insert_attempts(tx, s.attempts)
         item_store.open_approvals(tx, s.approvals)
-        item_store.apply_item_outcomes(tx, s.updates)
+        item_store.apply_item_outcomes(tx, updates)
         run_store.add_actions_invoked(tx, run_id, s.invoked)
         for event, item_id, payload in s.audit:
             tx.audit(actor, event, "run_item", item_id, payload)

@@ -22,6 +22,7 @@ from engine.catalog import DefinitionCatalog
 from engine.clock import Clock, SystemClock
 from engine.definitions import LoadReport
 from engine.executor import Executor
+from engine.intake import start_intake
 from engine.status import settle_run_status
 from store import items as item_store
 from store import runs as run_store
@@ -38,8 +39,8 @@ def schedule_event_id(definition_id: str, fire_time: dt.datetime) -> str:
 
 class Engine:
     def __init__(self, ws: Workspace, clock: Clock | None = None, definitions_dir: str | Path = "definitions",
-                 messaging_latency: float = 0.0, batch_max: int = 1000, actioners: dict[str, Any] | None = None,
-                 batch_target_seconds: float = 0.5) -> None:
+                 messaging_latency: float = 0.0, batch_max: int = 4000, actioners: dict[str, Any] | None = None,
+                 batch_target_seconds: float = 0.5, intake_port: int | None = None) -> None:
         self.ws = ws
         self.clock = clock or SystemClock()
         self.definitions_dir = Path(definitions_dir)
@@ -49,6 +50,8 @@ class Engine:
         self.executor = Executor(ws, self.clock, self.catalog, actioners or default_actioners(), ctx,
                                  batch_max=batch_max, batch_target_seconds=batch_target_seconds)
         self.scheduler: BackgroundScheduler | None = None
+        self.intake_port = intake_port  # None: $RUNLEDGER_INTAKE_PORT or the default; 0: any free port
+        self.intake: Any = None  # the intake endpoint (engine.intake.IntakeServer) while live
         self._dispatch_lock = threading.Lock()
 
     # --- definitions --------------------------------------------------------------------------------
@@ -153,7 +156,7 @@ class Engine:
 
     # --- live mode ----------------------------------------------------------------------------------
     def start(self) -> None:
-        """Recover, then let APScheduler fire cron triggers and poll events and retries."""
+        """Recover, let APScheduler fire cron triggers and poll events and retries, then open the intake."""
         if self.scheduler is not None:
             return
         self.load_definitions()
@@ -164,6 +167,7 @@ class Engine:
         self.scheduler.add_job(self.process_due_retries, "interval", seconds=5, id="due-retries")
         self.reschedule()
         self.scheduler.start()
+        self.intake = start_intake(self, self.intake_port)
 
     def reschedule(self) -> None:
         """(Re)create one cron job per enabled schedule definition."""
@@ -190,6 +194,9 @@ class Engine:
         return out
 
     def shutdown(self) -> None:
+        if self.intake is not None:  # first: no new requests, and those in flight finish
+            self.intake.stop()
+            self.intake = None
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None

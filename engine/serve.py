@@ -16,11 +16,17 @@ def serve_forever(path: str, definitions_dir: str, out: Callable[[str], None]) -
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    engine.start()
-    out(f"engine serving {path}; next fires: "
-        + ", ".join(f"{k} at {v:%Y-%m-%d %H:%M} UTC" for k, v in engine.next_fire_times().items() if v))
-    stop.wait()
-    engine.shutdown()
-    ws.close()
+    try:
+        engine.start()
+        out(f"engine serving {path}; next fires: "
+            + ", ".join(f"{k} at {v:%Y-%m-%d %H:%M} UTC" for k, v in engine.next_fire_times().items() if v))
+        if engine.intake is not None:
+            out(f"intake endpoint on {engine.intake.url} (CLIs find it in {engine.intake.discovery_file})")
+        else:
+            out("intake endpoint off (RUNLEDGER_INTAKE_PORT=off): other processes cannot reach this engine")
+        stop.wait()
+    finally:
+        engine.shutdown()  # the intake first (its discovery file goes), then the scheduler
+        ws.close()
     out("engine stopped")
     return 0

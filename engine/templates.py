@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 PLACEHOLDER = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*(?:\.[a-zA-Z_][a-zA-Z0-9_]*)+)\s*\}\}")
 ROOTS = ("subject", "trigger", "definition")
@@ -57,3 +57,45 @@ def render(template: Any, context: Mapping[str, Mapping[str, Any]]) -> Any:
     if isinstance(template, list):
         return [render(v, context) for v in template]
     return template
+
+
+Renderer = Callable[[Mapping[str, Mapping[str, Any]]], Any]
+
+
+def compile_template(template: Any) -> Renderer:
+    """``render`` with the template parsed once: the executor renders one template per subject, and a
+    run can match 100,000 subjects. ``compile_template(t)(ctx) == render(t, ctx)`` for every t and ctx."""
+    if isinstance(template, str):
+        whole = PLACEHOLDER.fullmatch(template.strip())
+        if whole:
+            path = whole.group(1)
+            return lambda ctx: _lookup(path, ctx)
+        parts: list[tuple[bool, str]] = []  # (is_placeholder, literal text or path)
+        pos = 0
+        for m in PLACEHOLDER.finditer(template):
+            if m.start() > pos:
+                parts.append((False, template[pos:m.start()]))
+            parts.append((True, m.group(1)))
+            pos = m.end()
+        if pos < len(template):
+            parts.append((False, template[pos:]))
+        if not any(p for p, _ in parts):
+            return lambda ctx: template
+
+        def render_string(ctx: Mapping[str, Mapping[str, Any]]) -> str:
+            out = []
+            for is_path, text in parts:
+                if is_path:
+                    v = _lookup(text, ctx)
+                    out.append("" if v is None else str(v))
+                else:
+                    out.append(text)
+            return "".join(out)
+        return render_string
+    if isinstance(template, Mapping):
+        items = [(k, compile_template(v)) for k, v in template.items()]
+        return lambda ctx: {k: f(ctx) for k, f in items}
+    if isinstance(template, list):
+        fs = [compile_template(v) for v in template]
+        return lambda ctx: [f(ctx) for f in fs]
+    return lambda ctx: template

@@ -12,7 +12,7 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import sqlalchemy as sa
 
@@ -21,8 +21,9 @@ from store.schema import audit_log
 GENESIS_HASH = "0" * 64
 
 
-@dataclass(frozen=True)
-class AuditEntry:
+class AuditEntry(NamedTuple):
+    """One entry before it is numbered and chained (a tuple: a batch of 100,000 outcomes makes as many)."""
+
     occurred_at: dt.datetime
     actor: str
     event: str
@@ -31,13 +32,22 @@ class AuditEntry:
     payload: dict[str, Any]
 
 
+# json.dumps builds a new encoder for every call with non-default options; one built once encodes the same.
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False).encode
+
+
 def canonical_json(value: Any) -> str:
     """One spelling for a value, so the same payload always hashes the same."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+    return _canonical(value)
+
+
+_UTC = dt.timezone.utc
 
 
 def format_ts(value: dt.datetime) -> str:
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    v = value if value.tzinfo is _UTC else value.astimezone(_UTC)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (v.year, v.month, v.day, v.hour, v.minute, v.second,
+                                                      v.microsecond)
 
 
 def entry_hash(seq: int, occurred_at: dt.datetime, actor: str, event: str, entity_kind: str,
@@ -55,19 +65,34 @@ def read_chain_head(conn: sa.Connection) -> tuple[int, str]:
     return (0, GENESIS_HASH) if row is None else (int(row.seq), str(row.hash))
 
 
-def chain_rows(entries: Iterable[AuditEntry], head: tuple[int, str]) -> list[dict[str, Any]]:
-    """Number and hash entries after ``head``; the caller appends them in its transaction."""
+def chain_columns(entries: Sequence[AuditEntry], head: tuple[int, str]) -> dict[str, list[Any]]:
+    """Number and hash entries after ``head``, as columns ready for a bulk append in the caller's
+    transaction (the audit log's hot path: one entry per item outcome)."""
     seq, prev = head
-    rows: list[dict[str, Any]] = []
+    seqs, payloads, prevs, hashes = [], [], [], []
+    sha256, dumps = hashlib.sha256, _canonical
     for e in entries:
         seq += 1
-        payload_json = canonical_json(e.payload)
-        h = entry_hash(seq, e.occurred_at, e.actor, e.event, e.entity_kind, e.entity_id, payload_json, prev)
-        rows.append(dict(seq=seq, occurred_at=e.occurred_at, actor=e.actor, event=e.event,
-                         entity_kind=e.entity_kind, entity_id=e.entity_id, payload=payload_json,
-                         prev_hash=prev, hash=h))
+        payload_json = dumps(e.payload)
+        material = "\x1f".join([str(seq), format_ts(e.occurred_at), e.actor, e.event, e.entity_kind,
+                                 e.entity_id, payload_json, prev])
+        h = sha256(material.encode("utf-8")).hexdigest()
+        seqs.append(seq)
+        payloads.append(payload_json)
+        prevs.append(prev)
+        hashes.append(h)
         prev = h
-    return rows
+    return {"seq": seqs, "occurred_at": [e.occurred_at for e in entries], "actor": [e.actor for e in entries],
+            "event": [e.event for e in entries], "entity_kind": [e.entity_kind for e in entries],
+            "entity_id": [e.entity_id for e in entries], "payload": payloads, "prev_hash": prevs,
+            "hash": hashes}
+
+
+def chain_rows(entries: Iterable[AuditEntry], head: tuple[int, str]) -> list[dict[str, Any]]:
+    """Number and hash entries after ``head``; the caller appends them in its transaction."""
+    cols = chain_columns(list(entries), head)
+    names = list(cols)
+    return [dict(zip(names, values)) for values in zip(*cols.values())]
 
 
 @dataclass(frozen=True)

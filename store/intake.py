@@ -34,3 +34,9 @@ def remember_request(tx: Tx, signature: str, source_id: str, accepted: bool, ans
     tx.conn.execute(intake_requests.insert().values(signature=signature, source_id=source_id,
                                                     received_at=tx.now(), accepted=accepted, answer=answer))
     return True
+
+
+def record_answer(tx: Tx, signature: str, accepted: bool, answer: str) -> None:
+    """What the engine answered a remembered request (claimed first, so a replay racing it is refused)."""
+    tx.conn.execute(intake_requests.update().where(intake_requests.c.signature == signature)
+                    .values(accepted=accepted, answer=answer[:2000]))

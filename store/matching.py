@@ -8,11 +8,12 @@ the first one that stopped holding.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import sqlalchemy as sa
 
 from engine.conditions import Clause, Compare, Condition, Related, literal_for
+from store.bulk import dicts
 from store.registers import REGISTERS
 
 
@@ -58,15 +59,63 @@ def _clause(subject: sa.Table, kind: str, clause: Clause, trigger_at: dt.datetim
     return found if t.exists else ~found
 
 
+class _UTCFromNaive(sa.types.TypeDecorator):
+    """A UTC timestamp read as naive and made aware in Python: DuckDB's own conversion of a
+    TIMESTAMPTZ value to an aware datetime costs ~5 µs; this costs a tenth of that, and a run may
+    read 100,000 subjects twice (to match them, then to re-check each before its action)."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        return None if value is None else value.replace(tzinfo=dt.timezone.utc)
+
+
+def _subject_columns(conn: sa.Connection, t: sa.Table) -> list[Any]:
+    """The register's columns, each under its own name, with the DuckDB timestamp fast path."""
+    if conn.dialect.name != "duckdb":  # elsewhere the driver's own conversion is the reference
+        return list(t.c)
+    return [sa.type_coerce(sa.cast(c, sa.DateTime()), _UTCFromNaive()).label(c.name)
+            if isinstance(c.type, sa.DateTime) and c.type.timezone else c for c in t.c]
+
+
+def _key_in(conn: sa.Connection, col: sa.Column, ids: Sequence[str]) -> sa.ColumnElement[bool]:
+    """``col IN ids``. On DuckDB a long list becomes a range (which lets it skip storage outside it) and a
+    semi-join on the list passed as one array parameter: measured 6 ms for 1,000 ids in 100,000 rows,
+    against 55 ms for 1,000 bound literals, which DuckDB looks up one by one in the key's index.
+    (The range relies on DuckDB comparing strings as Python does; a PostgreSQL collation may not.)"""
+    ids = list(ids)
+    if len(ids) <= 64 or conn.dialect.name != "duckdb":
+        return col.in_(ids)
+    listed = sa.select(sa.func.unnest(sa.bindparam("key_list", ids, type_=sa.ARRAY(sa.String))))
+    return sa.and_(col.between(min(ids), max(ids)), col.in_(listed.scalar_subquery()))
+
+
+def _match_query(conn: sa.Connection, condition: Condition, trigger_at: dt.datetime,
+                 only_ids: Sequence[str] | None) -> sa.Select:
+    reg = REGISTERS[condition.subject]
+    t = reg.table
+    q = sa.select(*_subject_columns(conn, t)).where(*[_clause(t, reg.kind, c, trigger_at)
+                                                      for c in condition.where])
+    if only_ids is not None:
+        q = q.where(_key_in(conn, t.c[reg.key], only_ids))
+    return q.order_by(t.c[reg.key])
+
+
 def match_subjects(conn: sa.Connection, condition: Condition, trigger_at: dt.datetime,
                    only_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Subjects for which the ``where`` clauses hold now, in key order (the run's item order)."""
-    reg = REGISTERS[condition.subject]
-    t = reg.table
-    q = sa.select(t).where(*[_clause(t, reg.kind, c, trigger_at) for c in condition.where])
-    if only_ids is not None:
-        q = q.where(t.c[reg.key].in_(list(only_ids)))
-    return [dict(r) for r in conn.execute(q.order_by(t.c[reg.key])).mappings()]
+    return [dict(r) for r in conn.execute(_match_query(conn, condition, trigger_at, only_ids)).mappings().all()]
+
+
+def iter_match_subjects(conn: sa.Connection, condition: Condition, trigger_at: dt.datetime,
+                        only_ids: Sequence[str] | None = None, chunk: int = 10_000
+                        ) -> Iterator[list[dict[str, Any]]]:
+    """``match_subjects`` in chunks, so a run over 100,000 subjects never holds them all as dicts.
+    Read each chunk before the next statement on ``conn`` (one open result per connection)."""
+    result = conn.execute(_match_query(conn, condition, trigger_at, only_ids))
+    for rows in result.partitions(chunk):
+        yield dicts(result, rows)
 
 
 def read_subjects(conn: sa.Connection, kind: str, ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -86,12 +135,15 @@ def check_subjects(conn: sa.Connection, condition: Condition, trigger_at: dt.dat
     clauses = condition.all_clauses
     flags = [sa.case((_clause(t, reg.kind, c, trigger_at), sa.true()), else_=sa.false()).label(f"c{i}")
              for i, c in enumerate(clauses)]
-    q = sa.select(t, *flags).where(t.c[reg.key].in_(list(ids)))
+    q = sa.select(*_subject_columns(conn, t), *flags).where(_key_in(conn, t.c[reg.key], ids))
+    names = list(t.c.keys())
     out: dict[str, tuple[str | None, dict[str, Any]]] = {}
-    for row in conn.execute(q).mappings():
-        snapshot = {k: row[k] for k in t.c.keys()}
-        failing = next((clauses[i].reason for i in range(len(clauses)) if not row[f"c{i}"]), None)
-        out[row[reg.key]] = (failing, snapshot)
+    n = len(t.c)  # the subject's columns come first, then one flag per clause
+    for row in conn.execute(q).all():
+        snapshot = dict(zip(names, row[:n]))
+        held = row[n:]
+        failing = next((clauses[i].reason for i in range(len(clauses)) if not held[i]), None)
+        out[snapshot[reg.key]] = (failing, snapshot)
     for i in ids:
         out.setdefault(i, (f"the {reg.kind} record {i} no longer exists", {}))
     return out

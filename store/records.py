@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import sqlalchemy as sa
 
 from store import schema as s
-from store.bulk import append_rows
+from store.bulk import Columns, append_columns, append_rows
 from store.workspace import Tx
 
 RECORD_TABLES: dict[str, sa.Table] = {
@@ -25,11 +25,15 @@ def read_idempotency(conn: sa.Connection, keys: Sequence[str]) -> dict[str, dict
     if not keys:
         return {}
     q = sa.select(s.idempotency_records).where(s.idempotency_records.c.idempotency_key.in_(list(keys)))
-    return {r["idempotency_key"]: dict(r) for r in conn.execute(q).mappings()}
+    return {r["idempotency_key"]: dict(r) for r in conn.execute(q).mappings().all()}
 
 
-def insert_idempotency(tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
-    append_rows(tx, s.idempotency_records, rows)
+def insert_idempotency(tx: Tx, rows: Sequence[dict[str, Any]] | Columns) -> None:
+    """Append ledger entries: a list of rows, or columns (name → values)."""
+    if isinstance(rows, Mapping):
+        append_columns(tx, s.idempotency_records, rows)
+    else:
+        append_rows(tx, s.idempotency_records, rows)
 
 
 def read_delivery(conn: sa.Connection, key: str) -> dict[str, Any] | None:

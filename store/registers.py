@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from store import schema as s
+from store.bulk import append_rows
 from store.workspace import Tx
 
 
@@ -92,7 +93,7 @@ def insert_subjects(tx: Tx, kind: str, rows: list[dict[str, Any]]) -> None:
     if rows:
         reg = REGISTERS[kind]
         now = tx.now()
-        tx.conn.execute(reg.table.insert(), [{"updated_at": now, **r} for r in rows])
+        append_rows(tx, reg.table, [{"updated_at": now, **r} for r in rows])
         tx.audit("engine:registers", "subjects.added", kind, f"{len(rows)} rows",
                  {"ids": [r[reg.key] for r in rows][:50], "count": len(rows)})
 

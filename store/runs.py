@@ -37,6 +37,12 @@ def read_run(conn: sa.Connection, run_id: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
+def read_cancel_requested(conn: sa.Connection, run_id: str) -> bool:
+    """Whether the run has a cancel request: the executor asks before every batch."""
+    return conn.execute(sa.select(runs.c.cancel_requested_at.is_not(None)).where(runs.c.run_id == run_id)
+                        ).scalar_one()
+
+
 def read_run_facts(conn: sa.Connection, run: dict[str, Any]) -> RunFacts:
     counts = dict(conn.execute(
         sa.select(run_items.c.outcome, sa.func.count()).where(run_items.c.run_id == run["run_id"])
@@ -79,6 +85,12 @@ def read_undispatched_events(conn: sa.Connection, limit: int = 500) -> list[dict
 def mark_event_dispatched(tx: Tx, event_id: str) -> None:
     tx.conn.execute(trigger_events.update().where(trigger_events.c.event_id == event_id)
                     .values(dispatched_at=tx.now()))
+
+
+def read_run_ids_for_event(conn: sa.Connection, event_id: str) -> list[str]:
+    """The runs a trigger event started (one per listening definition)."""
+    q = sa.select(runs.c.run_id).where(runs.c.trigger_event_id == event_id).order_by(runs.c.run_number)
+    return [r for (r,) in conn.execute(q)]
 
 
 def read_runs_table(conn: sa.Connection, limit: int = 200) -> list[dict[str, Any]]:

@@ -131,8 +131,9 @@ class Workspace:
                     tx = Tx(conn, self.now)
                     yield tx
                     if tx.entries:
-                        rows = audit_mod.chain_rows(tx.entries, audit_mod.read_chain_head(conn))
-                        conn.execute(audit_log.insert(), rows)
+                        from store.bulk import append_columns  # store.bulk builds on Tx: import late
+                        append_columns(tx, audit_log,
+                                       audit_mod.chain_columns(tx.entries, audit_mod.read_chain_head(conn)))
             except sa.exc.DBAPIError as exc:
                 if "Conflict" in str(exc.orig) and "TransactionContext" in str(exc.orig) or \
                         "Conflict on update" in str(exc.orig):

@@ -12,10 +12,13 @@ from engine.actioners.messaging import MessagingIntegration
 from engine.actioners.specs import ACTIONER_SPECS, SEVERITIES, ActionerSpec
 
 
+_dumps_sorted = json.JSONEncoder(sort_keys=True).encode  # == json.dumps(v, sort_keys=True), built once
+
+
 def _common(req: ActionRequest, ctx: ActionContext, rid: str, key: str, title: str) -> dict[str, Any]:
     return {key: rid, "subject_kind": req.subject_kind, "subject_id": req.subject_id, "title": title,
-            "details": json.dumps({"definition_id": req.definition_id, "run_id": req.run_id,
-                                   "description": req.params.get("description", "")}, sort_keys=True),
+            "details": _dumps_sorted({"definition_id": req.definition_id, "run_id": req.run_id,
+                                      "description": req.params.get("description", "")}),
             "source_item_id": req.item_id, "idempotency_key": req.idempotency_key,
             "created_at": ctx.now()}
 

@@ -1,0 +1,166 @@
+"""The state-changing commands (emit, signal, fire, retry, cancel, approve, dismiss), performed one way.
+
+The CLI performs them on a workspace it opened itself; the intake endpoint performs them for a CLI in
+another process while the engine holds the file. Both call ``perform`` with the same parameters, so a
+forwarded command runs exactly the engine code (and checks) a direct one does, and answers the same lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from engine import commands
+from engine.authz import load_actor
+from engine.signals import deliver_signal
+from store import runs as run_store
+from store.registers import EVENT_TYPES, change_subject
+
+if TYPE_CHECKING:
+    from engine.runtime import Engine
+
+
+class BadRequest(ValueError):
+    """The command's parameters are missing or malformed; nothing was done."""
+
+
+@dataclass
+class Answer:
+    """What a command did: the lines a person reads, and the same facts for a program."""
+
+    lines: list[str]
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def message(self) -> str:
+        return "\n".join(self.lines)
+
+
+@dataclass(frozen=True)
+class Operation:
+    run: Callable[["Engine", dict[str, Any]], Answer]
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+
+
+def _text(params: dict[str, Any], name: str, required: bool = True) -> str | None:
+    value = params.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest(f"'{name}' must be a non-empty string")
+    return value
+
+
+def _runs_of_event(engine: "Engine", event_id: str) -> list[str]:
+    """The runs an event started, read back (the scheduler's poll may have dispatched it first)."""
+    with engine.ws.read() as conn:
+        return run_store.read_run_ids_for_event(conn, event_id)
+
+
+def _emit(engine: "Engine", p: dict[str, Any]) -> Answer:
+    event, subject = _text(p, "event"), _text(p, "subject")
+    if event not in EVENT_TYPES:
+        raise BadRequest(f"unknown event {event!r}; known: {', '.join(sorted(EVENT_TYPES))}")
+    with engine.ws.transaction() as tx:
+        event_id = change_subject(tx, event, subject, source="cli", actor="engine:cli")
+    engine.dispatch_events()
+    runs = _runs_of_event(engine, event_id)
+    return Answer([f"event {event_id} recorded; runs started: {', '.join(runs) or 'none'}"],
+                  {"event_id": event_id, "runs": runs})
+
+
+def _signal(engine: "Engine", p: dict[str, Any]) -> Answer:
+    source = _text(p, "source")
+    payload = p.get("payload")
+    if not isinstance(payload, (str, dict)):
+        raise BadRequest("'payload' must be the signal's JSON text (or a JSON object)")
+    event_id = deliver_signal(engine, source, payload)
+    runs = _runs_of_event(engine, event_id)
+    return Answer([f"signal accepted as {event_id}; runs started: {', '.join(runs) or 'none'}"],
+                  {"event_id": event_id, "runs": runs})
+
+
+def _fire(engine: "Engine", p: dict[str, Any]) -> Answer:
+    actor = load_actor(engine.ws, _text(p, "member"))
+    runs = commands.run_now(engine, actor, _text(p, "definition"))
+    return Answer([f"runs started: {', '.join(runs) or 'none'}"], {"runs": runs})
+
+
+def _retry(engine: "Engine", p: dict[str, Any]) -> Answer:
+    actor = load_actor(engine.ws, _text(p, "member"))
+    run_id, item_id = _text(p, "run"), _text(p, "item", required=False)
+    if item_id:
+        outcome = commands.retry_item(engine, actor, item_id)
+        return Answer([f"{item_id}: {outcome}"], {"results": {item_id: outcome}})
+    plan, results = commands.retry_run(engine, actor, run_id)
+    lines = [f"{item['item_id']}: not retried: {why}" for item, why in plan.not_eligible]
+    lines += [f"{i}: {outcome}" for i, outcome in results.items()]
+    if not plan.eligible and not plan.not_eligible:
+        lines.append(f"run {run_id} has no failed items")
+    return Answer(lines, {"results": results,
+                          "not_retried": {item["item_id"]: why for item, why in plan.not_eligible}})
+
+
+def _cancel(engine: "Engine", p: dict[str, Any]) -> Answer:
+    actor = load_actor(engine.ws, _text(p, "member"))
+    run_id = _text(p, "run")
+    status = commands.cancel_run(engine, actor, run_id, _text(p, "reason"))
+    return Answer([f"run {run_id}: {status}"], {"status": status})
+
+
+def _approve(engine: "Engine", p: dict[str, Any]) -> Answer:
+    actor = load_actor(engine.ws, _text(p, "member"))
+    item_id = _text(p, "item")
+    outcome = commands.approve_item(engine, actor, item_id)
+    return Answer([f"{item_id}: {outcome}"], {"outcome": outcome})
+
+
+def _dismiss(engine: "Engine", p: dict[str, Any]) -> Answer:
+    actor = load_actor(engine.ws, _text(p, "member"))
+    item_id = _text(p, "item")
+    outcome = commands.dismiss_item(engine, actor, item_id, _text(p, "reason"))
+    return Answer([f"{item_id}: {outcome}"], {"outcome": outcome})
+
+
+OPERATIONS: dict[str, Operation] = {
+    "emit": Operation(_emit, ("event", "subject")),
+    "signal": Operation(_signal, ("source", "payload")),
+    "fire": Operation(_fire, ("member", "definition")),
+    "retry": Operation(_retry, ("member", "run"), ("item",)),
+    "cancel": Operation(_cancel, ("member", "run", "reason")),
+    "approve": Operation(_approve, ("member", "item")),
+    "dismiss": Operation(_dismiss, ("member", "item", "reason")),
+}
+
+
+def perform(engine: "Engine", name: str, params: dict[str, Any]) -> Answer:
+    """Run one state-changing command; raises the commands' named errors, or ``BadRequest``."""
+    op = OPERATIONS.get(name)
+    if op is None:
+        raise BadRequest(f"unknown command {name!r}; known: {', '.join(OPERATIONS)}")
+    unknown = sorted(k for k in params if k not in op.required + op.optional)
+    if unknown:
+        raise BadRequest(f"{name} takes {', '.join(op.required + op.optional)}; "
+                         f"not {', '.join(unknown)}")
+    missing = [k for k in op.required if params.get(k) is None]
+    if missing:
+        raise BadRequest(f"{name} needs {', '.join(missing)}")
+    return op.run(engine, params)
+
+
+def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The parameters of a parsed CLI command; a signal's payload file (or stdin) is read here."""
+    op = OPERATIONS[args.command]
+    params = {k: getattr(args, k) for k in op.required + op.optional
+              if k != "payload" and getattr(args, k, None) is not None}
+    if args.command == "signal":
+        try:
+            params["payload"] = (sys.stdin.read() if args.payload == "-"
+                                 else Path(args.payload).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"cannot read the payload {args.payload}: {exc}") from None
+    return params
