@@ -1,31 +1,26 @@
-"""Runledger's Streamlit app: page config, the one cached workspace and engine, and (for now) the runs.
+"""Runledger's Streamlit app: page config, sign-in, navigation and the shared sidebar. Nothing else.
 
-The dashboard issue replaces the plain table with the real pages; this file keeps only wiring.
+The workspace and the live engine are opened once per server process (``ui.runtime``); every page is a
+URL, listed in ``ui.links.PAGES``.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from engine.runtime import Engine
 from store.errors import StoreError
-from store.workspace import Workspace, resolve_workspace_path
-from ui.data import runs_table
+from ui.links import PAGES
+from ui.runtime import open_engine
+from ui.session import current_actor
+from ui.signin import render_sidebar_member, render_sign_in
 
 st.set_page_config(page_title="Runledger", page_icon="📒", layout="wide")
 
 
-def _release(engine: Engine) -> None:
-    engine.shutdown()
-    engine.ws.close()
-
-
-@st.cache_resource(on_release=_release)
-def open_engine() -> Engine:
-    """One workspace and one live engine per server process (DuckDB admits one writer)."""
-    engine = Engine(Workspace(resolve_workspace_path()))
-    engine.start()
-    return engine
+def _page(name: str, default: bool = False, hidden: bool = False) -> st.Page:
+    script, url_path, title, icon = PAGES[name]
+    return st.Page(script, title=title, icon=icon, url_path=url_path, default=default,
+                   visibility="hidden" if hidden else "visible")
 
 
 try:
@@ -34,6 +29,19 @@ except StoreError as exc:
     st.error(str(exc))
     st.stop()
 
-st.title("Runledger — runs")
-st.caption("Governance → Automation → Runs. Every execution of a governed automation, newest first.")
-st.dataframe(runs_table(engine.ws), hide_index=True, width="stretch")
+sections = {
+    "Governance → Automation": [_page("runs", default=True), _page("failed"), _page("approvals"),
+                                _page("automations"), _page("analytics"),
+                                _page("run", hidden=True), _page("item", hidden=True)],
+    "Records": [_page("records")],
+    "Admin": [_page("audit"), _page("members")],
+}
+actor = current_actor(engine)
+if actor is None:  # the URL (page and params) is kept: a shared link opens its view after sign-in
+    st.navigation(sections, position="hidden")
+    render_sign_in(engine)
+    st.stop()
+
+page = st.navigation(sections)
+render_sidebar_member(engine, actor)
+page.run()

@@ -79,3 +79,36 @@ def check_permission(ws: Workspace, actor: Actor, permission: str, entity_kind: 
         tx.audit(actor.audit_name, "command.refused", entity_kind, entity_id,
                  {"permission": permission, "reason": message})
     raise NotAuthorized(message)
+
+
+class SignInRefused(PermissionError):
+    """Wrong member or password. The message never says which, so it cannot be used to probe for ids."""
+
+
+def sign_in(ws: Workspace, member_id: str, password: str, channel: str = "web") -> Actor:
+    """Check a member's password. Both a success and a failure land in the audit log, with the reason."""
+    member_id = member_id.strip()
+    with ws.read() as conn:
+        m = read_member(conn, member_id) if member_id else None
+    if m is None:
+        reason = "no such member"
+    elif not m["active"]:
+        reason = "member is deactivated"
+    elif not verify_password(m["password_hash"], password):
+        reason = "wrong password"
+    else:
+        actor = Actor(m["member_id"], frozenset(r for r in m["roles"].split(",") if r))
+        with ws.transaction() as tx:
+            tx.audit(actor.audit_name, "member.signed_in", "member", actor.member_id,
+                     {"channel": channel, "roles": sorted(actor.roles)})
+        return actor
+    with ws.transaction() as tx:
+        tx.audit(f"anonymous:{channel}", "member.sign_in_failed", "member", member_id[:64] or "(blank)",
+                 {"channel": channel, "reason": reason})
+    raise SignInRefused("That member name and password do not match an active member. Check both and try "
+                        "again; an administrator can reset a password.")
+
+
+def sign_out(ws: Workspace, actor: Actor, reason: str = "signed out") -> None:
+    with ws.transaction() as tx:
+        tx.audit(actor.audit_name, "member.signed_out", "member", actor.member_id, {"reason": reason})

@@ -1,0 +1,31 @@
+"""The one workspace and live engine per server process (DuckDB admits one writer), shared by all pages."""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from engine.runtime import Engine
+from store.workspace import Workspace, resolve_workspace_path
+
+
+def _release(engine: Engine) -> None:
+    engine.shutdown()
+    engine.ws.close()
+
+
+@st.cache_resource(on_release=_release, show_spinner="Opening the workspace…")
+def open_engine() -> Engine:
+    """Opened once; ``on_release`` shuts the scheduler down so an edited app never runs two engines."""
+    engine = Engine(Workspace(resolve_workspace_path()),
+                    definitions_dir=os.environ.get("RUNLEDGER_DEFINITIONS", "definitions"))
+    if os.environ.get("RUNLEDGER_ENGINE_LIVE", "1") != "0":  # tests may drive the engine themselves
+        engine.start()
+    else:
+        engine.load_definitions()
+    return engine
+
+
+def current_engine() -> Engine:
+    return open_engine()

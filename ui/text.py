@@ -1,0 +1,64 @@
+"""Text from subjects, payloads and definitions is data, never markup: these helpers show it as text.
+
+Streamlit renders markdown (and, in some elements, HTML) in labels and ``st.markdown``; a subject named
+``<img onerror=…>`` or ``**URGENT**`` must appear exactly as typed. Use ``st.text``/``st.code`` or these.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import streamlit as st
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
+
+
+def md_escape(value: Any) -> str:
+    """Escape markdown (and the HTML-ish characters) so a value can sit inside a markdown sentence."""
+    return _MD_SPECIAL.sub(r"\\\1", "" if value is None else str(value)).replace("\n", " ")
+
+
+def pretty_json(value: Any) -> str:
+    """A stored JSON text or a value, indented for reading; unreadable text shown as it is."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return value
+    return json.dumps(value, indent=2, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def show_long_text(label: str, value: Any, fold_after: int = 400, language: str | None = None) -> None:
+    """Short text inline; long text folded into an expander (as ``st.code``, so never rendered)."""
+    text = "" if value is None else str(value)
+    if len(text) <= fold_after and "\n" not in text:
+        st.markdown(f"**{md_escape(label)}**")
+        st.text(text or "—")
+        return
+    with st.expander(f"{label} ({len(text):,} characters)"):
+        st.code(text, language=language, wrap_lines=True)
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, s = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {s:02d} s"
+    hours, m = divmod(minutes, 60)
+    return f"{hours} h {m:02d} min"
+
+
+def fmt_time(value: Any) -> str:
+    """UTC timestamps as people read them in an audit: to the second, with the zone."""
+    if value is None:
+        return "—"
+    try:
+        return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+    except AttributeError:
+        return str(value)
