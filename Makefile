@@ -4,9 +4,12 @@ PY := $(VENV)/bin/python
 DB ?= $(or $(RUNLEDGER_DB),data/workspace.duckdb)
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: run test install
+.PHONY: run test install browser
 
 install: $(VENV)/.installed
+
+browser:
+	bash scripts/install-browser.sh
 
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
@@ -14,9 +17,9 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-run: install
+run: install browser
 	$(PY) -m engine --db "$(DB)" demo --if-empty
 	RUNLEDGER_DB="$(DB)" $(VENV)/bin/streamlit run app.py
 
-test: install
-	$(PY) -m pytest
+test: install browser
+	$(PY) -m pytest -n 2 --dist loadfile
