@@ -67,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("--to", dest="date_to", required=True, help="last day, YYYY-MM-DD (inclusive)")
     sm.add_argument("--json", action="store_true")
     add("definitions", "load the definitions folder and report each file's verdict")
+    so = add("sources", "integration sources that may deliver signals (add one, or list them)")
+    so_sub = so.add_subparsers(dest="sources_command", required=True)
+    so_add = so_sub.add_parser("add", help="register a source; prints its secret once")
+    so_add.add_argument("source")
+    so_add.add_argument("--register", required=True, help="where its signals land, e.g. rule_changes")
+    so_add.add_argument("--as", dest="member", required=True, help="an admin member")
+    so_sub.add_parser("list", help="the registered sources (without secrets)")
     return p
 
 
@@ -170,8 +177,26 @@ def _run_command(engine: Any, args: argparse.Namespace, out: Callable[[str], Non
         for err in report.errors:
             out(f"rejected {err}")
         return EXIT_OK if not report.errors else EXIT_REFUSED
+    if cmd == "sources":
+        return _sources(engine, args, out)
     engine.load_definitions()
     answer = perform(engine, cmd, params_from_args(args))
     for line in answer.lines:
         out(line)
+    return EXIT_OK
+
+
+def _sources(engine: Any, args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    from engine.authz import load_actor
+    from engine.sources import add_intake_source, list_intake_sources
+    if args.sources_command == "add":
+        secret = add_intake_source(engine, load_actor(engine.ws, args.member), args.source, args.register)
+        out(f"source {args.source} added; its signals land in {args.register}.")
+        out(f"secret (shown once; give it to the integration, which signs each request with it): {secret}")
+        return EXIT_OK
+    rows = list_intake_sources(engine)
+    if not rows:
+        out("no sources yet: add one with `python -m engine sources add NAME --register REGISTER --as ADMIN`")
+    for r in rows:
+        out(f"{r['source_id']:24} → {r['register']:16} since {r['created_at']:%Y-%m-%d %H:%M} UTC")
     return EXIT_OK

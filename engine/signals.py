@@ -78,7 +78,7 @@ def deliver_signal(engine: "Engine", source_id: str, raw_payload: bytes | str | 
             source = read_source(conn, source_id)
         if source is None:
             raise SignalRejected(f"unknown source {source_id!r}; register it first "
-                                 "(python -m engine sources add NAME --register REGISTER)")
+                                 "(an admin runs: python -m engine sources add NAME --register REGISTER --as ADMIN)")
         payload = parse_payload(raw_payload)
         row = validate_fields(source["register"], payload)
     except SignalRejected as exc:
