@@ -19,7 +19,9 @@ def _release(engine: Engine) -> None:
 def open_engine() -> Engine:
     """Opened once; ``on_release`` shuts the scheduler down so an edited app never runs two engines."""
     engine = Engine(Workspace(resolve_workspace_path()),
-                    definitions_dir=os.environ.get("RUNLEDGER_DEFINITIONS", "definitions"))
+                    definitions_dir=os.environ.get("RUNLEDGER_DEFINITIONS", "definitions"),
+                    # A slow messaging system, as some members' integrations are (seconds per delivery).
+                    messaging_latency=float(os.environ.get("RUNLEDGER_MESSAGING_LATENCY_SECONDS", "0")))
     if os.environ.get("RUNLEDGER_ENGINE_LIVE", "1") != "0":  # tests may drive the engine themselves
         engine.start()
     else:
