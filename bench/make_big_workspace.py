@@ -57,7 +57,7 @@ def generate(path: str, n_runs: int, threads: int) -> dict[str, float]:
     con.execute(f"""
         CREATE TEMP TABLE gen AS
         SELECT r AS n,
-               printf('RUN-%07d', r) AS run_id,
+               printf('RUN-%06d', r) AS run_id,
                d.definition_id, d.kind, d.source, d.action, d.subject_kind,
                TIMESTAMPTZ '2024-01-01 00:00:00+00' + to_seconds(r * 94) AS triggered_at,
                1 + ((r * 7919) % 39) AS n_items,
