@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from store.errors import StoreError
-from ui.links import PAGES
+from ui.links import DEFAULT_PAGE, PAGES
 from ui.runtime import open_engine
 from ui.session import current_actor
 from ui.signin import render_sidebar_member, render_sign_in
@@ -30,7 +30,7 @@ except StoreError as exc:
     st.stop()
 
 sections = {
-    "Governance → Automation": [_page("runs", default=True), _page("failed"), _page("approvals"),
+    "Governance → Automation": [_page(DEFAULT_PAGE, default=True), _page("failed"), _page("approvals"),
                                 _page("automations"), _page("analytics"),
                                 _page("run", hidden=True), _page("item", hidden=True)],
     "Records": [_page("records")],

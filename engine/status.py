@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.statemachine import (CANCELLED, COMPLETED, COMPLETED_WITH_FAILURES, FAILED, RUNNING,
+from engine.statemachine import (CANCELLED, COMPLETED, COMPLETED_WITH_FAILURES, FAILED, PENDING, RUNNING,
                                  TERMINAL_RUN_STATUSES, check_run_transition, derive_run_status)
 from store import runs as run_store
 from store.workspace import Tx
@@ -19,6 +19,12 @@ def settle_run_status(tx: Tx, run_id: str, actor: str) -> str:
     old = run["status"]
     if new == old:
         return new
+    if old == PENDING and new in TERMINAL_RUN_STATUSES and run["started_at"] is not None:
+        # A run that started and finished in one step (it matched nothing) still passes through
+        # running, so its trail says it started before it completed.
+        check_run_transition(run_id, old, RUNNING)
+        tx.audit(actor, RUN_EVENTS[RUNNING], "run", run_id, {"from": old, "to": RUNNING})
+        old = RUNNING
     check_run_transition(run_id, old, new)
     values: dict[str, object] = {"status": new}
     if new in TERMINAL_RUN_STATUSES:

@@ -1,5 +1,158 @@
-"""Placeholder until this page is built (see the dashboard issue)."""
+"""One run: what fired it and why, what it matched, what each action did, and the commands on it."""
 
+from __future__ import annotations
+
+import plotly.express as px
 import streamlit as st
 
-st.info("This page is being built.")
+from engine.statemachine import TERMINAL_RUN_STATUSES
+from store.run_queries import count_items_by_action_and_outcome, read_entity_audit, read_items_page, \
+    read_run_detail
+from ui.colors import OUTCOME_COLORS, STATUS_BADGES
+from ui.links import audit_link, definition_link, query_params_dict, run_link, runs_link
+from ui.run_actions import render_cancel, render_retry, show_last_result
+from ui.run_views import KNOWN_OUTCOMES, duration_seconds, items_frame
+from ui.runtime import current_engine
+from ui.session import actor_or_stop
+from ui.text import fmt_duration, fmt_time, md_escape, pretty_json
+
+engine = current_engine()
+actor = actor_or_stop()
+params = query_params_dict(st.query_params)
+run_id = ((params.get("id") or [""])[-1]).strip()
+
+if not run_id:
+    st.title("Run")
+    st.info("No run chosen. Open one from the Runs page.")
+    st.page_link(runs_link().page, label="Go to Runs", icon=":material/list_alt:")
+    st.stop()
+with engine.ws.read() as conn:
+    run = read_run_detail(conn, run_id)
+if run is None:
+    st.title("Run")
+    st.error(f"There is no run {run_id!r} in this workspace. Check the link (run ids look like RUN-000042), "
+             "or find the run on the Runs page.")
+    st.page_link(runs_link().page, label="Go to Runs", icon=":material/list_alt:")
+    st.stop()
+
+st.title(f"Run {run_id}")
+st.caption(md_escape(run["definition_title"] or run["definition_id"]))
+show_last_result(run_id)
+
+
+def render_facts() -> dict[str, int]:
+    """Status, times and counts: the part that changes while the run runs."""
+    with engine.ws.read() as conn:
+        current = read_run_detail(conn, run_id) or run
+        breakdown = count_items_by_action_and_outcome(conn, run_id)
+    st.badge(current["status"], color=STATUS_BADGES.get(current["status"], "gray"))
+    c = st.columns([1, 1, 3])
+    c[0].metric("Subjects matched", f"{current['subjects_matched']:,}")
+    c[1].metric("Actions invoked", f"{current['actions_invoked']:,}")
+    c[2].dataframe({"": ["Triggered", "Started", "Completed", "Duration"],
+                    "UTC": [fmt_time(current["triggered_at"]), fmt_time(current["started_at"]),
+                            fmt_time(current["completed_at"]),
+                            fmt_duration(duration_seconds(current["started_at"], current["completed_at"]))]},
+                   hide_index=True, width="stretch")
+    if current["cancel_requested_at"] is not None:
+        st.warning(f"Cancel requested by {current['cancel_requested_by']} at "
+                   f"{fmt_time(current['cancel_requested_at'])}.")
+        st.text(f"Reason: {current['cancel_reason']}")
+    if current["failure_cause"]:
+        st.error("Run-level failure:")
+        st.text(current["failure_cause"])
+    st.subheader("Action breakdown")
+    if breakdown:
+        left, right = st.columns([3, 2])
+        fig = px.bar(breakdown, x="items", y="action", color="outcome", orientation="h",
+                     color_discrete_map=OUTCOME_COLORS, category_orders={"outcome": list(KNOWN_OUTCOMES)})
+        fig.update_layout(height=120 + 40 * len({b["action"] for b in breakdown}), margin=dict(t=10, b=10),
+                          legend_title_text="Outcome", xaxis_title="Items", yaxis_title=None)
+        left.plotly_chart(fig, config={"displayModeBar": False})
+        right.dataframe(breakdown, hide_index=True, width="stretch",
+                        column_config={"action": "Action", "outcome": "Outcome", "items": "Items"})
+    else:
+        st.info("No items yet: the run has not matched its subjects.")
+    counts: dict[str, int] = {}
+    for b in breakdown:
+        counts[b["outcome"]] = counts.get(b["outcome"], 0) + b["items"]
+    return counts
+
+
+live = run["status"] not in TERMINAL_RUN_STATUSES
+if live:
+    st.caption("This run is in progress; the figures below refresh every 2 seconds.")
+    counts = st.fragment(render_facts, run_every="2s")() or {}
+else:
+    counts = render_facts()
+
+# --- definition and trigger -----------------------------------------------------------------------------
+left, right = st.columns(2)
+with left:
+    st.subheader("Definition")
+    st.markdown(f"**{md_escape(run['definition_id'])}**, version {run['definition_version']}")
+    link = definition_link(run["definition_id"], run["definition_version"])
+    st.page_link(link.page, query_params=link.params, label="This version in Automations",
+                 icon=":material/schedule:")
+    if run["version"]:
+        with st.expander(f"Its text at version {run['definition_version']}"):
+            st.code(run["version"]["content"], language="yaml")
+            st.caption(f"content hash {run['version']['content_hash']} · by {run['version']['authored_by']} "
+                       f"· {fmt_time(run['version']['created_at'])}")
+with right:
+    st.subheader("Trigger")
+    event = run["event"]
+    st.markdown(f"**{md_escape(run['trigger_kind'])}** from **{md_escape(run['trigger_source'])}** at "
+                f"{fmt_time(run['triggered_at'])}")
+    if event:
+        st.caption(f"event {md_escape(event['event_id'])} · {md_escape(event['event_type'])} · received "
+                   f"{fmt_time(event['received_at'])}")
+        with st.expander("Trigger payload"):
+            st.code(pretty_json(event["payload"]), language="json")
+
+# --- commands -------------------------------------------------------------------------------------------
+render_cancel(engine, actor, run)
+render_retry(engine, actor, run, counts.get("failed", 0))
+
+# --- items ----------------------------------------------------------------------------------------------
+st.subheader("Items")
+outcome = (params.get("outcome") or [None])[-1]
+if outcome and outcome not in KNOWN_OUTCOMES:
+    st.warning(f"Unknown outcome {outcome!r} in the link; showing every item.")
+    outcome = None
+options = ["all", *[o for o in KNOWN_OUTCOMES if counts.get(o)]]
+picked = st.segmented_control("Outcome", options, default=outcome if outcome in options else "all",
+                              format_func=lambda o: "All" if o == "all" else f"{o} ({counts.get(o, 0):,})")
+picked = None if picked in (None, "all") else picked
+if picked != outcome:
+    st.query_params.from_dict(run_link(run_id, picked).params)
+    st.rerun()
+try:
+    after = int((params.get("from") or ["0"])[-1])
+except ValueError:
+    after = 0
+with engine.ws.read() as conn:
+    items, next_position = read_items_page(conn, run_id, outcome, after_position=after)
+if items:
+    st.dataframe(items_frame(items), hide_index=True, width="stretch", column_config={
+        "Item": st.column_config.LinkColumn("Item", display_text=r"item\?id=(.*)"),
+        "Subject": st.column_config.LinkColumn("Subject", display_text=r"id=(.*)$"),
+        "Record": st.column_config.LinkColumn("Resulting record", display_text=r"id=(.*)$"),
+    })
+else:
+    st.info("No items with this outcome.")
+nav = st.columns([1, 1, 6])
+if after and nav[0].button("⏮ First items"):
+    st.query_params.from_dict(run_link(run_id, outcome).params)
+    st.rerun()
+if next_position and nav[1].button("More items ▶"):
+    st.query_params.from_dict({**run_link(run_id, outcome).params, "from": str(next_position)})
+    st.rerun()
+
+# --- audit ----------------------------------------------------------------------------------------------
+with st.expander("This run's audit entries"):
+    with engine.ws.read() as conn:
+        entries = read_entity_audit(conn, "run", run_id)
+    st.dataframe(entries, hide_index=True, width="stretch")
+    al = audit_link(entity_kind="run", entity_id=run_id)
+    st.page_link(al.page, query_params=al.params, label="Open in the audit log", icon=":material/policy:")

@@ -30,6 +30,7 @@ PAGES: dict[str, tuple[str, str, str, str]] = {
 }
 
 Params = dict[str, str | list[str]]
+DEFAULT_PAGE = "runs"  # served at the app's root: its own url path would be "page not found"
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ class Link:
     def href(self) -> str:
         query = urlencode([(k, v) for k, vs in self.params.items()
                            for v in (vs if isinstance(vs, list) else [vs])])
-        return PAGES[self.name][1] + (f"?{query}" if query else "")
+        path = "./" if self.name == DEFAULT_PAGE else PAGES[self.name][1]
+        return path + (f"?{query}" if query else "")
 
 
 def _clean(params: Mapping[str, str | list[str] | None]) -> Params:
