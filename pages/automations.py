@@ -1,5 +1,136 @@
-"""Placeholder until this page is built (see the dashboard issue)."""
+"""Automations: the definitions, their versions (any two compared), triggers and next fire times; run now
+(operators) and enable/disable (admins)."""
 
+from __future__ import annotations
+
+import difflib
+
+import pandas as pd
 import streamlit as st
 
-st.info("This page is being built.")
+from engine.authz import NotAuthorized
+from engine.catalog import UnknownDefinition
+from engine.commands import CommandRefused, NotFound, run_now, set_enabled
+from store.definitions import read_definition_rejections, read_definition_versions, read_definitions
+from ui.links import definition_link, query_params_dict, run_link
+from ui.runtime import current_engine
+from ui.session import actor_or_stop
+from ui.text import fmt_time, md_escape
+
+engine = current_engine()
+actor = actor_or_stop()
+params = query_params_dict(st.query_params)
+one = lambda k: ((params.get(k) or [None])[-1] or None)  # noqa: E731
+st.title("Automations")
+st.caption("Each automation is a versioned definition: every distinct content is a new version, and each run "
+           "pins the version it ran.")
+result = st.session_state.pop("automations_result", None)
+if result:
+    (st.success if result[0] == "ok" else st.error)(result[1])
+
+with engine.ws.read() as conn:
+    rows = read_definitions(conn)
+    rejections = read_definition_rejections(conn)
+now = engine.clock.now()
+
+
+def _trigger(definition_id: str, version: int) -> tuple[str, str]:
+    d = engine.catalog.get(definition_id, version)
+    nxt = d.trigger.cron_trigger().get_next_fire_time(None, now) if d.trigger.kind == "schedule" else None
+    return d.trigger.describe(), fmt_time(nxt) if nxt else "on its trigger"
+
+
+table = []
+for r in rows:
+    described, nxt = _trigger(r["definition_id"], r["latest_version"])
+    table.append({"Automation": definition_link(r["definition_id"]).href, "Title": r["title"],
+                  "Trigger": described, "Next fire": nxt if r["enabled"] else "disabled",
+                  "Version": r["latest_version"], "Enabled": r["enabled"]})
+if not table:
+    st.info("No automations loaded. Put definition files (YAML) in the definitions folder; the engine loads them "
+            "on start.")
+    st.stop()
+st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch",
+             column_config={"Automation": st.column_config.LinkColumn(display_text=r"id=([^&]*)")})
+if rejections:
+    with st.expander(f"Rejected definition files ({len(rejections)})", icon=":material/error:"):
+        for rej in rejections:
+            st.markdown(f"**{md_escape(rej['source_path'])}** · {fmt_time(rej['rejected_at'])}")
+            st.code(rej["errors"], wrap_lines=True)
+
+ids = [r["definition_id"] for r in rows]
+chosen = one("id")
+if chosen and chosen not in ids:
+    st.error(f"There is no automation {chosen!r}. Known: {', '.join(ids)}.")
+    chosen = None
+picked = st.selectbox("Automation", [None, *ids], index=[None, *ids].index(chosen),
+                      format_func=lambda d: d or "Choose one to see its versions and act on it")
+if picked != chosen:
+    st.query_params.from_dict(definition_link(picked).params if picked else {})
+    st.rerun()
+if not chosen:
+    st.stop()
+
+row = next(r for r in rows if r["definition_id"] == chosen)
+with engine.ws.read() as conn:
+    versions = read_definition_versions(conn, chosen)
+numbers = [v.version for v in versions]
+st.subheader(f"{row['title']}")
+left, right = st.columns(2)
+may_run, may_manage = actor.may("run_now"), actor.may("manage_definitions")
+if left.button("Run now", type="primary", disabled=not may_run or not row["enabled"],
+               help="Needs the operator role" if not may_run else None if row["enabled"] else "Disabled"):
+    try:
+        made = run_now(engine, actor, chosen)
+        st.session_state["automations_result"] = ("ok", "Started " + (", ".join(made) or "no run (nothing fired)"))
+        st.session_state["automations_runs"] = made
+    except (NotAuthorized, CommandRefused, NotFound, UnknownDefinition) as exc:
+        st.session_state["automations_result"] = ("error", str(exc))
+    st.rerun()
+for made_run in st.session_state.pop("automations_runs", []):
+    rl = run_link(made_run)
+    left.page_link(rl.page, query_params=rl.params, label=f"Open {made_run}", icon=":material/play_circle:")
+label = "Disable" if row["enabled"] else "Enable"
+if right.button(label, disabled=not may_manage, help=None if may_manage else "Needs the admin role"):
+    try:
+        set_enabled(engine, actor, chosen, not row["enabled"])
+        st.session_state["automations_result"] = ("ok", f"{chosen} {label.lower()}d.")
+    except (NotAuthorized, CommandRefused, NotFound, UnknownDefinition) as exc:
+        st.session_state["automations_result"] = ("error", str(exc))
+    st.rerun()
+if not may_run:
+    left.caption(f"Run now needs the operator role; {actor.member_id} has {', '.join(sorted(actor.roles))}.")
+if not may_manage:
+    right.caption("Enabling and disabling needs the admin role.")
+
+
+def _version(key: str, default: int) -> int:
+    text = one(key)
+    try:
+        value = int(text) if text else default
+    except ValueError:
+        value = default
+    if value not in numbers:
+        st.warning(f"{chosen} has no version {text}; showing version {default}.")
+        return default
+    return value
+
+
+version = _version("version", numbers[-1])
+st.dataframe(pd.DataFrame([{"Version": v.version, "Content hash": v.content_hash, "By": v.authored_by}
+                           for v in versions]), hide_index=True, width="stretch")
+vcol, ccol = st.columns(2)
+shown = vcol.selectbox("Version", numbers, index=numbers.index(version))
+compare_default = _version("compare", numbers[0]) if one("compare") else None
+compare = ccol.selectbox("Compare with", [None, *numbers], index=[None, *numbers].index(compare_default),
+                         format_func=lambda v: "—" if v is None else f"version {v}")
+if (shown, compare) != (version, compare_default):
+    st.query_params.from_dict(definition_link(chosen, shown, compare).params)
+    st.rerun()
+text = {v.version: v.content for v in versions}
+if compare and compare != shown:
+    diff = "".join(difflib.unified_diff(text[compare].splitlines(True), text[shown].splitlines(True),
+                                        f"{chosen} v{compare}", f"{chosen} v{shown}"))
+    st.code(diff or "(identical)", language="diff")
+else:
+    st.code(text[shown], language="yaml")

@@ -1,5 +1,111 @@
-"""Placeholder until this page is built (see the dashboard issue)."""
+"""Failed items across runs, grouped by cause and definition; bulk retry of every eligible one in the
+filter (no page cap), with the plan first, a progress bar and a summary."""
 
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
 import streamlit as st
 
-st.info("This page is being built.")
+from engine.authz import NotAuthorized
+from engine.bulk_retry import plan_bulk_retry
+from engine.commands import CommandRefused, NotFound, retry_items
+from store.oversight_queries import FailedFilter, count_failed_items_by_cause, read_failed_items
+from store.run_queries import read_definition_ids
+from ui.links import failed_items_link, item_link, query_params_dict, run_link
+from ui.runtime import current_engine
+from ui.session import actor_or_stop
+
+engine = current_engine()
+actor = actor_or_stop()
+params = query_params_dict(st.query_params)
+st.title("Failed items")
+st.caption("Every failed item across runs, grouped by cause. Transient failures can be retried with the same "
+           "idempotency key; deterministic ones need their cause fixed first.")
+result = st.session_state.pop("failed_items_result", None)
+if result:
+    (st.success if result[0] == "ok" else st.error)(result[1])
+
+with engine.ws.read() as conn:
+    definitions = read_definition_ids(conn)
+
+
+def _date(name: str) -> dt.date | None:
+    text = (params.get(name) or [None])[-1]
+    if not text:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        st.warning(f"'{name}={text}' is not a date like 2026-07-01; it was ignored.")
+        return None
+
+
+definition = (params.get("definition") or [None])[-1]
+if definition and definition not in definitions:
+    st.warning(f"Unknown definition {definition!r} in the link; showing all.")
+    definition = None
+start, end = _date("from"), _date("to")
+c1, c2, c3 = st.columns([3, 2, 2])
+picked_def = c1.selectbox("Definition", [None, *definitions], index=([None, *definitions].index(definition)),
+                          format_func=lambda d: d or "All definitions")
+picked_start = c2.date_input("Triggered from", value=start)
+picked_end = c3.date_input("Triggered to (included)", value=end)
+if (picked_def, picked_start, picked_end) != (definition, start, end):
+    st.query_params.from_dict(failed_items_link(picked_def, picked_start, picked_end).params)
+    st.rerun()
+
+utc = dt.timezone.utc
+f = FailedFilter(definition=definition,
+                 start=dt.datetime.combine(start, dt.time(), utc) if start else None,
+                 end=dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), utc) if end else None)
+with engine.ws.read() as conn:
+    groups = count_failed_items_by_cause(conn, f)
+if not groups:
+    st.success("No failed items in this view. Nothing needs a retry.")
+    st.stop()
+
+st.subheader("By cause and definition")
+st.dataframe(pd.DataFrame(groups).rename(columns={"definition_id": "Definition", "failure_cause": "Cause",
+                                                  "failure_class": "Class", "items": "Items", "runs": "Runs"}),
+             hide_index=True, width="stretch")
+
+with engine.ws.read() as conn:
+    every_failed = read_failed_items(conn, f, limit=None)
+plan = plan_bulk_retry(every_failed)
+st.subheader("Bulk retry")
+st.markdown(f"**Plan:** {len(plan.eligible):,} of {len(every_failed):,} failed items are eligible for a retry; "
+            f"{len(plan.not_eligible):,} are not.")
+if plan.not_eligible:
+    with st.expander(f"Not eligible, and why ({len(plan.not_eligible):,})"):
+        st.dataframe(pd.DataFrame([{"Item": item_link(r["item_id"]).href, "Why not": why}
+                                   for r, why in plan.not_eligible]), hide_index=True, width="stretch",
+                     column_config={"Item": st.column_config.LinkColumn(display_text=r"id=(.*)")})
+may = actor.may("retry")
+if not may:
+    st.caption(f"Retrying needs the operator role; {actor.member_id} has "
+               f"{', '.join(sorted(actor.roles)) or 'no role'}.")
+if st.button(f"Retry all {len(plan.eligible):,} eligible items", type="primary",
+             disabled=not may or not plan.eligible, help=None if may else "Needs the operator role"):
+    bar = st.progress(0.0, text="Retrying…")
+    try:
+        results = retry_items(engine, actor, [r["item_id"] for r in plan.eligible],
+                              progress=lambda n, total: bar.progress(n / total, text=f"{n:,}/{total:,}"))
+        tally = pd.Series(list(results.values())).value_counts().to_dict()
+        st.session_state["failed_items_result"] = (
+            "ok", "Bulk retry finished: " + ", ".join(f"{n:,} {o}" for o, n in tally.items()))
+    except (NotAuthorized, CommandRefused, NotFound) as exc:
+        st.session_state["failed_items_result"] = ("error", str(exc))
+    st.rerun()
+
+st.subheader("Items")
+shown = every_failed[:500]
+st.dataframe(pd.DataFrame([{"Item": item_link(r["item_id"]).href, "Run": run_link(r["run_id"]).href,
+                            "Definition": r["definition_id"], "Subject": r["subject_label"],
+                            "Cause": r["failure_cause"], "Class": r["failure_class"], "Attempts": r["attempts"]}
+                           for r in shown]), hide_index=True, width="stretch",
+             column_config={"Item": st.column_config.LinkColumn(display_text=r"id=(.*)"),
+                            "Run": st.column_config.LinkColumn(display_text=r"id=(.*)")})
+if len(every_failed) > len(shown):
+    st.caption(f"Showing the newest {len(shown):,} of {len(every_failed):,}; the bulk retry takes them all.")

@@ -88,3 +88,10 @@ def read_definition_versions(conn: sa.Connection, definition_id: str) -> list[St
     rows = conn.execute(sa.select(definition_versions).where(
         definition_versions.c.definition_id == definition_id).order_by(definition_versions.c.version)).all()
     return [StoredVersion(r.definition_id, r.version, r.content_hash, r.content, r.authored_by) for r in rows]
+
+
+def read_definition_rejections(conn: sa.Connection, limit: int = 50) -> list[dict[str, Any]]:
+    """Definition files the loader refused, newest first, with their errors."""
+    from store.schema import definition_rejections
+    q = sa.select(definition_rejections).order_by(definition_rejections.c.rejected_at.desc()).limit(limit)
+    return [dict(r) for r in conn.execute(q).mappings()]

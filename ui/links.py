@@ -20,12 +20,12 @@ PAGES: dict[str, tuple[str, str, str, str]] = {
     "runs": ("pages/runs.py", "runs", "Runs", ":material/list_alt:"),
     "run": ("pages/run.py", "run", "Run", ":material/play_circle:"),
     "item": ("pages/item.py", "item", "Run item", ":material/description:"),
-    "failed": ("pages/failed_items.py", "failed-items", "Failed items", ":material/error:"),
+    "failed": ("pages/failed_items.py", "failed_items", "Failed items", ":material/error:"),
     "approvals": ("pages/approvals.py", "approvals", "Approvals", ":material/approval:"),
     "automations": ("pages/automations.py", "automations", "Automations", ":material/schedule:"),
     "analytics": ("pages/analytics.py", "analytics", "Quarterly analytics", ":material/insights:"),
     "records": ("pages/records.py", "records", "Records", ":material/folder_open:"),
-    "audit": ("pages/audit_log.py", "audit-log", "Audit log", ":material/policy:"),
+    "audit": ("pages/audit_log.py", "audit_log", "Audit log", ":material/policy:"),
     "members": ("pages/members.py", "members", "Members", ":material/group:"),
 }
 

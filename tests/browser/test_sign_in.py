@@ -25,8 +25,8 @@ def test_a_wrong_password_is_refused_and_the_form_stays(app_server: AppServer, p
 
 
 def test_a_shared_link_keeps_its_page_and_params_through_sign_in(app_server: AppServer, page: object) -> None:
-    sign_in(page, app_server, "viewer", path="audit-log?actor=member%3Asigrid")
-    assert "/audit-log" in page.url and "actor=member%3Asigrid" in page.url  # type: ignore[attr-defined]
+    sign_in(page, app_server, "viewer", path="audit_log?actor=member%3Asigrid")
+    assert "/audit_log" in page.url and "actor=member%3Asigrid" in page.url  # type: ignore[attr-defined]
     page.get_by_role("button", name="Sign out").click()  # type: ignore[attr-defined]
     page.get_by_role("button", name="Sign in").wait_for()  # type: ignore[attr-defined]
     screenshot(page, "signed-out")

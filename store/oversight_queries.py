@@ -1,0 +1,151 @@
+"""What the Failed items, Approvals, Audit log and Records pages read.
+
+Failed items are found through the item outcome (a small fraction of twenty million items) and joined to
+their runs only for the period and definition; the audit log pages by ``seq`` (keyset, never OFFSET).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from store.records import RECORD_TABLES
+from store.registers import REGISTERS
+from store.schema import approvals, audit_log, run_items, runs
+
+
+# --- failed items ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FailedFilter:
+    definition: str | None = None
+    start: dt.datetime | None = None  # on the run's trigger time, inclusive
+    end: dt.datetime | None = None  # exclusive
+
+
+def _failed(f: FailedFilter) -> tuple[Any, list[Any]]:
+    j = run_items.join(runs, runs.c.run_id == run_items.c.run_id)
+    conds: list[Any] = [run_items.c.outcome == "failed"]
+    if f.definition:
+        conds.append(runs.c.definition_id == f.definition)
+    if f.start:
+        conds.append(runs.c.triggered_at >= f.start)
+    if f.end:
+        conds.append(runs.c.triggered_at < f.end)
+    return j, conds
+
+
+def count_failed_items_by_cause(conn: sa.Connection, f: FailedFilter) -> list[dict[str, Any]]:
+    j, conds = _failed(f)
+    q = (sa.select(runs.c.definition_id, run_items.c.failure_cause, run_items.c.failure_class,
+                   sa.func.count().label("items"), sa.func.count(sa.distinct(runs.c.run_id)).label("runs"))
+         .select_from(j).where(*conds)
+         .group_by(runs.c.definition_id, run_items.c.failure_cause, run_items.c.failure_class)
+         .order_by(sa.desc("items")))
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def read_failed_items(conn: sa.Connection, f: FailedFilter, limit: int | None = 500) -> list[dict[str, Any]]:
+    """Failed items with their run's definition; ``limit=None`` reads them all (for a bulk retry)."""
+    j, conds = _failed(f)
+    q = (sa.select(run_items.c.item_id, run_items.c.run_id, runs.c.definition_id, runs.c.triggered_at,
+                   run_items.c.subject_label, run_items.c.outcome, run_items.c.failure_cause,
+                   run_items.c.failure_class, run_items.c.attempts, runs.c.cancel_requested_at,
+                   runs.c.cancel_requested_by)
+         .select_from(j).where(*conds).order_by(runs.c.run_number.desc(), run_items.c.position))
+    if limit is not None:
+        q = q.limit(limit)
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+# --- approvals ------------------------------------------------------------------------------------------
+def read_open_approvals_oldest_first(conn: sa.Connection) -> list[dict[str, Any]]:
+    q = (sa.select(approvals.c.item_id, approvals.c.run_id, approvals.c.definition_id,
+                   approvals.c.definition_version, approvals.c.opened_at, run_items.c.subject_label,
+                   run_items.c.action, run_items.c.parameters)
+         .select_from(approvals.join(run_items, run_items.c.item_id == approvals.c.item_id))
+         .where(approvals.c.decision.is_(None), run_items.c.outcome == "awaiting-approval")
+         .order_by(approvals.c.opened_at, approvals.c.item_id))
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def read_recent_decisions(conn: sa.Connection, limit: int = 20) -> list[dict[str, Any]]:
+    q = (sa.select(approvals).where(approvals.c.decision.is_not(None))
+         .order_by(approvals.c.decided_at.desc()).limit(limit))
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+# --- audit log ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AuditFilter:
+    actor: str | None = None
+    event: str | None = None
+    entity_kind: str | None = None
+    entity_id: str | None = None
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+
+
+def read_audit_page(conn: sa.Connection, f: AuditFilter, before_seq: int | None = None,
+                    limit: int = 100) -> tuple[list[dict[str, Any]], int | None]:
+    """Newest first; the seq to continue before (None on the last page)."""
+    conds: list[Any] = []
+    for col, value in ((audit_log.c.actor, f.actor), (audit_log.c.event, f.event),
+                       (audit_log.c.entity_kind, f.entity_kind), (audit_log.c.entity_id, f.entity_id)):
+        if value:
+            conds.append(col == value)
+    if f.start:
+        conds.append(audit_log.c.occurred_at >= f.start)
+    if f.end:
+        conds.append(audit_log.c.occurred_at < f.end)
+    if before_seq is not None:
+        conds.append(audit_log.c.seq < before_seq)
+    q = (sa.select(audit_log.c.seq, audit_log.c.occurred_at, audit_log.c.actor, audit_log.c.event,
+                   audit_log.c.entity_kind, audit_log.c.entity_id)
+         .where(*conds).order_by(audit_log.c.seq.desc()).limit(limit + 1))
+    rows = [dict(r) for r in conn.execute(q).mappings()]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1]["seq"] if more and rows else None)
+
+
+def read_audit_entry(conn: sa.Connection, seq: int) -> dict[str, Any] | None:
+    row = conn.execute(sa.select(audit_log).where(audit_log.c.seq == seq)).mappings().first()
+    return dict(row) if row else None
+
+
+def read_audit_vocabulary(conn: sa.Connection) -> dict[str, list[str]]:
+    """The actors, events and entity kinds that occur, for the filter pickers."""
+    out = {}
+    for name, col in (("actor", audit_log.c.actor), ("event", audit_log.c.event),
+                      ("entity_kind", audit_log.c.entity_kind)):
+        out[name] = list(conn.execute(sa.select(col).distinct().order_by(col)).scalars())
+    return out
+
+
+# --- records and subjects -------------------------------------------------------------------------------
+RECORD_MODULES = tuple(RECORD_TABLES)
+
+
+def read_records(conn: sa.Connection, module: str, limit: int = 500) -> list[dict[str, Any]]:
+    t = RECORD_TABLES[module]
+    q = sa.select(t).order_by(t.c.created_at.desc()).limit(limit)
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def read_subject_row(conn: sa.Connection, register: str, subject_id: str) -> dict[str, Any] | None:
+    reg = REGISTERS[register]
+    row = conn.execute(sa.select(reg.table).where(reg.table.c[reg.key] == subject_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def read_items_for_subject(conn: sa.Connection, subject_kind: str, subject_id: str,
+                           limit: int = 200) -> list[dict[str, Any]]:
+    q = (sa.select(run_items.c.item_id, run_items.c.run_id, runs.c.definition_id, run_items.c.action,
+                   run_items.c.outcome, run_items.c.record_ref, runs.c.triggered_at)
+         .select_from(run_items.join(runs, runs.c.run_id == run_items.c.run_id))
+         .where(run_items.c.subject_kind == subject_kind, run_items.c.subject_id == subject_id)
+         .order_by(runs.c.run_number.desc()).limit(limit))
+    return [dict(r) for r in conn.execute(q).mappings()]

@@ -1,0 +1,142 @@
+"""Failed items, Approvals, Audit log, Records, Automations and Members with AppTest on the demo quarter."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from engine.authz import NotAuthorized, load_actor
+from engine.commands import approve_item, set_enabled
+from engine.signals import deliver_signal
+from tests.apptest_support import app_engine, app_workspace, open_app  # noqa: F401 (fixture)
+from tests.test_app_runs import _run_failed_on_outage, sql
+from ui.links import PAGES
+
+
+def _button(at, label: str):  # noqa: ANN001, ANN202
+    return next(b for b in at.button if b.label.startswith(label))
+
+
+def _awaiting(n: int) -> list[str]:
+    engine = app_engine()
+    for i in range(n):
+        deliver_signal(engine, "regulator-feed", {"reference": f"T-{i}", "regulator": "NCUA", "title": f"Rule {i}"})
+    return [r for (r,) in sql("SELECT item_id FROM run_items WHERE outcome = 'awaiting-approval' ORDER BY item_id")]
+
+
+# --- failed items ---------------------------------------------------------------------------------------
+def test_failed_items_are_grouped_and_bulk_retried(app_workspace: str) -> None:
+    run_id = _run_failed_on_outage()
+    failed = sql("SELECT count(*) FROM run_items WHERE run_id = :r AND outcome = 'failed'", r=run_id)[0][0]
+    at = open_app("sigrid", page=PAGES["failed"][0])
+    groups = at.dataframe[0].value
+    assert groups["Items"].sum() == failed and set(groups["Class"]) == {"transient"}
+    _button(at, "Retry all").click().run()
+    assert any("Bulk retry finished" in s.value for s in at.success)
+    assert sql("SELECT count(*) FROM run_items WHERE outcome = 'failed'") == [(0,)]
+
+
+def test_failed_items_filters_live_in_the_url_and_viewers_cannot_retry(app_workspace: str) -> None:
+    _run_failed_on_outage()
+    at = open_app("viewer", page=PAGES["failed"][0], params={"definition": "aml-monitor-failure"})
+    assert any("No failed items" in s.value for s in at.success)
+    at = open_app("viewer", page=PAGES["failed"][0], params={"from": "not-a-date"})
+    assert any("not a date" in w.value for w in at.warning)
+    assert _button(at, "Retry all").disabled
+
+
+# --- approvals ------------------------------------------------------------------------------------------
+def test_an_approver_approves_one_item_and_dismisses_another(app_workspace: str) -> None:
+    first, second = _awaiting(2)
+    at = open_app("sigrid", page=PAGES["approvals"][0])
+    at.button(key=f"approve-{first}").click().run()
+    assert any(f"Approved {first}" in s.value for s in at.success)
+    at.text_input(key=f"reason-{second}").input("not applicable to credit unions")
+    next(b for b in at.button if b.label == "Dismiss").click().run()
+    assert any(f"Dismissed {second}" in s.value for s in at.success)
+    assert sql("SELECT item_id, outcome FROM run_items WHERE item_id IN (:a, :b) ORDER BY item_id",
+               a=first, b=second) == [(first, "succeeded"), (second, "skipped")]
+    assert sql("SELECT count(*) FROM audit_log WHERE event IN ('item.approved', 'item.dismissed') "
+               "AND entity_id IN (:a, :b)", a=first, b=second) == [(2,)]
+
+
+def test_a_dismissal_needs_a_reason(app_workspace: str) -> None:
+    [item] = _awaiting(1)
+    at = open_app("sigrid", page=PAGES["approvals"][0])
+    next(b for b in at.button if b.label == "Dismiss").click().run()
+    assert any("needs a reason" in e.value for e in at.error)
+    assert sql("SELECT outcome FROM run_items WHERE item_id = :i", i=item) == [("awaiting-approval",)]
+
+
+def test_a_viewer_cannot_approve_and_the_engine_refuses_anyway(app_workspace: str) -> None:
+    [item] = _awaiting(1)
+    at = open_app("viewer", page=PAGES["approvals"][0])
+    assert at.button(key=f"approve-{item}").disabled
+    engine = app_engine()
+    with pytest.raises(NotAuthorized):
+        approve_item(engine, load_actor(engine.ws, "viewer"), item)
+
+
+# --- audit log ------------------------------------------------------------------------------------------
+def test_the_audit_log_filters_from_the_url_and_shows_one_entry(app_workspace: str) -> None:
+    at = open_app("auditor", page=PAGES["audit"][0], params={"event": "item.retried"})
+    frame = at.dataframe[0].value
+    assert set(frame["Event"]) == {"item.retried"} and len(frame) == 18  # the KYC outage items, retried
+    seq = sql("SELECT min(seq) FROM audit_log WHERE event = 'item.retried'")[0][0]
+    at = open_app("auditor", page=PAGES["audit"][0], params={"seq": str(seq)})
+    assert at.subheader[0].value == f"Entry {seq}: item.retried"
+    at = open_app("auditor", page=PAGES["audit"][0], params={"seq": "99999999"})
+    assert "There is no audit entry" in at.error[0].value
+
+
+def test_verify_reports_intact_then_the_first_broken_entry(app_workspace: str) -> None:
+    at = open_app("auditor", page=PAGES["audit"][0])
+    _button(at, "Verify the chain").click().run()
+    assert at.success[0].value.startswith("Intact:")
+    with app_engine().ws.transaction() as tx:
+        tx.conn.execute(sa.text("UPDATE audit_log SET payload = '{\"edited\": true}' WHERE seq = 40"))
+    _button(at, "Verify the chain").click().run()
+    assert "Broken at entry 40" in at.error[0].value
+
+
+# --- records --------------------------------------------------------------------------------------------
+def test_a_record_traces_to_its_item_and_the_subject_to_its_items(app_workspace: str) -> None:
+    [(item_id, ref, kind, subject)] = sql("SELECT item_id, record_ref, subject_kind, subject_id FROM run_items "
+                                          "WHERE record_ref LIKE 'findings:%' ORDER BY item_id LIMIT 1")
+    at = open_app("auditor", page=PAGES["records"][0], params={"module": "findings", "id": ref.split(":")[1]})
+    fields = dict(zip(at.dataframe[0].value["Field"], at.dataframe[0].value["Value"]))
+    assert fields["source_item_id"] == item_id
+    at = open_app("auditor", page=PAGES["records"][0], params={"register": kind, "id": subject})
+    assert f"item?id={item_id}" in list(at.dataframe[1].value["Item"])
+    at = open_app("auditor", page=PAGES["records"][0], params={"module": "findings", "id": "FND-NOPE"})
+    assert "There is no findings record" in at.error[0].value
+
+
+# --- automations and members ----------------------------------------------------------------------------
+def test_run_now_and_enable_disable_are_role_checked_and_audited(app_workspace: str) -> None:
+    at = open_app("sigrid", page=PAGES["automations"][0], params={"id": "supplier-attestation-renewal"})
+    assert _button(at, "Disable").disabled  # admins only
+    _button(at, "Run now").click().run()
+    assert any(s.value.startswith("Started RUN-") for s in at.success)
+    at = open_app("admin", page=PAGES["automations"][0], params={"id": "supplier-attestation-renewal"})
+    assert _button(at, "Run now").disabled  # operators only
+    _button(at, "Disable").click().run()
+    assert sql("SELECT enabled FROM definitions WHERE definition_id = 'supplier-attestation-renewal'") == [(False,)]
+    engine = app_engine()
+    with pytest.raises(NotAuthorized):
+        set_enabled(engine, load_actor(engine.ws, "sigrid"), "supplier-attestation-renewal", True)
+
+
+def test_an_unknown_automation_is_named_and_versions_show_their_text(app_workspace: str) -> None:
+    at = open_app("viewer", page=PAGES["automations"][0], params={"id": "nope"})
+    assert "There is no automation 'nope'" in at.error[0].value
+    at = open_app("viewer", page=PAGES["automations"][0], params={"id": "kyc-weekly-review", "version": "7"})
+    assert any("has no version 7" in w.value for w in at.warning)
+    assert any("id: kyc-weekly-review" in c.value for c in at.code)
+
+
+def test_members_are_listed_for_admins_only(app_workspace: str) -> None:
+    at = open_app("admin", page=PAGES["members"][0])
+    assert len(at.dataframe[0].value) == 4
+    at = open_app("viewer", page=PAGES["members"][0])
+    assert list(at.dataframe[0].value["Member"]) == ["viewer"]
