@@ -11,7 +11,7 @@ import streamlit as st
 from store.errors import StoreError
 from ui.links import DEFAULT_PAGE, PAGES
 from ui.runtime import open_engine
-from ui.session import current_actor
+from ui.session import current_actor, render_cookie_update
 from ui.signin import render_sidebar_member, render_sign_in
 
 st.set_page_config(page_title="Runledger", page_icon="📒", layout="wide")
@@ -39,8 +39,10 @@ sections = {
 actor = current_actor(engine)
 if actor is None:  # the URL (page and params) is kept: a shared link opens its view after sign-in
     st.navigation(sections, position="hidden")
+    render_cookie_update()
     render_sign_in(engine)
     st.stop()
+render_cookie_update()
 
 page = st.navigation(sections)
 render_sidebar_member(engine, actor)

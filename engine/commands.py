@@ -191,12 +191,12 @@ def dismiss_item(engine: "Engine", actor: Actor, item_id: str, reason: str) -> s
 
 
 # --- automations ----------------------------------------------------------------------------------
-def run_now(engine: "Engine", actor: Actor, definition_id: str) -> list[str]:
+def run_now(engine: "Engine", actor: Actor, definition_id: str, background: bool = False) -> list[str]:
     check_permission(engine.ws, actor, "run_now", "definition", definition_id)
     _, _, enabled = engine.catalog.latest(definition_id)
     if not enabled:
         raise NotEligible(f"{definition_id} is disabled; an admin must enable it before it can run.")
-    return engine.fire(definition_id, kind="manual", actor_name=actor.audit_name)
+    return engine.fire(definition_id, kind="manual", actor_name=actor.audit_name, background=background)
 
 
 def set_enabled(engine: "Engine", actor: Actor, definition_id: str, enabled: bool) -> None:

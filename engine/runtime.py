@@ -53,6 +53,7 @@ class Engine:
         self.intake_port = intake_port  # None: $RUNLEDGER_INTAKE_PORT or the default; 0: any free port
         self.intake: Any = None  # the intake endpoint (engine.intake.IntakeServer) while live
         self._dispatch_lock = threading.Lock()
+        self._workers: list[threading.Thread] = []  # background runs started by "run now"
 
     # --- definitions --------------------------------------------------------------------------------
     def load_definitions(self, actor: str = "engine:loader") -> LoadReport:
@@ -63,7 +64,7 @@ class Engine:
 
     # --- triggers -----------------------------------------------------------------------------------
     def fire(self, definition_id: str, fire_time: dt.datetime | None = None, kind: str = "schedule",
-             actor_name: str | None = None) -> list[str]:
+             actor_name: str | None = None, background: bool = False) -> list[str]:
         """A schedule fire (or a member's run now): record its trigger event, then dispatch it."""
         at = fire_time or self.clock.now()
         with self.ws.transaction() as tx:
@@ -77,10 +78,13 @@ class Engine:
                 record_trigger_event(tx, kind="manual", event_type="run.requested",
                                      source=actor_name or "engine", occurred_at=at,
                                      definition_id=definition_id)
-        return self.dispatch_events()
+        return self.dispatch_events(background=background)
 
-    def dispatch_events(self) -> list[str]:
-        """Turn every undispatched trigger event into runs (one per listening definition) and run them."""
+    def dispatch_events(self, background: bool = False) -> list[str]:
+        """Turn every undispatched trigger event into runs (one per listening definition) and run them.
+
+        ``background``: return the new run ids at once and execute them on a worker thread (a member's
+        "run now" in the browser must not wait for, nor be unable to cancel, a long run)."""
         started: list[tuple[str, str]] = []
         with self._dispatch_lock:
             with self.ws.read() as conn:
@@ -94,10 +98,19 @@ class Engine:
                         if run_id:
                             started.append((run_id, actor))
                     run_store.mark_event_dispatched(tx, event["event_id"])
+        if background and started:
+            worker = threading.Thread(target=self._execute_started, args=(started,), daemon=True,
+                                      name="runledger-run-now")
+            self._workers = [w for w in self._workers if w.is_alive()] + [worker]
+            worker.start()
+        else:
+            self._execute_started(started)
+        return [r for r, _ in started]
+
+    def _execute_started(self, started: list[tuple[str, str]]) -> None:
         for run_id, actor in started:
             self.executor.match_run(run_id, actor)
             self.executor.execute_run(run_id, actor)
-        return [r for r, _ in started]
 
     @staticmethod
     def _trigger_actor(event: dict[str, Any]) -> str:
@@ -194,6 +207,9 @@ class Engine:
         return out
 
     def shutdown(self) -> None:
+        for worker in self._workers:  # a run started in the background finishes its batch and settles
+            worker.join(timeout=60)
+        self._workers = []
         if self.intake is not None:  # first: no new requests, and those in flight finish
             self.intake.stop()
             self.intake = None

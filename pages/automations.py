@@ -81,7 +81,7 @@ may_run, may_manage = actor.may("run_now"), actor.may("manage_definitions")
 if left.button("Run now", type="primary", disabled=not may_run or not row["enabled"],
                help="Needs the operator role" if not may_run else None if row["enabled"] else "Disabled"):
     try:
-        made = run_now(engine, actor, chosen)
+        made = run_now(engine, actor, chosen, background=True)
         st.session_state["automations_result"] = ("ok", "Started " + (", ".join(made) or "no run (nothing fired)"))
         st.session_state["automations_runs"] = made
     except (NotAuthorized, CommandRefused, NotFound, UnknownDefinition) as exc:

@@ -1,15 +1,23 @@
-"""The signed-in member of this browser session, and when that session ends.
+"""The signed-in member of this browser, and when that session ends.
 
 A session ends after ``RUNLEDGER_SESSION_IDLE_MINUTES`` (default 30) without a page view, or
 ``RUNLEDGER_SESSION_MAX_HOURS`` (default 12) after sign-in, whichever comes first; the member's roles are
 re-read on every page view, so a role taken away applies at once.
+
+Streamlit keeps state per browser tab, yet a run link opened in a new tab must not ask for the password
+again. So a sign-in also creates a random session token, kept server-side (in this process only: a
+restart signs everyone out) and given to the browser as a ``SameSite=Strict`` cookie; a new tab presents
+it and resumes the same session, with the same expiry.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import secrets
+import threading
 import time
+from typing import Any
 
 import streamlit as st
 
@@ -17,6 +25,21 @@ from engine.authz import Actor, UnknownMember, load_actor, sign_in, sign_out
 from engine.runtime import Engine
 
 _KEY = "runledger_session"
+COOKIE = "runledger_session"
+_COOKIE_OP = "runledger_cookie_op"
+
+
+class _SessionStore:
+    """token → {member_id, signed_in, seen}; shared by every tab of this server process."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.sessions: dict[str, dict[str, Any]] = {}
+
+
+@st.cache_resource
+def _store() -> _SessionStore:
+    return _SessionStore()
 
 
 def _idle_limit() -> float:
@@ -31,13 +54,21 @@ def start_session(engine: Engine, member_id: str, password: str) -> Actor:
     """Raises ``SignInRefused`` (already audited) when the pair does not match."""
     actor = sign_in(engine.ws, member_id, password)
     now = time.time()
-    st.session_state[_KEY] = {"member_id": actor.member_id, "signed_in": now, "seen": now}
+    token = secrets.token_urlsafe(32)
+    state = {"member_id": actor.member_id, "signed_in": now, "seen": now, "token": token}
+    with _store().lock:
+        _store().sessions[token] = state
+    st.session_state[_KEY] = state
+    st.session_state[_COOKIE_OP] = token
     return actor
 
 
 def end_session(engine: Engine, reason: str = "signed out") -> None:
     state = st.session_state.pop(_KEY, None)
+    st.session_state[_COOKIE_OP] = ""
     if state:
+        with _store().lock:
+            _store().sessions.pop(state.get("token", ""), None)
         try:
             sign_out(engine.ws, load_actor(engine.ws, state["member_id"]), reason)
         except UnknownMember:
@@ -46,7 +77,7 @@ def end_session(engine: Engine, reason: str = "signed out") -> None:
 
 def current_actor(engine: Engine) -> Actor | None:
     """The member of this session, or None (never signed in, expired, or deactivated since)."""
-    state = st.session_state.get(_KEY)
+    state = st.session_state.get(_KEY) or _resume_from_cookie()
     if not state:
         return None
     now = time.time()
@@ -62,6 +93,32 @@ def current_actor(engine: Engine) -> Actor | None:
         return None
     state["seen"] = now
     return actor
+
+
+def _resume_from_cookie() -> dict[str, Any] | None:
+    """A new tab of a signed-in browser: the same server-side session (the same dict, so one expiry)."""
+    try:
+        token = st.context.cookies.get(COOKIE)
+    except Exception:  # noqa: BLE001 - no request context (tests, bare mode): nothing to resume
+        return None
+    if not token:
+        return None
+    with _store().lock:
+        state = _store().sessions.get(token)
+    if state is not None:
+        st.session_state[_KEY] = state
+    return state
+
+
+def render_cookie_update() -> None:
+    """Give the browser its session cookie after sign-in, or take it away after sign-out (our own script;
+    the token is URL-safe base64, so it cannot break out of the string)."""
+    token = st.session_state.pop(_COOKIE_OP, None)
+    if token is None:
+        return
+    max_age = int(_max_age()) if token else 0
+    st.html(f"<script>document.cookie = '{COOKIE}={token}; path=/; max-age={max_age}; SameSite=Strict';"
+            "</script>", unsafe_allow_javascript=True, width=1)
 
 
 def session_expires_at() -> dt.datetime | None:

@@ -108,8 +108,18 @@ def page(browser: object) -> Iterator[object]:
 
 
 def sign_in(page: object, server: AppServer, member: str, path: str = "", password: str | None = None) -> None:
-    """Open ``path`` (e.g. ``run?id=RUN-000001``), sign in on the form it shows, wait for the app."""
+    """Open ``path`` (e.g. ``run?id=RUN-000001``) as ``member``: the browser's session cookie may already
+    sign it in (a new tab of a signed-in browser); otherwise sign in on the form, signing another member
+    out first."""
     page.goto(f"{server.url}/{path}")  # type: ignore[attr-defined]
+    form = page.get_by_role("button", name="Sign in")  # type: ignore[attr-defined]
+    signed = page.get_by_text("Signed in as")  # type: ignore[attr-defined]
+    form.or_(signed).first.wait_for()
+    if signed.count():
+        if page.get_by_text(f"Signed in as {member}").count():  # type: ignore[attr-defined]
+            return
+        page.get_by_role("button", name="Sign out").click()  # type: ignore[attr-defined]
+        form.wait_for()
     page.get_by_label("Member", exact=True).fill(member)  # type: ignore[attr-defined]
     page.get_by_label("Password", exact=True).fill(password if password is not None else member)  # type: ignore[attr-defined]
     page.get_by_role("button", name="Sign in").click()  # type: ignore[attr-defined]
