@@ -71,41 +71,49 @@ st.dataframe(pd.DataFrame(groups).rename(columns={"definition_id": "Definition",
                                                   "failure_class": "Class", "items": "Items", "runs": "Runs"}),
              hide_index=True, width="stretch")
 
-with engine.ws.read() as conn:
-    every_failed = read_failed_items(conn, f, limit=None)
-plan = plan_bulk_retry(every_failed)
 st.subheader("Bulk retry")
-st.markdown(f"**Plan:** {len(plan.eligible):,} of {len(every_failed):,} failed items are eligible for a retry; "
-            f"{len(plan.not_eligible):,} are not.")
-if plan.not_eligible:
-    with st.expander(f"Not eligible, and why ({len(plan.not_eligible):,})"):
-        st.dataframe(pd.DataFrame([{"Item": item_link(r["item_id"]).href, "Why not": why}
-                                   for r, why in plan.not_eligible]), hide_index=True, width="stretch",
-                     column_config={"Item": st.column_config.LinkColumn(display_text=r"id=(.*)")})
-may = actor.may("retry")
-if not may:
-    st.caption(f"Retrying needs the operator role; {actor.member_id} has "
-               f"{', '.join(sorted(actor.roles)) or 'no role'}.")
-if st.button(f"Retry all {len(plan.eligible):,} eligible items", type="primary",
-             disabled=not may or not plan.eligible, help=None if may else "Needs the operator role"):
-    bar = st.progress(0.0, text="Retrying…")
-    try:
-        results = retry_items(engine, actor, [r["item_id"] for r in plan.eligible],
-                              progress=lambda n, total: bar.progress(n / total, text=f"{n:,}/{total:,}"))
-        tally = pd.Series(list(results.values())).value_counts().to_dict()
-        st.session_state["failed_items_result"] = (
-            "ok", "Bulk retry finished: " + ", ".join(f"{n:,} {o}" for o, n in tally.items()))
-    except (NotAuthorized, CommandRefused, NotFound) as exc:
-        st.session_state["failed_items_result"] = ("error", str(exc))
-    st.rerun()
+st.caption("Takes every eligible failed item in this view, however many; the plan comes first.")
+plan_key = ("failed_items_plan", definition, start, end)
+if st.button("Plan a bulk retry", icon=":material/checklist:"):
+    with engine.ws.read() as conn:
+        st.session_state["failed_items_plan"] = (plan_key, plan_bulk_retry(read_failed_items(conn, f, limit=None)))
+held = st.session_state.get("failed_items_plan")
+if held and held[0] == plan_key:
+    plan = held[1]
+    st.markdown(f"**Plan:** {len(plan.eligible):,} of {len(plan.eligible) + len(plan.not_eligible):,} failed "
+                f"items are eligible for a retry; {len(plan.not_eligible):,} are not.")
+    if plan.not_eligible:
+        with st.expander(f"Not eligible, and why ({len(plan.not_eligible):,})"):
+            st.dataframe(pd.DataFrame([{"Item": item_link(r["item_id"]).href, "Why not": why}
+                                       for r, why in plan.not_eligible[:2000]]), hide_index=True, width="stretch",
+                         column_config={"Item": st.column_config.LinkColumn(display_text=r"id=(.*)")})
+    may = actor.may("retry")
+    if not may:
+        st.caption(f"Retrying needs the operator role; {actor.member_id} has "
+                   f"{', '.join(sorted(actor.roles)) or 'no role'}.")
+    if st.button(f"Retry all {len(plan.eligible):,} eligible items", type="primary",
+                 disabled=not may or not plan.eligible, help=None if may else "Needs the operator role"):
+        bar = st.progress(0.0, text="Retrying…")
+        st.session_state.pop("failed_items_plan", None)
+        try:
+            results = retry_items(engine, actor, [r["item_id"] for r in plan.eligible],
+                                  progress=lambda n, total: bar.progress(n / total, text=f"{n:,}/{total:,}"))
+            tally = pd.Series(list(results.values())).value_counts().to_dict()
+            st.session_state["failed_items_result"] = (
+                "ok", "Bulk retry finished: " + ", ".join(f"{n:,} {o}" for o, n in tally.items()))
+        except (NotAuthorized, CommandRefused, NotFound) as exc:
+            st.session_state["failed_items_result"] = ("error", str(exc))
+        st.rerun()
 
 st.subheader("Items")
-shown = every_failed[:500]
+with engine.ws.read() as conn:
+    shown = read_failed_items(conn, f, limit=500)
 st.dataframe(pd.DataFrame([{"Item": item_link(r["item_id"]).href, "Run": run_link(r["run_id"]).href,
                             "Definition": r["definition_id"], "Subject": r["subject_label"],
                             "Cause": r["failure_cause"], "Class": r["failure_class"], "Attempts": r["attempts"]}
                            for r in shown]), hide_index=True, width="stretch",
              column_config={"Item": st.column_config.LinkColumn(display_text=r"id=(.*)"),
                             "Run": st.column_config.LinkColumn(display_text=r"id=(.*)")})
-if len(every_failed) > len(shown):
-    st.caption(f"Showing the newest {len(shown):,} of {len(every_failed):,}; the bulk retry takes them all.")
+total_failed = sum(g["items"] for g in groups)
+if total_failed > len(shown):
+    st.caption(f"Showing the newest {len(shown):,} of {total_failed:,}; the bulk retry takes them all.")

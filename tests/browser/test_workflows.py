@@ -113,15 +113,24 @@ def test_sigrid_cancels_a_running_run(server: AppServer, page) -> None:  # noqa:
 def test_sigrid_approves_one_item_and_dismisses_another(server: AppServer, page) -> None:  # noqa: ANN001
     sign_in(page, server, "sigrid", path="approvals")
     approve = main(page).get_by_role("button", name="Approve")
-    approve.first.wait_for()
-    before = approve.count()
+    main(page).get_by_text("Recent decisions").wait_for()  # the page's last element
+    for _ in range(50):  # the rerun after sign-in may still be redrawing the cards: let the count settle
+        before = approve.count()
+        if before >= 2:
+            break
+        page.wait_for_timeout(200)
     assert before >= 2
     approve.first.click()
     main(page).get_by_text(re.compile(r"Approved RUN-\d+-\d+: the action ran")).wait_for()
     main(page).get_by_label("Reason to dismiss").first.fill("Not applicable to credit unions")
     main(page).get_by_role("button", name="Dismiss").first.click()
     main(page).get_by_text(re.compile(r"Dismissed RUN-\d+-\d+")).wait_for()
-    assert main(page).get_by_role("button", name="Approve").count() == before - 2
+    main(page).get_by_text("Recent decisions").wait_for()
+    for _ in range(50):
+        if approve.count() == before - 2:
+            break
+        page.wait_for_timeout(200)
+    assert approve.count() == before - 2
     screenshot(page, "workflow-approvals")
 
 
@@ -131,6 +140,7 @@ def test_viewer_finds_retry_and_cancel_refused(server: AppServer, page) -> None:
     page.goto(f"{server.url}/item?id={run_id}-000002")  # the 'unrated' account: failed deterministically
     main(page).get_by_text("Not retryable").wait_for()
     sign_in(page, server, "viewer", path="failed_items")
+    main(page).get_by_role("button", name="Plan a bulk retry").click()
     retry_all = main(page).get_by_role("button", name=re.compile(r"Retry all"))
     retry_all.wait_for()
     assert retry_all.is_disabled()

@@ -1,0 +1,61 @@
+"""The store calls behind each dashboard page, as the pages make them, for ``bench_dashboard.py``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from store.oversight_queries import FailedFilter, count_failed_items_by_cause, read_failed_items
+from store.run_queries import (RunFilter, RunSort, count_items_by_action_and_outcome, count_outcomes_for_runs,
+                               count_runs_by_status, read_entity_audit, read_item_detail, read_items_page,
+                               read_run_detail, read_runs_page)
+
+UTC = dt.timezone.utc
+Q = (dt.datetime(2026, 7, 1, tzinfo=UTC), dt.datetime(2026, 10, 1, tzinfo=UTC))
+
+
+def cases(ws: Any) -> list[tuple[str, Callable[[], Any]]]:
+    def runs_page(f: RunFilter, sort: RunSort, after: str | None = None) -> Callable[[], Any]:
+        def call() -> Any:
+            with ws.read() as conn:
+                counts = count_runs_by_status(conn, f)
+                rows, nxt = read_runs_page(conn, f, sort, after=after)
+                return counts, count_outcomes_for_runs(conn, [r["run_id"] for r in rows])
+        return call
+
+    everything, newest = RunFilter(), RunSort()
+    filtered = RunFilter(definitions=("kyc-weekly-review", "aml-monitor-failure"),
+                         statuses=("completed", "completed-with-failures"), start=Q[0], end=Q[1])
+    # a cursor half-way down the unfiltered list, found the way a member gets there (page after page is
+    # too slow to set up, so one query jumps there; the page call itself is what is timed)
+    with ws.read() as conn:
+        rows, cursor = read_runs_page(conn, everything, newest, limit=500_000)
+        mid_run = rows[250_000]["run_id"]
+        item_id = f"{mid_run}-000001"
+    return [
+        ("Runs: all, newest completed first, first page", runs_page(everything, newest)),
+        ("Runs: 2 definitions × 2 statuses × a quarter", runs_page(filtered, newest)),
+        ("Runs: sorted by duration, first page", runs_page(everything, RunSort("duration"))),
+        ("Runs: a page 500,000 runs deep (keyset)", runs_page(everything, newest, after=cursor)),
+        ("Run: facts, breakdown, first 100 items", lambda: _run(ws, mid_run)),
+        ("Run item: item, attempts, approval, audit", lambda: _item(ws, item_id)),
+        ("Failed items: a quarter, grouped + newest 500", lambda: _failed(ws, FailedFilter(start=Q[0], end=Q[1]))),
+        ("Failed items: all time, grouped + newest 500", lambda: _failed(ws, FailedFilter())),
+    ]
+
+
+def _run(ws: Any, run_id: str) -> Any:
+    with ws.read() as conn:
+        return (read_run_detail(conn, run_id), count_items_by_action_and_outcome(conn, run_id),
+                read_items_page(conn, run_id), read_entity_audit(conn, "run", run_id))
+
+
+def _item(ws: Any, item_id: str) -> Any:
+    with ws.read() as conn:
+        return read_item_detail(conn, item_id), read_entity_audit(conn, "run_item", item_id)
+
+
+def _failed(ws: Any, f: FailedFilter) -> Any:
+    with ws.read() as conn:
+        return count_failed_items_by_cause(conn, f), read_failed_items(conn, f, limit=500)
