@@ -43,7 +43,7 @@ _SORTS: dict[str, tuple[Any, Any, str]] = {
     "completed": (runs.c.completed_at, _FAR, "ts"),  # still open runs count as the newest
     "triggered": (runs.c.triggered_at, _FAR, "ts"),
     "started": (runs.c.started_at, _FAR, "ts"),
-    "duration": (sa.func.date_diff("millisecond", runs.c.started_at, runs.c.completed_at), -1, "int"),
+    "duration": (sa.func.epoch_ms(runs.c.completed_at) - sa.func.epoch_ms(runs.c.started_at), -1, "int"),
     "definition": (runs.c.definition_id, "", "str"),
     "status": (runs.c.status, "", "str"),
     "subjects": (runs.c.subjects_matched, -1, "int"),
