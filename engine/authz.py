@@ -16,7 +16,9 @@ from store.workspace import Workspace
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "viewer": frozenset({"view"}),
     "auditor": frozenset({"view", "export"}),
-    "operator": frozenset({"view", "retry", "cancel", "run_now"}),
+    # The compliance officer who operates the automations also reports on them (the spec's Sigrid produces
+    # the audit committee brief), so operators export as auditors do; viewers only look.
+    "operator": frozenset({"view", "retry", "cancel", "run_now", "export"}),
     "approver": frozenset({"view", "approve", "dismiss"}),
     "admin": frozenset({"view", "manage_definitions", "manage_members"}),
 }

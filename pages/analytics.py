@@ -1,5 +1,218 @@
-"""Placeholder until this page is built (see the dashboard issue)."""
+"""Quarterly analytics: what the automations did in a period, per automation and over time, whether each
+fired as often as expected, and the audit committee brief. Every figure drills down to the Runs page."""
 
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+
+import polars as pl
 import streamlit as st
 
-st.info("This page is being built.")
+from engine.reporting import charts
+from engine.reporting.analytics import OUTCOME_COLUMNS, Analytics, AnalyticsPeriod, build_analytics
+from store.analytics import read_run_time_range
+from store.run_queries import read_definition_ids
+from ui.brief_widgets import render_brief
+from ui.export_widgets import chart_downloads, table_downloads
+from ui.links import ANALYTICS_PERIODS, RunsView, parse_analytics_view, query_params_dict, runs_link
+from ui.periods import parse_quarter, quarter_label, quarter_name, quarters_between, resolve_analytics_period
+from ui.runtime import current_engine
+from ui.session import actor_or_stop
+from ui.text import fmt_duration
+
+engine = current_engine()
+actor = actor_or_stop()
+today = engine.clock.now().date()
+with engine.ws.read() as conn:
+    known_definitions = read_definition_ids(conn)
+    first_run, _ = read_run_time_range(conn)
+view, problems = parse_analytics_view(query_params_dict(st.query_params), known_definitions)
+
+st.title("Quarterly analytics")
+st.caption("Governance → Automation → Analytics: runs, items and outcomes per automation for a period, "
+           "expected against actual firing, and the audit committee brief. Periods are on trigger time (UTC).")
+for p in problems:
+    st.warning(p)
+
+# --- the period and definitions (widgets start from the URL; a change rewrites it) -----------------------
+quarters = quarters_between((first_run.date() if first_run else today), today)
+c1, c2, c3 = st.columns([2, 2, 4])
+period = c1.selectbox("Period", list(ANALYTICS_PERIODS), index=list(ANALYTICS_PERIODS).index(view.period),
+                      format_func=ANALYTICS_PERIODS.get)
+quarter, start, end = view.quarter, view.start, view.end
+if period == "quarter":
+    names = [quarter_name(q) for q in quarters]
+    if quarter and quarter not in names:
+        names.append(quarter)
+    chosen_q = quarter or names[min(1, len(names) - 1)]
+    quarter = c2.selectbox("Quarter", names, index=names.index(chosen_q),
+                           format_func=lambda n: quarter_label(parse_quarter(n) or today))
+elif period == "custom":
+    start = c2.date_input("From", value=view.start or today - dt.timedelta(days=90))
+    end = c2.date_input("To (included)", value=view.end or today)
+definitions = c3.multiselect("Automations", known_definitions, default=list(view.definitions),
+                             placeholder="All automations")
+chosen = replace(view, period=period, quarter=quarter if period == "quarter" else None,
+                 start=start if period == "custom" else None, end=end if period == "custom" else None,
+                 definitions=tuple(definitions))
+if chosen != view:
+    st.query_params.from_dict(chosen.to_params())
+    st.rerun()
+
+first_day, last_day, label = resolve_analytics_period(view.period, today, view.quarter, view.start, view.end)
+analytics_period = AnalyticsPeriod(
+    dt.datetime.combine(first_day, dt.time(), dt.timezone.utc),
+    dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(), dt.timezone.utc), label, view.definitions)
+a: Analytics = build_analytics(engine.ws, analytics_period)
+totals = a.totals
+st.subheader(label)
+
+
+def runs_view(definition: str | None = None, outcome: str | None = None, week: dt.date | None = None) -> RunsView:
+    """The Runs page filtered to this period (or one week of it), one automation and one outcome."""
+    lo, hi = (week, week + dt.timedelta(days=6)) if week else (first_day, last_day)
+    lo, hi = max(lo, first_day), min(hi, last_day)
+    defs = (definition,) if definition else view.definitions
+    return RunsView(definitions=defs, period="custom", start=lo, end=hi, outcome=outcome)
+
+
+# --- headline -----------------------------------------------------------------------------------------------
+flagged = [c for c in a.firing if c.flagged]
+m = st.columns(7)
+m[0].metric("Runs", f"{totals['runs']:,}")
+m[1].metric("Items", f"{totals['items']:,}")
+m[2].metric("Actions invoked", f"{totals['actions_invoked']:,}",
+            help="Items whose action was handed to its actioner at least once (docs/schema.md).")
+m[3].metric("Succeeded", f"{totals['succeeded']:,}")
+m[4].metric("Failed (now)", f"{totals['failed']:,}")
+m[5].metric("Skipped", f"{totals['skipped']:,}")
+m[6].metric("Runs needing attention", f"{totals['attention_runs']:,}",
+            help="completed-with-failures or failed")
+link = runs_link(runs_view())
+st.page_link(link.page, query_params=link.params, label=f"Open these {totals['runs']:,} runs in Runs",
+             icon=":material/list_alt:")
+if totals["runs"] == 0:
+    st.info("No runs were triggered in this period. Choose another quarter, or widen the dates; a new "
+            "workspace gets the demo quarter with `make run`.")
+
+# --- per automation -----------------------------------------------------------------------------------------
+st.subheader("Per automation")
+per = a.per_definition.with_columns(
+    pl.Series("Runs page", [runs_link(runs_view(d)).href for d in a.per_definition["definition_id"]]))
+st.dataframe(per.select("Runs page", "definition_id", "title", "trigger_kind", "runs", "subjects_matched",
+                        "items", "actions_invoked", *OUTCOME_COLUMNS, "attention_runs"),
+             hide_index=True, width="stretch", column_config={
+                 "Runs page": st.column_config.LinkColumn("Runs", display_text="open runs",
+                                                          help="This automation's runs in the period"),
+                 "definition_id": "Automation", "title": "Title", "trigger_kind": "Trigger",
+                 "runs": "Runs", "subjects_matched": "Subjects matched", "items": "Items",
+                 "actions_invoked": "Actions invoked", "attention_runs": "Needing attention"})
+table_downloads(engine.ws, actor, a, "per-automation")
+
+# --- expected against actual firing --------------------------------------------------------------------------
+st.subheader("Expected against actual firing")
+if flagged:
+    st.warning("Fired differently than expected: " + "; ".join(
+        f"{c.definition_id} — {c.actual} of {c.expected} expected ({c.verdict})" for c in flagged))
+else:
+    st.success("Every automation fired as expected in this period.")
+st.caption("Schedules: the fires their cron implies over the part of the period that has passed, version by "
+           "version; events and signals: the trigger events received. Run-now runs are not counted.")
+firing = a.firing_frame()
+st.dataframe(firing.with_columns(pl.when(pl.col("difference") != 0).then(pl.lit("⚠ ") + pl.col("verdict"))
+                                 .otherwise(pl.lit("✓ ") + pl.col("verdict")).alias("verdict")),
+             hide_index=True, width="stretch", column_config={
+                 "definition_id": "Automation", "trigger": "Trigger", "expected": "Expected",
+                 "actual": "Actual runs", "difference": "Difference", "verdict": "Verdict",
+                 "explanation": st.column_config.TextColumn("What the record shows", width="large")})
+table_downloads(engine.ws, actor, a, "firing")
+
+
+# --- charts ----------------------------------------------------------------------------------------------------
+def drill_from(event: object, fig: object, axis: str) -> None:
+    """A clicked bar opens the Runs page: the trace names the outcome, the axis the week or automation."""
+    points = getattr(getattr(event, "selection", None), "points", None) or []
+    if not points:
+        return
+    pt = points[0]
+    outcome = fig.data[pt["curve_number"]].name if pt.get("curve_number") is not None else None  # type: ignore[attr-defined]
+    outcome = outcome if outcome in OUTCOME_COLUMNS else None
+    if axis == "week":
+        week = dt.date.fromisoformat(str(pt["x"])[:10])
+        target = runs_link(runs_view(outcome=outcome, week=week))
+    else:
+        target = runs_link(runs_view(definition=str(pt["y"]), outcome=outcome))
+    st.switch_page(target.page, query_params=target.params)
+
+
+left, right = st.columns(2)
+with left:
+    fig = charts.outcome_trend(a)
+    drill_from(st.plotly_chart(fig, on_select="rerun", selection_mode="points", key="trend",
+                               config={"displayModeBar": False}), fig, "week")
+    chart_downloads(engine.ws, actor, a, "outcome-trend")
+with right:
+    fig = charts.outcomes_by_definition(a)
+    drill_from(st.plotly_chart(fig, on_select="rerun", selection_mode="points", key="by-definition",
+                               config={"displayModeBar": False}), fig, "definition")
+    chart_downloads(engine.ws, actor, a, "outcomes-by-automation")
+st.caption("Click a bar to open its runs: a week's bar opens that week, an automation's bar that automation, "
+           "each with the clicked outcome.")
+
+with st.container(border=True):
+    st.markdown("**Drill down**")
+    d1, d2, d3 = st.columns(3)
+    pick_def = d1.selectbox("Automation", ["(all)", *a.per_definition["definition_id"].to_list()])
+    pick_outcome = d2.selectbox("Outcome", ["(any)", *OUTCOME_COLUMNS])
+    weeks = sorted({w.date() for w in a.weekly_outcomes["week"].to_list()})
+    pick_week = d3.selectbox("Week", ["(whole period)", *weeks],
+                             format_func=lambda w: w if isinstance(w, str) else f"week of {w:%Y-%m-%d}")
+    target = runs_link(runs_view(definition=None if pick_def == "(all)" else pick_def,
+                                 outcome=None if pick_outcome == "(any)" else pick_outcome,
+                                 week=None if isinstance(pick_week, str) else pick_week))
+    st.page_link(target.page, query_params=target.params, label="Open these runs", icon=":material/list_alt:")
+
+st.plotly_chart(charts.firing(a), config={"displayModeBar": False})
+chart_downloads(engine.ws, actor, a, "firing")
+
+st.plotly_chart(charts.failure_causes(a), config={"displayModeBar": False})
+chart_downloads(engine.ws, actor, a, "failure-causes")
+with st.expander("Failure causes as a table"):
+    st.dataframe(a.failure_causes, hide_index=True, width="stretch", column_config={
+        "definition_id": "Automation", "failure_cause": st.column_config.TextColumn("Cause", width="large"),
+        "failure_class": "Class", "attempts": "Failed attempts", "items": "Items", "runs": "Runs",
+        "still_failed": "Still failed", "recovered": "Recovered"})
+    table_downloads(engine.ws, actor, a, "failure-causes")
+
+st.plotly_chart(charts.completion_distribution(a), config={"displayModeBar": False})
+chart_downloads(engine.ws, actor, a, "completion-time")
+with st.expander("Completion times per automation"):
+    st.dataframe(a.completion_times.with_columns(
+        *(pl.col(c).map_elements(fmt_duration, return_dtype=pl.String)
+          for c in ("p50_seconds", "p90_seconds", "max_seconds"))),
+        hide_index=True, width="stretch", column_config={
+            "definition_id": "Automation", "closed_runs": "Closed runs", "p50_seconds": "Median",
+            "p90_seconds": "90th percentile", "max_seconds": "Longest"})
+    table_downloads(engine.ws, actor, a, "completion-times")
+
+st.subheader("Approvals")
+left, right = st.columns([3, 2])
+with left:
+    st.plotly_chart(charts.approvals(a), config={"displayModeBar": False})
+    chart_downloads(engine.ws, actor, a, "approvals")
+with right:
+    open_now = a.approvals.filter(pl.col("decision") == "open")
+    waiting = int(open_now["approvals"].sum()) if open_now.height else 0
+    st.metric("Items awaiting approval (from this period's runs)", f"{waiting:,}")
+    st.dataframe(a.approvals.with_columns(
+        *(pl.col(c).map_elements(fmt_duration, return_dtype=pl.String)
+          for c in ("median_wait_seconds", "max_wait_seconds"))),
+        hide_index=True, width="stretch", column_config={
+            "definition_id": "Automation", "decision": "Decision", "approvals": "Items",
+            "median_wait_seconds": "Median wait", "max_wait_seconds": "Longest wait"})
+    table_downloads(engine.ws, actor, a, "approvals")
+
+# --- the brief -------------------------------------------------------------------------------------------------
+st.divider()
+render_brief(engine.ws, actor, analytics_period)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import plotly.express as px
 import streamlit as st
 
+from engine.authz import PERMISSION_ROLES
+from engine.reporting.bundle import build_run_bundle
 from engine.statemachine import TERMINAL_RUN_STATUSES
 from store.run_queries import count_items_by_action_and_outcome, read_entity_audit, read_items_page, \
     read_run_detail
@@ -113,6 +115,16 @@ with right:
 # --- commands -------------------------------------------------------------------------------------------
 render_cancel(engine, actor, run)
 render_retry(engine, actor, run, counts.get("failed", 0))
+may_export = actor.may("export")
+st.download_button(  # a callable: the zip is built, and its export audited, when the member clicks
+    "Download evidence bundle (.zip)", data=lambda: build_run_bundle(engine, actor, run_id)[1],
+    file_name=f"{run_id}-evidence.zip", mime="application/zip", on_click="ignore", key=f"bundle-{run_id}",
+    icon=":material/folder_zip:", disabled=not may_export,
+    help="The run, every item, attempt and approval, the definition text, the trigger event and every audit "
+         "entry about the run, with a verifier an auditor runs offline. The export is recorded in the audit "
+         "log." if may_export else
+         f"Exporting evidence needs the {' or '.join(PERMISSION_ROLES['export'])} role; {actor.member_id} has "
+         f"{', '.join(sorted(actor.roles)) or 'no role'}.")
 
 # --- items ----------------------------------------------------------------------------------------------
 st.subheader("Items")

@@ -184,10 +184,70 @@ def audit_link(entity_kind: str | None = None, entity_id: str | None = None, act
                                  "event": event, "seq": str(seq) if seq else None}))
 
 
-def analytics_link(period: str | None = None, start: dt.date | None = None, end: dt.date | None = None,
-                   definitions: Sequence[str] = ()) -> Link:
-    return Link("analytics", _clean({"period": period, "from": start.isoformat() if start else None,
-                                     "to": end.isoformat() if end else None, "definition": list(definitions)}))
+# --- Analytics: the period and definitions in the URL -----------------------------------------------
+ANALYTICS_PERIODS: dict[str, str] = {"last_quarter": "Last quarter", "this_quarter": "This quarter",
+                                     "quarter": "A chosen quarter", "custom": "Custom dates"}
+
+
+@dataclass(frozen=True)
+class AnalyticsView:
+    period: str = "last_quarter"  # a completed quarter is what an audit committee reviews
+    quarter: str | None = None  # "2026-Q3", with period "quarter"
+    start: dt.date | None = None  # custom, first day included
+    end: dt.date | None = None  # custom, last day included
+    definitions: tuple[str, ...] = ()
+
+    def to_params(self) -> Params:
+        return _clean({
+            "period": self.period if self.period != AnalyticsView.period else None,
+            "quarter": self.quarter if self.period == "quarter" else None,
+            "from": self.start.isoformat() if self.start and self.period == "custom" else None,
+            "to": self.end.isoformat() if self.end and self.period == "custom" else None,
+            "definition": list(self.definitions),
+        })
+
+
+def parse_analytics_view(params: Mapping[str, list[str]],
+                         known_definitions: Sequence[str]) -> tuple[AnalyticsView, list[str]]:
+    """A view from URL params, and a sentence for every param that could not be used (never an error)."""
+    from ui.periods import parse_quarter
+
+    problems: list[str] = []
+    one = lambda k: (params.get(k) or [None])[-1]  # noqa: E731
+    wanted = params.get("definition") or []
+    bad = [w for w in wanted if w not in known_definitions]
+    if bad:
+        problems.append(f"Unknown definition {', '.join(map(repr, bad))} in the link; ignored.")
+    definitions = tuple(w for w in wanted if w in known_definitions)
+    period = one("period") or AnalyticsView.period
+    if period not in ANALYTICS_PERIODS:
+        problems.append(f"Unknown period {period!r}; showing the last quarter.")
+        period = AnalyticsView.period
+    quarter = one("quarter")
+    if quarter and parse_quarter(quarter) is None:
+        problems.append(f"'quarter={quarter}' is not a quarter like 2026-Q3; showing the last quarter.")
+        quarter, period = None, AnalyticsView.period
+    if quarter and period != "custom":
+        period = "quarter"
+    if period == "quarter" and not quarter:
+        problems.append("No quarter was named in the link; showing the last quarter.")
+        period = AnalyticsView.period
+    start, end = _date(one("from"), "from", problems), _date(one("to"), "to", problems)
+    if start or end:
+        period = "custom"
+    if start and end and end < start:
+        problems.append("The 'to' date is before the 'from' date; they were swapped.")
+        start, end = end, start
+    if period == "custom" and not (start and end):
+        problems.append("A custom period needs both 'from' and 'to'; showing the last quarter.")
+        period, start, end = AnalyticsView.period, None, None
+    return AnalyticsView(period=period, quarter=quarter if period == "quarter" else None,
+                         start=start if period == "custom" else None, end=end if period == "custom" else None,
+                         definitions=definitions), problems
+
+
+def analytics_link(view: AnalyticsView | None = None) -> Link:
+    return Link("analytics", (view or AnalyticsView()).to_params())
 
 
 def query_params_dict(query_params: object) -> dict[str, list[str]]:

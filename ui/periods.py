@@ -59,3 +59,41 @@ def resolve_period(name: str, today: dt.date, start: dt.date | None = None,
         return Period(_midnight(start) if start else None,
                       _midnight(end + dt.timedelta(days=1)) if end else None, label)
     return Period(None, None, "all time")
+
+
+def quarter_name(start: dt.date) -> str:
+    """The URL spelling of a quarter: ``2026-Q3``."""
+    return f"{start.year}-Q{(start.month - 1) // 3 + 1}"
+
+
+def parse_quarter(text: str) -> dt.date | None:
+    """``2026-Q3`` → 2026-07-01; None for anything else."""
+    year, sep, q = text.strip().upper().partition("-Q")
+    if not sep or not year.isdigit() or q not in ("1", "2", "3", "4") or not 1970 <= int(year) <= 9999:
+        return None
+    return dt.date(int(year), 3 * (int(q) - 1) + 1, 1)
+
+
+def quarters_between(first: dt.date, last: dt.date) -> list[dt.date]:
+    """First days of every quarter from the one holding ``first`` to the one holding ``last``, newest first."""
+    out, q = [], quarter_of(first)[0]
+    while q <= last:
+        out.append(q)
+        q = quarter_of(q)[1]
+    return out[::-1]
+
+
+def resolve_analytics_period(period: str, today: dt.date, quarter: str | None = None,
+                             start: dt.date | None = None, end: dt.date | None = None) -> tuple[dt.date, dt.date, str]:
+    """(first day, last day included, words) of an analytics view's period."""
+    if period == "custom" and start and end:
+        return start, end, f"{start:%Y-%m-%d} to {end:%Y-%m-%d}"
+    if period == "quarter" and quarter and parse_quarter(quarter):
+        q0 = parse_quarter(quarter)
+        assert q0 is not None
+    elif period == "this_quarter":
+        q0 = quarter_of(today)[0]
+    else:
+        q0 = quarter_of(quarter_of(today)[0] - dt.timedelta(days=1))[0]
+    q1 = quarter_of(q0)[1] - dt.timedelta(days=1)
+    return q0, q1, f"{quarter_label(q0)} ({q0:%Y-%m-%d} to {q1:%Y-%m-%d})"

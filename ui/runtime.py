@@ -29,5 +29,21 @@ def open_engine() -> Engine:
     return engine
 
 
+def _serve_through_navigation() -> None:
+    """A page script must run inside ``app.py``'s ``st.navigation`` (sign-in, sidebar, the one engine).
+
+    Streamlit starts in its legacy mode whenever a ``pages/`` folder sits beside the entry script, and
+    leaves it only once ``st.navigation`` has run in some session. So the first request of a fresh server
+    for a deep link (``/run?id=…`` shared by a colleague, say) would run the page script bare, with the
+    folder's automatic sidebar and no sign-in. Leave that mode and rerun: ``app.py`` then serves the URL.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def current_engine() -> Engine:
+    _serve_through_navigation()
     return open_engine()

@@ -15,6 +15,8 @@ from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
 
+from engine.schedule import fire_times
+
 UTC = dt.timezone.utc
 QUARTER_START = dt.datetime(2026, 7, 1, tzinfo=UTC)
 QUARTER_END = dt.datetime(2026, 10, 1, tzinfo=UTC)  # exclusive
@@ -36,17 +38,6 @@ class World:
     # Timed happenings: (when, kind, data). Kinds: deactivate, outage, aml_failure, aml_pass,
     # exception_closed, incident_review, incident_closed, signal, approve, dismiss, retry_failed_kyc.
     happenings: list[tuple[dt.datetime, str, dict[str, Any]]] = field(default_factory=list)
-
-
-def fire_times(trigger: CronTrigger, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
-    """APScheduler's own trigger computes the fire times."""
-    out, prev = [], None
-    t = trigger.get_next_fire_time(None, start)
-    while t is not None and t < end:
-        out.append(t.astimezone(UTC))
-        prev = t
-        t = trigger.get_next_fire_time(prev, prev + dt.timedelta(seconds=1))
-    return out
 
 
 def _split(rng: random.Random, total: int, n: int, lo: int, hi: int) -> list[int]:

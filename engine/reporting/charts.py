@@ -1,0 +1,179 @@
+"""The analytics charts, built once for the page, the exports and the brief.
+
+Colours come from ``engine.palette`` (one colour per status and outcome everywhere). Each builder takes
+the ``Analytics`` frames and returns a Plotly figure; ``CHARTS`` names them for exports and the CLI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import plotly.graph_objects as go
+import polars as pl
+
+from engine.palette import OUTCOME_COLORS, STATUS_COLORS
+from engine.reporting.analytics import OUTCOME_COLUMNS, Analytics, bucket_labels
+from engine.reporting.provenance import Provenance
+
+FONT = dict(family="DejaVu Sans, Arial, sans-serif", size=12, color="#1f2933")
+DECISION_COLORS = {"approved": OUTCOME_COLORS["succeeded"], "dismissed": OUTCOME_COLORS["skipped"],
+                   "open": OUTCOME_COLORS["awaiting-approval"], "cancelled": STATUS_COLORS["cancelled"]}
+CLASS_COLORS = {"transient": "#d9822b", "deterministic": OUTCOME_COLORS["failed"], "unknown": "#9aa5b1"}
+# One steady colour per definition (by its position in the sorted ids) for charts split by definition.
+DEFINITION_PALETTE = ["#2f6fde", "#d9822b", "#2e8540", "#8e44ad", "#1f8a9e", "#b7472a", "#5c6ac4", "#9c6b30"]
+
+
+def _layout(fig: go.Figure, title: str, height: int = 380, **kw: object) -> go.Figure:
+    fig.update_layout(title=dict(text=title, x=0.01, xanchor="left", font=dict(size=15)), font=FONT,
+                      height=height, margin=dict(l=10, r=10, t=50, b=10), plot_bgcolor="white",
+                      paper_bgcolor="white", legend=dict(orientation="h", y=-0.18, x=0), **kw)
+    fig.update_xaxes(showgrid=False, linecolor="#cbd2d9")
+    fig.update_yaxes(gridcolor="#eef0f3", zeroline=False)
+    return fig
+
+
+def _empty(fig: go.Figure, text: str) -> go.Figure:
+    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font=dict(size=13, color="#616e7c"))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
+
+
+def outcome_trend(a: Analytics) -> go.Figure:
+    """Items per week by outcome, stacked: a change in the mix shows as a change in colour."""
+    fig = go.Figure()
+    w = a.weekly_outcomes
+    for outcome in [*OUTCOME_COLUMNS, *sorted(set(w["outcome"].to_list()) - set(OUTCOME_COLUMNS))]:
+        part = w.filter(pl.col("outcome") == outcome)
+        if part.height:
+            fig.add_bar(x=part["week"].to_list(), y=part["items"].to_list(), name=outcome,
+                        marker_color=OUTCOME_COLORS.get(outcome, "#9aa5b1"),
+                        customdata=[outcome] * part.height,
+                        hovertemplate="week of %{x|%Y-%m-%d}<br>%{y:,} items " + outcome + "<extra></extra>")
+    _layout(fig, "Item outcomes by week (runs triggered that week)", barmode="stack")
+    fig.update_xaxes(tickformat="%d %b", title=None)
+    fig.update_yaxes(title="items")
+    return fig if w.height else _empty(fig, "No items in this period")
+
+
+def outcomes_by_definition(a: Analytics) -> go.Figure:
+    """Each automation's items by outcome, stacked horizontally."""
+    d = a.per_definition.sort("definition_id", descending=True)
+    fig = go.Figure()
+    for outcome in OUTCOME_COLUMNS:
+        if int(d[outcome].sum()):
+            fig.add_bar(y=d["definition_id"].to_list(), x=d[outcome].to_list(), name=outcome, orientation="h",
+                        marker_color=OUTCOME_COLORS[outcome],
+                        hovertemplate="%{y}<br>%{x:,} items " + outcome + "<extra></extra>")
+    _layout(fig, "Item outcomes by automation", height=120 + 42 * max(d.height, 1), barmode="stack")
+    fig.update_xaxes(title="items")
+    return fig if int(d["items"].sum()) else _empty(fig, "No items in this period")
+
+
+def firing(a: Analytics) -> go.Figure:
+    """Expected against actual runs per automation; a flagged automation is marked in its label."""
+    frame = a.firing_frame()
+    labels = [f"⚠ {r['definition_id']}" if r["difference"] else r["definition_id"]
+              for r in frame.iter_rows(named=True)]
+    fig = go.Figure()
+    fig.add_bar(y=labels, x=frame["expected"].to_list(), name="expected", orientation="h", marker_color="#cbd2d9",
+                hovertemplate="%{y}<br>expected %{x:,}<extra></extra>")
+    fig.add_bar(y=labels, x=frame["actual"].to_list(), name="actual runs", orientation="h",
+                marker_color=STATUS_COLORS["running"], hovertemplate="%{y}<br>actual %{x:,}<extra></extra>")
+    _layout(fig, "Expected against actual firing (⚠ = mismatch)", height=130 + 46 * max(frame.height, 1),
+            barmode="group")
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title="runs")
+    return fig if frame.height else _empty(fig, "No automations in scope")
+
+
+def failure_causes(a: Analytics, top: int = 10) -> go.Figure:
+    """The most frequent failure causes (failed attempts, recovered or not), coloured by class."""
+    c = a.failure_causes.head(top).reverse()
+    labels = [f"{_wrap(r['failure_cause'] or '', 48)}<br><i>{r['definition_id']}</i>" for r in c.iter_rows(named=True)]
+    fig = go.Figure()
+    for cls in ("transient", "deterministic", "unknown"):
+        idx = [i for i, r in enumerate(c.iter_rows(named=True)) if r["failure_class"] == cls]
+        if idx:
+            fig.add_bar(y=[labels[i] for i in idx], x=[c["attempts"][i] for i in idx], orientation="h",
+                        name=cls, marker_color=CLASS_COLORS[cls],
+                        customdata=[[c["recovered"][i], c["still_failed"][i]] for i in idx],
+                        hovertemplate="%{y}<br>%{x:,} failed attempts · %{customdata[0]:,} items recovered · "
+                                      "%{customdata[1]:,} still failed<extra></extra>")
+    _layout(fig, f"Top failure causes (failed attempts, top {top})", height=150 + 56 * max(c.height, 1))
+    fig.update_xaxes(title="failed attempts")
+    return fig if c.height else _empty(fig, "No failed attempts in this period")
+
+
+def completion_distribution(a: Analytics) -> go.Figure:
+    """Runs by time from trigger to completion, one colour per automation."""
+    b = a.completion_buckets
+    fig = go.Figure()
+    ids = sorted(set(b["definition_id"].to_list()))
+    for i, d_id in enumerate(ids):
+        part = b.filter(pl.col("definition_id") == d_id)
+        fig.add_bar(x=part["bucket"].to_list(), y=part["runs"].to_list(), name=d_id,
+                    marker_color=DEFINITION_PALETTE[i % len(DEFINITION_PALETTE)],
+                    hovertemplate=d_id + "<br>%{x}: %{y:,} runs<extra></extra>")
+    _layout(fig, "Time from trigger to completion (closed runs)", barmode="stack")
+    fig.update_xaxes(categoryorder="array", categoryarray=bucket_labels(), title=None)
+    fig.update_yaxes(title="runs")
+    return fig if b.height else _empty(fig, "No closed runs in this period")
+
+
+def approvals(a: Analytics) -> go.Figure:
+    """Approvals per automation by decision; hover shows how long they waited."""
+    ap = a.approvals
+    fig = go.Figure()
+    for decision in ("approved", "dismissed", "open", "cancelled"):
+        part = ap.filter(pl.col("decision") == decision)
+        if part.height:
+            waits = [f"median wait {_hours(m)}, longest {_hours(x)}"
+                     for m, x in zip(part["median_wait_seconds"], part["max_wait_seconds"])]
+            fig.add_bar(x=part["definition_id"].to_list(), y=part["approvals"].to_list(), name=decision,
+                        marker_color=DECISION_COLORS[decision], customdata=waits,
+                        hovertemplate="%{x}<br>%{y:,} " + decision + "<br>%{customdata}<extra></extra>")
+    _layout(fig, "Approvals by decision (open = still awaiting)", barmode="stack")
+    fig.update_yaxes(title="items")
+    return fig if ap.height else _empty(fig, "No approvals in this period")
+
+
+def _wrap(text: str, width: int, lines: int = 2) -> str:
+    """Break a long cause into at most ``lines`` chart lines (an ellipsis marks what was cut)."""
+    import textwrap
+
+    parts = textwrap.wrap(text, width) or [""]
+    if len(parts) > lines:
+        parts = parts[:lines]
+        parts[-1] = parts[-1][: width - 1] + "…"
+    return "<br>".join(parts)
+
+
+def _hours(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    return f"{seconds / 3600:.1f} h" if seconds < 3 * 86400 else f"{seconds / 86400:.1f} days"
+
+
+CHARTS: dict[str, tuple[str, Callable[[Analytics], go.Figure]]] = {
+    "outcome-trend": ("Item outcomes by week", outcome_trend),
+    "outcomes-by-automation": ("Item outcomes by automation", outcomes_by_definition),
+    "firing": ("Expected against actual firing", firing),
+    "failure-causes": ("Top failure causes", failure_causes),
+    "completion-time": ("Time from trigger to completion", completion_distribution),
+    "approvals": ("Approvals by decision", approvals),
+}
+
+
+def with_provenance(fig: go.Figure, provenance: Provenance) -> go.Figure:
+    """A copy with the provenance printed under the chart, so a pasted image still says where it came from."""
+    out = go.Figure(fig)
+    bottom = (out.layout.margin.b or 10) + 40
+    # The legend moves to the right so that, however many entries wrap, it never covers the footer line.
+    out.update_layout(margin=dict(b=bottom), height=(out.layout.height or 380) + 40,
+                      legend=dict(orientation="v", x=1.01, y=1, xanchor="left", yanchor="top"))
+    out.add_annotation(text=provenance.one_line(), showarrow=False, xref="paper", yref="paper", x=0, y=0,
+                       yshift=-bottom + 6, xanchor="left", yanchor="bottom",
+                       font=dict(size=9, color="#616e7c"))
+    return out

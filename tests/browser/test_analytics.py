@@ -1,0 +1,75 @@
+"""The quarter's analytics in a real browser: the demo quarter's figures, a drill-down into Runs, a chart
+and a table downloaded (each audited), the brief generated and downloaded, and a viewer kept from exporting.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from io import BytesIO
+from pathlib import Path
+
+from tests.browser.conftest import AppServer, screenshot, sign_in
+
+Q3 = "analytics?quarter=2026-Q3"
+
+
+def main(page):  # noqa: ANN001, ANN201
+    return page.locator('[data-testid="stMain"]')
+
+
+def test_the_demo_quarter_and_a_drill_down_into_runs(app_server: AppServer, page) -> None:  # noqa: ANN001
+    sign_in(page, app_server, "sigrid", Q3)
+    m = main(page)
+    m.get_by_text("Q3 2026 (2026-07-01 to 2026-09-30)").wait_for()
+    metric = m.locator('[data-testid="stMetric"]', has_text="Actions invoked")
+    assert "671" in (metric.text_content() or "")
+    assert "59" in (m.locator('[data-testid="stMetric"]', has_text="Runs").first.text_content() or "")
+    m.get_by_text("Every automation fired as expected in this period.").wait_for()
+    screenshot(page, "analytics-q3")
+    m.get_by_role("link", name="Open these 59 runs in Runs").click()
+    page.wait_for_url("**/?*period=custom*")
+    assert "from=2026-07-01" in page.url and "to=2026-09-30" in page.url
+    runs = main(page).locator('[data-testid="stMetric"]', has_text="Runs in view")
+    runs.wait_for()
+    assert "59" in (runs.text_content() or "")
+    screenshot(page, "analytics-drill-down-runs")
+
+
+def test_a_chart_and_a_table_download_with_provenance(app_server: AppServer, page, tmp_path: Path) -> None:  # noqa: ANN001
+    sign_in(page, app_server, "sigrid", Q3)
+    m = main(page)
+    m.get_by_text("Q3 2026 (2026-07-01 to 2026-09-30)").wait_for()
+    m.get_by_role("button", name="Export chart").first.click()
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="PNG").click()
+    png = Path(dl.value.path()).read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and b"Runledger-Provenance" in png
+    page.keyboard.press("Escape")
+    m.get_by_role("button", name="Export table").first.click()
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Excel (XLSX)").click()
+    with zipfile.ZipFile(BytesIO(Path(dl.value.path()).read_bytes())) as z:
+        assert any("sheet" in n for n in z.namelist())
+    assert dl.value.suggested_filename == "runledger-per-automation-20260701-20260930.xlsx"
+    screenshot(page, "analytics-export")
+
+
+def test_the_brief_is_generated_and_downloaded(app_server: AppServer, page) -> None:  # noqa: ANN001
+    sign_in(page, app_server, "sigrid", Q3)
+    m = main(page)
+    m.get_by_role("button", name="Generate the brief (PDF)").click()
+    download = m.get_by_role("button", name="Download the brief")
+    download.wait_for(timeout=60_000)
+    with page.expect_download() as dl:
+        download.click()
+    assert Path(dl.value.path()).read_bytes().startswith(b"%PDF")
+    screenshot(page, "analytics-brief")
+
+
+def test_a_viewer_cannot_export(app_server: AppServer, page) -> None:  # noqa: ANN001
+    sign_in(page, app_server, "viewer", Q3)
+    m = main(page)
+    m.get_by_text("Q3 2026 (2026-07-01 to 2026-09-30)").wait_for()
+    assert m.get_by_role("button", name="Generate the brief (PDF)").is_disabled()
+    assert m.get_by_role("button", name="Export chart").first.is_disabled()
+    screenshot(page, "analytics-viewer")
