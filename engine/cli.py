@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -62,6 +63,19 @@ def _parser() -> argparse.ArgumentParser:
     di.add_argument("item")
     di.add_argument("--reason", required=True)
     add("verify-audit", "prove the audit chain intact, or name the first broken entry")
+    b = add("bundle", "write a run's evidence bundle (a zip an auditor verifies offline)", member=True)
+    b.add_argument("run")
+    b.add_argument("--out", help="the zip to write, or a folder for RUN-evidence.zip (default: this folder)")
+    br = add("brief", "write the audit committee brief (a PDF) for a period", member=True)
+    _add_period_args(br)
+    br.add_argument("--out", required=True, help="the PDF to write (or a folder to write it in)")
+    ex = add("export", "export an analytics chart or table for a period", member=True)
+    ex.add_argument("what", choices=("chart", "table"))
+    ex.add_argument("name", help="which chart or table, e.g. outcome-trend or per-automation")
+    _add_period_args(ex)
+    ex.add_argument("--format", dest="fmt", required=True,
+                    help="png, svg or pdf (charts); csv, xlsx or parquet (tables)")
+    ex.add_argument("--out", required=True, help="the file to write (or a folder to write it in)")
     sm = add("summary", "counts per automation and outcome for a period")
     sm.add_argument("--from", dest="date_from", required=True, help="first day, YYYY-MM-DD")
     sm.add_argument("--to", dest="date_to", required=True, help="last day, YYYY-MM-DD (inclusive)")
@@ -75,6 +89,14 @@ def _parser() -> argparse.ArgumentParser:
     so_add.add_argument("--as", dest="member", required=True, help="an admin member")
     so_sub.add_parser("list", help="the registered sources (without secrets)")
     return p
+
+
+def _add_period_args(sp: argparse.ArgumentParser) -> None:
+    """--from/--to (days, both included) and --definition (repeatable): the period a report covers."""
+    sp.add_argument("--from", dest="date_from", required=True, help="first day, YYYY-MM-DD")
+    sp.add_argument("--to", dest="date_to", required=True, help="last day, YYYY-MM-DD (inclusive)")
+    sp.add_argument("--definition", dest="only_definitions", action="append", default=[], metavar="ID",
+                    help="only this automation (repeat for several; default: all)")
 
 
 def _date(text: str, flag: str) -> dt.datetime:
@@ -179,10 +201,69 @@ def _run_command(engine: Any, args: argparse.Namespace, out: Callable[[str], Non
         return EXIT_OK if not report.errors else EXIT_REFUSED
     if cmd == "sources":
         return _sources(engine, args, out)
+    if cmd == "bundle":
+        return _bundle(engine, args, out)
+    if cmd in ("brief", "export"):
+        return _report(engine, args, out)
     engine.load_definitions()
     answer = perform(engine, cmd, params_from_args(args))
     for line in answer.lines:
         out(line)
+    return EXIT_OK
+
+
+def _bundle(engine: Any, args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    """Build (authorized and audited by the engine), then write; the folder is checked first so that no
+    export is recorded for a file that could not be written."""
+    from engine.authz import load_actor
+    from engine.reporting.bundle import build_run_bundle
+    target = Path(args.out or ".")
+    if not (target.is_dir() or target.parent.is_dir()):
+        raise BadRequest(f"--out {args.out}: the folder {target.parent} does not exist; create it or choose "
+                         "another path.")
+    name, content = build_run_bundle(engine, load_actor(engine.ws, args.member), args.run)
+    target = target / name if target.is_dir() else target
+    target.write_bytes(content)
+    out(f"wrote {target} ({len(content):,} bytes, sha256 {hashlib.sha256(content).hexdigest()})")
+    out(f"verify it offline: unzip it and run `python verify_bundle.py` in its {args.run.strip()} folder")
+    return EXIT_OK
+
+
+def _report(engine: Any, args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    """The audit committee brief, or one analytics chart or table, for a period. The engine authorizes
+    and audits the export; the folder and the automations are checked first, so that no export is
+    recorded for a file that could not be written, and an unknown chart, table or format is a usage error."""
+    from engine.authz import load_actor
+    from engine.reporting.exports import ExportRefused
+    from engine.reporting.periods import PeriodError, period_from_dates
+    from store.definitions import read_definitions
+    target = Path(args.out)
+    if not (target.is_dir() or target.parent.is_dir()):
+        raise BadRequest(f"--out {args.out}: the folder {target.parent} does not exist; create it or choose "
+                         "another path.")
+    with engine.ws.read() as conn:
+        known = sorted(d["definition_id"] for d in read_definitions(conn))
+    unknown = sorted(set(args.only_definitions) - set(known))
+    if unknown:
+        raise BadRequest(f"--definition {', '.join(unknown)}: no such automation; the automations are: "
+                         f"{', '.join(known)}")
+    try:
+        period = period_from_dates(_date(args.date_from, "--from").date(), _date(args.date_to, "--to").date(),
+                                   args.only_definitions)
+        actor = load_actor(engine.ws, args.member)
+        if args.command == "brief":
+            from engine.reporting.brief import generate_brief
+            exported = generate_brief(engine.ws, actor, period)
+        else:
+            from engine.reporting.analytics import build_analytics
+            from engine.reporting.exports import export_chart, export_table
+            export = export_chart if args.what == "chart" else export_table
+            exported = export(engine.ws, actor, build_analytics(engine.ws, period), args.name, args.fmt)
+    except (ExportRefused, PeriodError) as exc:
+        raise BadRequest(str(exc)) from exc
+    target = target / exported.file_name if target.is_dir() else target
+    target.write_bytes(exported.content)
+    out(f"wrote {target} ({len(exported.content):,} bytes, sha256 {exported.sha256})")
     return EXIT_OK
 
 

@@ -36,6 +36,22 @@ def _run_conds(f: AnalyticsFilter) -> list[Any]:
     return conds
 
 
+def _run_id_bounds(conn: sa.Connection, f: AnalyticsFilter) -> tuple[str, str] | None:
+    """The smallest and largest run id of the filtered runs, or None when no run matches.
+
+    Items and attempts are stored in run order, so ``run_id BETWEEN lo AND hi`` lets DuckDB skip every
+    row group outside the period (its zonemaps) before the join. The bound is always a superset: every id
+    of a set lies between the set's own minimum and maximum. Worth it only when a filter narrows the runs.
+    """
+    lo, hi = conn.execute(sa.select(sa.func.min(runs.c.run_id), sa.func.max(runs.c.run_id))
+                          .where(*_run_conds(f))).one()
+    return None if lo is None else (lo, hi)
+
+
+def _within(col: Any, bounds: tuple[str, str] | None) -> list[Any]:
+    return [col.between(*bounds)] if bounds else []
+
+
 def _week(col: Any) -> Any:
     """Monday 00:00 UTC of the week holding ``col`` (ISO weeks, as DuckDB and PostgreSQL both truncate)."""
     return sa.func.date_trunc("week", col)
@@ -60,9 +76,10 @@ def count_runs_by_definition_week(conn: sa.Connection, f: AnalyticsFilter) -> li
 def count_items_by_definition_week_outcome(conn: sa.Connection, f: AnalyticsFilter) -> list[dict[str, Any]]:
     """Items per (definition, week, outcome): the one scan of run_items that the page and brief need."""
     week = _week(runs.c.triggered_at).label("week")
+    bounds = _run_id_bounds(conn, f) if _run_conds(f) else None
     q = (sa.select(runs.c.definition_id, week, run_items.c.outcome, sa.func.count().label("items"))
          .select_from(run_items.join(runs, runs.c.run_id == run_items.c.run_id))
-         .where(*_run_conds(f))
+         .where(*_run_conds(f), *_within(run_items.c.run_id, bounds))
          .group_by(runs.c.definition_id, week, run_items.c.outcome))
     return _rows(conn, q)
 
@@ -78,12 +95,13 @@ def count_failed_attempts_by_cause(conn: sa.Connection, f: AnalyticsFilter) -> l
     """Every failed attempt in the period by (definition, cause, class): failures that a retry later
     recovered count too, which is what an auditor asks about ("what went wrong, and how often")."""
     cause = _cause_kind(item_attempts.c.failure_cause)
+    bounds = _run_id_bounds(conn, f) if _run_conds(f) else None
     q = (sa.select(runs.c.definition_id, cause, item_attempts.c.failure_class,
                    sa.func.count().label("attempts"),
                    sa.func.count(sa.distinct(item_attempts.c.item_id)).label("items"),
                    sa.func.count(sa.distinct(item_attempts.c.run_id)).label("runs"))
          .select_from(item_attempts.join(runs, runs.c.run_id == item_attempts.c.run_id))
-         .where(item_attempts.c.outcome == "failed", *_run_conds(f))
+         .where(item_attempts.c.outcome == "failed", *_run_conds(f), *_within(item_attempts.c.run_id, bounds))
          .group_by(runs.c.definition_id, cause, item_attempts.c.failure_class))
     return _rows(conn, q)
 
@@ -91,9 +109,10 @@ def count_failed_attempts_by_cause(conn: sa.Connection, f: AnalyticsFilter) -> l
 def count_failed_items_now_by_cause(conn: sa.Connection, f: AnalyticsFilter) -> list[dict[str, Any]]:
     """Items still failed, by (definition, cause, class): the part of the failures not yet recovered."""
     cause = _cause_kind(run_items.c.failure_cause)
+    bounds = _run_id_bounds(conn, f) if _run_conds(f) else None
     q = (sa.select(runs.c.definition_id, cause, run_items.c.failure_class, sa.func.count().label("still_failed"))
          .select_from(run_items.join(runs, runs.c.run_id == run_items.c.run_id))
-         .where(run_items.c.outcome == "failed", *_run_conds(f))
+         .where(run_items.c.outcome == "failed", *_run_conds(f), *_within(run_items.c.run_id, bounds))
          .group_by(runs.c.definition_id, cause, run_items.c.failure_class))
     return _rows(conn, q)
 
