@@ -82,7 +82,10 @@ def generate(path: str, n_runs: int, threads: int) -> dict[str, float]:
     timings["trigger_events_s"] = time.perf_counter() - t
     t = time.perf_counter()
     con.execute("""
-        INSERT INTO runs
+        INSERT INTO runs (run_id, run_number, definition_id, definition_version, trigger_kind, trigger_source,
+                          trigger_event_id, triggered_at, status, subjects_matched, actions_invoked, started_at,
+                          completed_at, cancel_requested_by, cancel_requested_at, cancel_reason, failure_cause,
+                          created_at)
         SELECT run_id, n, definition_id, 1, kind, source, 'EVT-' || run_id, triggered_at, status,
                n_items, CASE WHEN status = 'failed' THEN 0 ELSE n_items END,
                triggered_at + INTERVAL 1 SECOND,
@@ -150,11 +153,27 @@ def generate(path: str, n_runs: int, threads: int) -> dict[str, float]:
         FROM gen_items WHERE outcome = 'awaiting-approval'
     """)
     timings["approvals_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    con.close()
+    _count_items_per_run(path)
+    timings["run_item_counts_s"] = time.perf_counter() - t
+    con = duckdb.connect(path)
     con.execute("CHECKPOINT")
     counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
               for t in ("runs", "run_items", "item_attempts", "trigger_events", "approvals")}
     con.close()
     return {**timings, **{f"{k}_rows": v for k, v in counts.items()}}
+
+
+def _count_items_per_run(path: str) -> None:
+    """Each run's item counts by outcome, as the engine keeps them (store.run_counts)."""
+    from store.run_counts import backfill_item_counts
+    from store.workspace import Workspace
+
+    ws = Workspace(path)
+    with ws.engine.begin() as conn:
+        backfill_item_counts(conn)
+    ws.close()
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from engine.statemachine import (CANCELLED, COMPLETED, COMPLETED_WITH_FAILURES, FAILED, PENDING, RUNNING,
                                  TERMINAL_RUN_STATUSES, check_run_transition, derive_run_status)
 from store import runs as run_store
+from store.run_counts import write_item_counts
 from store.workspace import Tx
 
 RUN_EVENTS = {RUNNING: "run.started", COMPLETED: "run.completed",
@@ -15,7 +16,9 @@ RUN_EVENTS = {RUNNING: "run.started", COMPLETED: "run.completed",
 def settle_run_status(tx: Tx, run_id: str, actor: str) -> str:
     run = run_store.read_run(tx.conn, run_id)
     assert run is not None, run_id
-    new = derive_run_status(run_store.read_run_facts(tx.conn, run))
+    facts = run_store.read_run_facts(tx.conn, run)
+    write_item_counts(tx, run, facts.outcome_counts)  # the counts the status comes from, kept on the run
+    new = derive_run_status(facts)
     old = run["status"]
     if new == old:
         return new

@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from store.run_counts import COLUMN_OUTCOME, COUNT_COLUMNS
 from store.schema import (approvals, audit_log, definition_versions, item_attempts, run_items, runs,
                           trigger_events)
 
@@ -74,14 +75,19 @@ def count_runs_by_definition_week(conn: sa.Connection, f: AnalyticsFilter) -> li
 
 
 def count_items_by_definition_week_outcome(conn: sa.Connection, f: AnalyticsFilter) -> list[dict[str, Any]]:
-    """Items per (definition, week, outcome): the one scan of run_items that the page and brief need."""
+    """Items per (definition, week, outcome), summed from each run's own item counts (store.run_counts):
+    a million runs read instead of twenty million items joined. Pending and in-flight count as pending."""
     week = _week(runs.c.triggered_at).label("week")
-    bounds = _run_id_bounds(conn, f) if _run_conds(f) else None
-    q = (sa.select(runs.c.definition_id, week, run_items.c.outcome, sa.func.count().label("items"))
-         .select_from(run_items.join(runs, runs.c.run_id == run_items.c.run_id))
-         .where(*_run_conds(f), *_within(run_items.c.run_id, bounds))
-         .group_by(runs.c.definition_id, week, run_items.c.outcome))
-    return _rows(conn, q)
+    q = (sa.select(runs.c.definition_id, week,
+                   *[sa.func.coalesce(sa.func.sum(runs.c[c]), 0).label(c) for c in COUNT_COLUMNS])
+         .where(*_run_conds(f)).group_by(runs.c.definition_id, week))
+    out = []
+    for r in conn.execute(q).mappings():
+        for column, outcome in COLUMN_OUTCOME.items():
+            if r[column]:
+                out.append({"definition_id": r["definition_id"], "week": r["week"], "outcome": outcome,
+                            "items": int(r[column])})
+    return out
 
 
 def _cause_kind(col: Any) -> Any:

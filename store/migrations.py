@@ -28,9 +28,24 @@ def _v2_indexes(conn: sa.Connection) -> None:
         conn.exec_driver_sql(stmt)
 
 
+def _v3_run_item_counts(conn: sa.Connection) -> None:
+    """Per-run item counts by outcome on ``runs`` (a fresh workspace already has the columns from v1)."""
+    from store.run_counts import COUNT_COLUMNS, backfill_item_counts
+
+    have = set(conn.execute(sa.text("SELECT * FROM runs LIMIT 0")).keys())  # (no inspector on duckdb-engine)
+    missing = [c for c in COUNT_COLUMNS if c not in have]
+    if missing:  # DuckDB alters no table that an index depends on: set the index aside meanwhile
+        conn.exec_driver_sql("DROP INDEX IF EXISTS ix_runs_def_triggered")
+        for column in missing:
+            conn.exec_driver_sql(f"ALTER TABLE runs ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+        conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_runs_def_triggered ON runs (definition_id, triggered_at)")
+    backfill_item_counts(conn)
+
+
 MIGRATIONS: list[tuple[int, Callable[[sa.Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_indexes),
+    (3, _v3_run_item_counts),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

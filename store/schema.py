@@ -174,6 +174,14 @@ runs = sa.Table(
     sa.Column("cancel_reason", sa.String),
     sa.Column("failure_cause", sa.String),
     sa.Column("created_at", TS, nullable=False),
+    # Item counts by outcome as of the run's last settle, written in the transaction of every outcome
+    # change (store/run_counts.py): a quarter's outcomes are then read from runs, not joined from items.
+    sa.Column("items_pending", sa.Integer, nullable=False, server_default="0"),  # pending or in flight
+    sa.Column("items_succeeded", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("items_failed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("items_skipped", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("items_awaiting_approval", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("items_idempotent_replay", sa.Integer, nullable=False, server_default="0"),
     sa.UniqueConstraint("definition_id", "trigger_event_id", name="uq_run_per_trigger_event"),
 )
 

@@ -1,0 +1,105 @@
+"""Each run's item counts by outcome (on ``runs``) equal its items after every kind of outcome change, and
+a workspace from before the counts existed gets them on open."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import sqlalchemy as sa
+
+from engine import commands
+from engine.authz import load_actor
+from store.run_counts import COUNT_COLUMNS, OUTCOME_COLUMN
+from store.workspace import Workspace
+from tests.conftest import FailsDeterministically, FailsTransiently, finding_definition, fire_one, items_of
+
+MISMATCHES = f"""
+    WITH counted AS (
+        SELECT run_id, {", ".join(
+            f"count(*) FILTER (WHERE outcome IN ({', '.join(repr(o) for o, c in OUTCOME_COLUMN.items() if c == col)})) AS {col}"
+            for col in COUNT_COLUMNS)}
+        FROM run_items GROUP BY run_id)
+    SELECT r.run_id FROM runs r LEFT JOIN counted c USING (run_id)
+    WHERE {" OR ".join(f"r.{col} <> coalesce(c.{col}, 0)" for col in COUNT_COLUMNS)}
+"""
+
+
+def mismatches(engine) -> list[str]:  # noqa: ANN001
+    with engine.ws.read() as conn:
+        return [r for (r,) in conn.execute(sa.text(MISMATCHES))]
+
+
+def counts(engine, run_id: str) -> dict[str, int]:  # noqa: ANN001
+    with engine.ws.read() as conn:
+        row = conn.execute(sa.text(f"SELECT {', '.join(COUNT_COLUMNS)} FROM runs WHERE run_id = :r"),
+                           {"r": run_id}).mappings().one()
+    return {k: v for k, v in row.items() if v}
+
+
+def test_the_demo_quarter_counts_equal_its_items(demo_quarter_path: str) -> None:
+    con = duckdb.connect(demo_quarter_path, read_only=True)
+    try:
+        assert con.execute(MISMATCHES).fetchall() == []
+        assert con.execute("SELECT sum(items_succeeded), sum(items_skipped) FROM runs").fetchone() == \
+            con.execute("SELECT count(*) FILTER (WHERE outcome = 'succeeded'), "
+                        "count(*) FILTER (WHERE outcome = 'skipped') FROM run_items").fetchone()
+    finally:
+        con.close()
+
+
+def test_counts_follow_failures_retries_approvals_and_cancels(make_engine) -> None:  # noqa: ANN001
+    engine = make_engine({"d": finding_definition("d"), "gated": finding_definition("gated", approval=True)},
+                         accounts=6, actioners={"findings.create": FailsTransiently(
+                             {"ACC-002": 1}, FailsDeterministically({"ACC-003"}))})
+    sigrid = load_actor(engine.ws, "sigrid")
+    run_id = fire_one(engine, "d")
+    assert counts(engine, run_id) == {"items_succeeded": 4, "items_failed": 2} and not mismatches(engine)
+    commands.retry_run(engine, sigrid, run_id)  # the transient one recovers; the deterministic one is refused
+    assert counts(engine, run_id) == {"items_succeeded": 5, "items_failed": 1} and not mismatches(engine)
+
+    gated = fire_one(engine, "gated")
+    assert counts(engine, gated) == {"items_awaiting_approval": 6}
+    waiting = sorted(i["item_id"] for i in items_of(engine, gated).values())
+    commands.approve_item(engine, sigrid, waiting[0])
+    commands.dismiss_item(engine, sigrid, waiting[1], "not applicable")
+    assert counts(engine, gated)["items_awaiting_approval"] == 4 and not mismatches(engine)
+
+    [pending] = engine.dispatch_events() or [None]  # nothing queued: make a run that stops after matching
+    assert pending is None
+    with engine.ws.transaction() as tx:
+        from store.registers import record_trigger_event
+        record_trigger_event(tx, kind="manual", event_type="run.requested", source="member:sigrid",
+                             occurred_at=engine.clock.now(), definition_id="d")
+    with engine.ws.transaction() as tx:
+        from store import runs as run_store
+        event = run_store.read_undispatched_events(tx.conn)[0]
+        version = engine.catalog.latest("d")[1]
+        new_run = run_store.create_run(tx, definition_id="d", definition_version=version, event=event,
+                                       actor="member:sigrid")
+        run_store.mark_event_dispatched(tx, event["event_id"])
+    engine.executor.match_run(new_run, "member:sigrid")
+    assert counts(engine, new_run) == {"items_pending": 6}
+    commands.cancel_run(engine, sigrid, new_run, "stopped for review")
+    assert counts(engine, new_run) == {"items_skipped": 6} and not mismatches(engine)
+
+
+def test_an_older_workspace_gets_its_counts_on_open(demo_quarter_path: str, tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    shutil.copyfile(demo_quarter_path, path)
+    con = duckdb.connect(str(path))
+    con.execute("DROP INDEX ix_runs_def_triggered")  # DuckDB alters no table an index depends on
+    for col in COUNT_COLUMNS:  # as a workspace of schema 2 was: no count columns
+        con.execute(f"ALTER TABLE runs DROP COLUMN {col}")
+    con.execute("CREATE INDEX ix_runs_def_triggered ON runs (definition_id, triggered_at)")
+    con.execute("UPDATE schema_meta SET value = '2' WHERE key = 'schema_version'")
+    con.close()
+    ws = Workspace(str(path))
+    try:
+        with ws.read() as conn:
+            assert conn.execute(sa.text("SELECT value FROM schema_meta WHERE key = 'schema_version'")).scalar() == "3"
+            assert not list(conn.execute(sa.text(MISMATCHES)))
+            assert conn.execute(sa.text("SELECT sum(items_succeeded) FROM runs")).scalar() > 0
+    finally:
+        ws.close()
