@@ -32,6 +32,12 @@ def _layout(fig: go.Figure, title: str, height: int = 380, **kw: object) -> go.F
     return fig
 
 
+def _counts_axis(fig: go.Figure, axis: str, largest: int) -> None:
+    """Counts are whole: small ranges get a tick per unit, never "0.5 approvals"."""
+    update = fig.update_xaxes if axis == "x" else fig.update_yaxes
+    update(rangemode="tozero", tickformat=",d", **({"dtick": 1} if largest <= 8 else {}))
+
+
 def _empty(fig: go.Figure, text: str) -> go.Figure:
     fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
                        font=dict(size=13, color="#616e7c"))
@@ -85,6 +91,7 @@ def firing(a: Analytics) -> go.Figure:
             barmode="group")
     fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(title="runs")
+    _counts_axis(fig, "x", max([*frame["expected"].to_list(), *frame["actual"].to_list(), 0]))
     return fig if frame.height else _empty(fig, "No automations in scope")
 
 
@@ -103,6 +110,7 @@ def failure_causes(a: Analytics, top: int = 10) -> go.Figure:
                                       "%{customdata[1]:,} still failed<extra></extra>")
     _layout(fig, f"Top failure causes (failed attempts, top {top})", height=150 + 56 * max(c.height, 1))
     fig.update_xaxes(title="failed attempts")
+    _counts_axis(fig, "x", int(c["attempts"].max() or 0) if c.height else 0)
     return fig if c.height else _empty(fig, "No failed attempts in this period")
 
 
@@ -136,6 +144,8 @@ def approvals(a: Analytics) -> go.Figure:
                         hovertemplate="%{x}<br>%{y:,} " + decision + "<br>%{customdata}<extra></extra>")
     _layout(fig, "Approvals by decision (open = still awaiting)", barmode="stack")
     fig.update_yaxes(title="items")
+    totals = ap.group_by("definition_id").agg(pl.col("approvals").sum())["approvals"] if ap.height else []
+    _counts_axis(fig, "y", int(max(totals, default=0)))
     return fig if ap.height else _empty(fig, "No approvals in this period")
 
 
