@@ -62,7 +62,7 @@ def browser_load(db: str, loads: int) -> dict[str, float]:
             for _ in range(loads):
                 t = time.perf_counter()
                 page.goto(f"{server.url}/runs")
-                page.locator('[role="gridcell"]').first.wait_for()
+                page.locator('[role="gridcell"]').first.wait_for(state="attached")
                 samples.append(time.perf_counter() - t)
             browser.close()
         rss = _peak_rss_mb(server.proc.pid)

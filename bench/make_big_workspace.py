@@ -34,11 +34,14 @@ DEFINITIONS = [
 
 
 def prepare(path: str) -> None:
-    """Schema via migrations and the demo definitions via the real loader, in a workspace of our own."""
+    """Schema via migrations, the demo members (the browser benchmark signs in as sigrid) and the demo
+    definitions via the real loader, in a workspace of our own."""
+    from engine.demo.seed import seed_members_and_sources
     from engine.runtime import Engine
     from store.workspace import Workspace
 
     ws = Workspace(path)
+    seed_members_and_sources(ws)
     Engine(ws, definitions_dir=ROOT / "definitions").load_definitions(actor="bench:generator")
     ws.close()
 
@@ -166,13 +169,14 @@ def generate(path: str, n_runs: int, threads: int) -> dict[str, float]:
 
 
 def _count_items_per_run(path: str) -> None:
-    """Each run's item counts by outcome, as the engine keeps them (store.run_counts)."""
-    from store.run_counts import backfill_item_counts
+    """Each run's item counts by outcome and failure summary, as the engine keeps them (store.run_counts)."""
+    from store.run_counts import backfill_failure_causes, backfill_item_counts
     from store.workspace import Workspace
 
     ws = Workspace(path)
     with ws.engine.begin() as conn:
         backfill_item_counts(conn)
+        backfill_failure_causes(conn)
     ws.close()
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from store.run_counts import COLUMN_OUTCOME, COUNT_COLUMNS
-from store.schema import (approvals, audit_log, definition_versions, item_attempts, run_items, runs,
+from store.schema import (approvals, audit_log, definition_versions, run_failure_causes, run_items, runs,
                           trigger_events)
 
 
@@ -35,22 +35,6 @@ def _run_conds(f: AnalyticsFilter) -> list[Any]:
     if f.definitions:
         conds.append(runs.c.definition_id.in_(f.definitions))
     return conds
-
-
-def _run_id_bounds(conn: sa.Connection, f: AnalyticsFilter) -> tuple[str, str] | None:
-    """The smallest and largest run id of the filtered runs, or None when no run matches.
-
-    Items and attempts are stored in run order, so ``run_id BETWEEN lo AND hi`` lets DuckDB skip every
-    row group outside the period (its zonemaps) before the join. The bound is always a superset: every id
-    of a set lies between the set's own minimum and maximum. Worth it only when a filter narrows the runs.
-    """
-    lo, hi = conn.execute(sa.select(sa.func.min(runs.c.run_id), sa.func.max(runs.c.run_id))
-                          .where(*_run_conds(f))).one()
-    return None if lo is None else (lo, hi)
-
-
-def _within(col: Any, bounds: tuple[str, str] | None) -> list[Any]:
-    return [col.between(*bounds)] if bounds else []
 
 
 def _week(col: Any) -> Any:
@@ -90,36 +74,29 @@ def count_items_by_definition_week_outcome(conn: sa.Connection, f: AnalyticsFilt
     return out
 
 
-def _cause_kind(col: Any) -> Any:
-    """A cause's first clause says what went wrong ("messaging system unavailable (…)"); what follows the
-    first ';' names the item ("the request to a.okafor …"). Grouping on the first clause counts one cause
-    once, not once per recipient."""
-    return sa.func.split_part(col, ";", 1).label("failure_cause")
+def _causes(f: AnalyticsFilter, *measures: Any) -> Any:
+    """Per-run failure summaries (store.run_counts) of the period's runs, grouped by definition and cause."""
+    c = run_failure_causes.c
+    conds = [*([c.triggered_at >= f.start] if f.start else []), *([c.triggered_at < f.end] if f.end else []),
+             *([c.definition_id.in_(f.definitions)] if f.definitions else [])]
+    return (sa.select(c.definition_id, c.failure_cause, c.failure_class, *measures).where(*conds)
+            .group_by(c.definition_id, c.failure_cause, c.failure_class))
 
 
 def count_failed_attempts_by_cause(conn: sa.Connection, f: AnalyticsFilter) -> list[dict[str, Any]]:
     """Every failed attempt in the period by (definition, cause, class): failures that a retry later
     recovered count too, which is what an auditor asks about ("what went wrong, and how often")."""
-    cause = _cause_kind(item_attempts.c.failure_cause)
-    bounds = _run_id_bounds(conn, f) if _run_conds(f) else None
-    q = (sa.select(runs.c.definition_id, cause, item_attempts.c.failure_class,
-                   sa.func.count().label("attempts"),
-                   sa.func.count(sa.distinct(item_attempts.c.item_id)).label("items"),
-                   sa.func.count(sa.distinct(item_attempts.c.run_id)).label("runs"))
-         .select_from(item_attempts.join(runs, runs.c.run_id == item_attempts.c.run_id))
-         .where(item_attempts.c.outcome == "failed", *_run_conds(f), *_within(item_attempts.c.run_id, bounds))
-         .group_by(runs.c.definition_id, cause, item_attempts.c.failure_class))
+    c = run_failure_causes.c
+    q = _causes(f, sa.func.sum(c.failed_attempts).label("attempts"),
+                sa.func.sum(c.items_with_failed_attempts).label("items"),
+                sa.func.count().filter(c.failed_attempts > 0).label("runs")).having(sa.func.sum(c.failed_attempts) > 0)
     return _rows(conn, q)
 
 
 def count_failed_items_now_by_cause(conn: sa.Connection, f: AnalyticsFilter) -> list[dict[str, Any]]:
     """Items still failed, by (definition, cause, class): the part of the failures not yet recovered."""
-    cause = _cause_kind(run_items.c.failure_cause)
-    bounds = _run_id_bounds(conn, f) if _run_conds(f) else None
-    q = (sa.select(runs.c.definition_id, cause, run_items.c.failure_class, sa.func.count().label("still_failed"))
-         .select_from(run_items.join(runs, runs.c.run_id == run_items.c.run_id))
-         .where(run_items.c.outcome == "failed", *_run_conds(f), *_within(run_items.c.run_id, bounds))
-         .group_by(runs.c.definition_id, cause, run_items.c.failure_class))
+    c = run_failure_causes.c
+    q = _causes(f, sa.func.sum(c.failed_items).label("still_failed")).having(sa.func.sum(c.failed_items) > 0)
     return _rows(conn, q)
 
 

@@ -42,10 +42,20 @@ def _v3_run_item_counts(conn: sa.Connection) -> None:
     backfill_item_counts(conn)
 
 
+def _v4_run_failure_causes(conn: sa.Connection) -> None:
+    """Per-run failure summaries (store/run_counts.py), counted from the items and attempts already there."""
+    from store.run_counts import backfill_failure_causes
+    from store.schema import run_failure_causes
+
+    run_failure_causes.create(conn, checkfirst=True)
+    backfill_failure_causes(conn)
+
+
 MIGRATIONS: list[tuple[int, Callable[[sa.Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_indexes),
     (3, _v3_run_item_counts),
+    (4, _v4_run_failure_causes),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from store.records import RECORD_TABLES
 from store.registers import REGISTERS
-from store.schema import approvals, audit_log, run_items, runs
+from store.schema import approvals, audit_log, run_failure_causes, run_items, runs
 
 
 # --- failed items ---------------------------------------------------------------------------------------
@@ -25,36 +25,64 @@ class FailedFilter:
     end: dt.datetime | None = None  # exclusive
 
 
-def _failed(f: FailedFilter) -> tuple[Any, list[Any]]:
-    j = run_items.join(runs, runs.c.run_id == run_items.c.run_id)
-    conds: list[Any] = [run_items.c.outcome == "failed"]
+def _run_conds(f: FailedFilter) -> list[Any]:
+    conds: list[Any] = []
     if f.definition:
         conds.append(runs.c.definition_id == f.definition)
     if f.start:
         conds.append(runs.c.triggered_at >= f.start)
     if f.end:
         conds.append(runs.c.triggered_at < f.end)
-    return j, conds
+    return conds
+
+
+def _failed(f: FailedFilter) -> tuple[Any, list[Any]]:
+    j = run_items.join(runs, runs.c.run_id == run_items.c.run_id)
+    return j, [run_items.c.outcome == "failed", *_run_conds(f)]
 
 
 def count_failed_items_by_cause(conn: sa.Connection, f: FailedFilter) -> list[dict[str, Any]]:
-    j, conds = _failed(f)
-    q = (sa.select(runs.c.definition_id, run_items.c.failure_cause, run_items.c.failure_class,
-                   sa.func.count().label("items"), sa.func.count(sa.distinct(runs.c.run_id)).label("runs"))
-         .select_from(j).where(*conds)
-         .group_by(runs.c.definition_id, run_items.c.failure_cause, run_items.c.failure_class)
-         .order_by(sa.desc("items")))
+    """Failed items by (definition, cause, class), from the runs' failure summaries (store.run_counts):
+    a few thousand summary rows, not every item scanned."""
+    c = run_failure_causes.c
+    conds = [c.failed_items > 0, *([c.definition_id == f.definition] if f.definition else []),
+             *([c.triggered_at >= f.start] if f.start else []), *([c.triggered_at < f.end] if f.end else [])]
+    q = (sa.select(c.definition_id, c.failure_cause, c.failure_class, sa.func.sum(c.failed_items).label("items"),
+                   sa.func.count().label("runs"))
+         .where(*conds).group_by(c.definition_id, c.failure_cause, c.failure_class)
+         .order_by(sa.desc("items"), c.definition_id, c.failure_cause))
     return [dict(r) for r in conn.execute(q).mappings()]
 
 
+_ITEM_COLUMNS = (run_items.c.item_id, run_items.c.run_id, runs.c.definition_id, runs.c.triggered_at,
+                 run_items.c.subject_label, run_items.c.outcome, run_items.c.failure_cause,
+                 run_items.c.failure_class, run_items.c.attempts, runs.c.cancel_requested_at,
+                 runs.c.cancel_requested_by)
+
+
 def read_failed_items(conn: sa.Connection, f: FailedFilter, limit: int | None = 500) -> list[dict[str, Any]]:
-    """Failed items with their run's definition; ``limit=None`` reads them all (for a bulk retry)."""
+    """Failed items with their run's definition, newest run first; ``limit=None`` reads them all (for a bulk
+    retry).
+
+    With a limit, the runs come first: the newest runs that have failed items (``runs.items_failed``) and
+    hold at least ``limit`` of them; then only those runs' items are read, bounded by the runs' id range
+    so that DuckDB skips the row groups of every other run (items are stored in run order)."""
     j, conds = _failed(f)
-    q = (sa.select(run_items.c.item_id, run_items.c.run_id, runs.c.definition_id, runs.c.triggered_at,
-                   run_items.c.subject_label, run_items.c.outcome, run_items.c.failure_cause,
-                   run_items.c.failure_class, run_items.c.attempts, runs.c.cancel_requested_at,
-                   runs.c.cancel_requested_by)
-         .select_from(j).where(*conds).order_by(runs.c.run_number.desc(), run_items.c.position))
+    q = sa.select(*_ITEM_COLUMNS).select_from(j).where(*conds)
+    if limit is not None:
+        picked = conn.execute(
+            sa.select(runs.c.run_id, runs.c.items_failed).where(runs.c.items_failed > 0, *_run_conds(f))
+            .order_by(runs.c.run_number.desc()).limit(limit)).all()
+        taken, run_ids = 0, []
+        for run_id, n in picked:
+            run_ids.append(run_id)
+            taken += n
+            if taken >= limit:
+                break
+        if not run_ids:
+            return []
+        q = q.where(run_items.c.run_id.in_(run_ids), run_items.c.run_id.between(min(run_ids), max(run_ids)))
+    q = q.order_by(runs.c.run_number.desc(), run_items.c.position)
     if limit is not None:
         q = q.limit(limit)
     return [dict(r) for r in conn.execute(q).mappings()]

@@ -207,6 +207,18 @@ run_items = sa.Table(
     sa.Column("updated_at", TS, nullable=False),
 )
 
+run_failure_causes = sa.Table(  # one row per (run, cause, class) for runs that have or had failures
+    "run_failure_causes", metadata,
+    sa.Column("run_id", sa.String, nullable=False),
+    sa.Column("definition_id", sa.String, nullable=False),  # the run's, so that readers need no join
+    sa.Column("triggered_at", TS, nullable=False),  # the run's
+    sa.Column("failure_cause", sa.String, nullable=False),  # the cause's first clause: what went wrong
+    sa.Column("failure_class", sa.String, nullable=False),  # transient | deterministic | unknown
+    sa.Column("failed_items", sa.Integer, nullable=False),  # items failed now with this cause
+    sa.Column("failed_attempts", sa.Integer, nullable=False),  # attempts that ever failed with it
+    sa.Column("items_with_failed_attempts", sa.Integer, nullable=False),
+)
+
 item_attempts = sa.Table(
     "item_attempts", metadata,
     sa.Column("item_id", sa.String, primary_key=True),

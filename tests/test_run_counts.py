@@ -11,7 +11,9 @@ import sqlalchemy as sa
 
 from engine import commands
 from engine.authz import load_actor
-from store.run_counts import COUNT_COLUMNS, OUTCOME_COLUMN
+from store.migrations import SCHEMA_VERSION
+from store.run_counts import COUNT_COLUMNS, OUTCOME_COLUMN, backfill_failure_causes
+from store.schema import run_failure_causes
 from store.workspace import Workspace
 from tests.conftest import FailsDeterministically, FailsTransiently, finding_definition, fire_one, items_of
 
@@ -27,8 +29,20 @@ MISMATCHES = f"""
 
 
 def mismatches(engine) -> list[str]:  # noqa: ANN001
+    """Runs whose counts differ from their items, and failure summaries that differ from a recount."""
     with engine.ws.read() as conn:
-        return [r for (r,) in conn.execute(sa.text(MISMATCHES))]
+        bad = [r for (r,) in conn.execute(sa.text(MISMATCHES))]
+        kept = _summary(conn)
+    with engine.ws.transaction() as tx:  # recount from scratch inside a transaction we then roll back
+        backfill_failure_causes(tx.conn)
+        recounted = _summary(tx.conn)
+        tx.conn.rollback()
+    return bad + ([f"failure summary {kept} != recount {recounted}"] if kept != recounted else [])
+
+
+def _summary(conn: sa.Connection) -> list[tuple]:
+    return [tuple(r) for r in conn.execute(sa.select(run_failure_causes).order_by(
+        run_failure_causes.c.run_id, run_failure_causes.c.failure_cause, run_failure_causes.c.failure_class))]
 
 
 def counts(engine, run_id: str) -> dict[str, int]:  # noqa: ANN001
@@ -36,6 +50,10 @@ def counts(engine, run_id: str) -> dict[str, int]:  # noqa: ANN001
         row = conn.execute(sa.text(f"SELECT {', '.join(COUNT_COLUMNS)} FROM runs WHERE run_id = :r"),
                            {"r": run_id}).mappings().one()
     return {k: v for k, v in row.items() if v}
+
+
+def _summary_rows(conn: sa.Connection, run_id: str) -> list:
+    return list(conn.execute(sa.select(run_failure_causes).where(run_failure_causes.c.run_id == run_id)))
 
 
 def test_the_demo_quarter_counts_equal_its_items(demo_quarter_path: str) -> None:
@@ -56,8 +74,14 @@ def test_counts_follow_failures_retries_approvals_and_cancels(make_engine) -> No
     sigrid = load_actor(engine.ws, "sigrid")
     run_id = fire_one(engine, "d")
     assert counts(engine, run_id) == {"items_succeeded": 4, "items_failed": 2} and not mismatches(engine)
+    with engine.ws.read() as conn:
+        assert sorted((r.failure_class, r.failed_items, r.failed_attempts) for r in _summary_rows(conn, run_id)) \
+            == [("deterministic", 1, 1), ("transient", 1, 1)]
     commands.retry_run(engine, sigrid, run_id)  # the transient one recovers; the deterministic one is refused
     assert counts(engine, run_id) == {"items_succeeded": 5, "items_failed": 1} and not mismatches(engine)
+    with engine.ws.read() as conn:  # the recovered failure stays in the history, no longer failed now
+        assert sorted((r.failure_class, r.failed_items, r.failed_attempts) for r in _summary_rows(conn, run_id)) \
+            == [("deterministic", 1, 1), ("transient", 0, 1)]
 
     gated = fire_one(engine, "gated")
     assert counts(engine, gated) == {"items_awaiting_approval": 6}
@@ -93,13 +117,16 @@ def test_an_older_workspace_gets_its_counts_on_open(demo_quarter_path: str, tmp_
     for col in COUNT_COLUMNS:  # as a workspace of schema 2 was: no count columns
         con.execute(f"ALTER TABLE runs DROP COLUMN {col}")
     con.execute("CREATE INDEX ix_runs_def_triggered ON runs (definition_id, triggered_at)")
+    con.execute("DROP TABLE run_failure_causes")
     con.execute("UPDATE schema_meta SET value = '2' WHERE key = 'schema_version'")
     con.close()
     ws = Workspace(str(path))
     try:
         with ws.read() as conn:
-            assert conn.execute(sa.text("SELECT value FROM schema_meta WHERE key = 'schema_version'")).scalar() == "3"
+            assert conn.execute(sa.text("SELECT value FROM schema_meta WHERE key = 'schema_version'")).scalar() \
+                == str(SCHEMA_VERSION)
             assert not list(conn.execute(sa.text(MISMATCHES)))
             assert conn.execute(sa.text("SELECT sum(items_succeeded) FROM runs")).scalar() > 0
+            assert conn.execute(sa.text("SELECT sum(failed_attempts) FROM run_failure_causes")).scalar() == 18
     finally:
         ws.close()
