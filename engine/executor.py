@@ -4,10 +4,11 @@ A batch is claimed (marked in flight) in one transaction, acted on outside any t
 in one transaction that writes, together, every outcome, attempt, downstream record, idempotency entry,
 approval and audit entry of the batch — and claims the next batch, so a batch costs one commit. A crash
 therefore loses at most in-flight work, which recovery replays with the same idempotency keys.
-Rows travel to the store as columns (``store.bulk``): at 100,000 items a run's cost is per-item Python,
-so the per-item path avoids everything it can (see bench/RESULTS.md). The batch size adapts so that a batch takes about
-``batch_target_seconds``: large for fast in-process actioners, down to one item for slow integrations,
-so the per-item re-check of the condition really happens just before each action.
+A batch is worked as columns from its claim to its write (``engine.batching``, ``store.bulk``): at
+100,000 items a run's cost is per-item Python and the database's own work, so the per-item path avoids
+every object, encoding and conversion it can (see bench/RESULTS.md). The batch size adapts so that a
+batch takes about ``batch_target_seconds``: large for fast in-process actioners, down to one item for
+slow integrations, so the per-item re-check of the condition really happens just before each action.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 from typing import Any, Callable, Mapping
 
 from engine.actioners.base import ActionContext, ActionFailed, ActionRequest, CreatedRecord
+from engine.batching import Batch, Reads, Settlement, gc_paused
 from engine.catalog import DefinitionCatalog
 from engine.clock import Clock
 from engine.definitions import Definition
@@ -26,14 +28,18 @@ from engine.status import settle_run_status
 from engine.templates import TemplateError, compile_template
 from store import items as item_store
 from store import runs as run_store
+from store.audit import json_encoder
+from store.bulk import same
 from store.matching import check_subjects, iter_match_subjects
+
+MATCH_CHUNK = 10_000  # subjects matched (and their items appended) at a time
 from store.records import insert_idempotency, insert_records, read_idempotency
 from store.registers import REGISTERS
 from store.workspace import Tx, Workspace
 
-# json.dumps(v, sort_keys=True[, default=str]) builds a new encoder per call; these are built once.
-_dumps_sorted = json.JSONEncoder(sort_keys=True).encode
-_dumps_params = json.JSONEncoder(sort_keys=True, default=str).encode
+# == json.dumps(v, sort_keys=True[, default=str]), which builds a new encoder per call; built once.
+_dumps_sorted = json_encoder(sort_keys=True)
+_dumps_params = json_encoder(sort_keys=True, default=str)
 
 
 def _jsonable_for(kind: str) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
@@ -74,48 +80,6 @@ class _MatchingFailed(Exception):
         self.cause = cause
 
 
-class _Settlement:
-    """Everything a batch writes: one tuple per item and table, turned into columns for the bulk appends."""
-
-    UPDATE_COLUMNS = ("item_id", "outcome", "record_ref", "skip_reason", "failure_cause", "failure_class",
-                      "attempts", "retry_due_at", "subject_snapshot", "updated_at")
-    ATTEMPT_COLUMNS = ("item_id", "attempt", "run_id", "actor", "started_at", "finished_at", "outcome",
-                       "failure_cause", "failure_class", "record_ref")
-    LEDGER_COLUMNS = ("idempotency_key", "actioner", "params_hash", "outcome", "record_ref", "item_id",
-                      "created_at")
-
-    def __init__(self) -> None:
-        self.update_rows: list[tuple[Any, ...]] = []
-        self.attempt_rows: list[tuple[Any, ...]] = []
-        self.ledger_rows: list[tuple[Any, ...]] = []
-        self.records: dict[str, list[dict[str, Any]]] = {}
-        self.approvals: list[dict[str, Any]] = []
-        self.audit: list[tuple[str, str, dict[str, Any]]] = []  # event, item, payload
-        self.invoked = 0
-        self.snapshot_changed = False  # if no subject changed, the snapshots are not rewritten
-
-    @staticmethod
-    def _columns(names: tuple[str, ...], rows: list[tuple[Any, ...]]) -> dict[str, list[Any]]:
-        if not rows:
-            return {}
-        return dict(zip(names, map(list, zip(*rows))))
-
-    @property
-    def updates(self) -> dict[str, list[Any]]:
-        columns = self._columns(self.UPDATE_COLUMNS, self.update_rows)
-        if not self.snapshot_changed:
-            columns.pop("subject_snapshot", None)  # the same text: a rewrite would only cost write volume
-        return columns
-
-    @property
-    def attempts(self) -> dict[str, list[Any]]:
-        return self._columns(self.ATTEMPT_COLUMNS, self.attempt_rows)
-
-    @property
-    def ledger(self) -> dict[str, list[Any]]:
-        return self._columns(self.LEDGER_COLUMNS, self.ledger_rows)
-
-
 class Executor:
     def __init__(self, ws: Workspace, clock: Clock, catalog: DefinitionCatalog, actioners: Mapping[str, Any],
                  ctx: ActionContext, batch_max: int = 4000, batch_target_seconds: float = 0.5) -> None:
@@ -144,17 +108,19 @@ class Executor:
                 # Matched in chunks, each appended to the transaction as it comes: a run over 100,000
                 # subjects never holds them all in memory as dicts, nor their items as rows.
                 with self.ws.read() as conn:
-                    chunks = iter_match_subjects(conn, cond, run["triggered_at"], only_ids)
+                    chunks = iter_match_subjects(conn, cond, run["triggered_at"], only_ids, MATCH_CHUNK)
                     while True:
-                        try:
-                            subjects = next(chunks)
-                        except StopIteration:
-                            break
-                        except Exception as exc:  # noqa: BLE001 - see _MatchingFailed
-                            raise _MatchingFailed(exc) from exc
-                        columns = self._item_columns(run, definition, event or {}, subjects, n_items)
-                        n_subjects, n_items = n_subjects + len(subjects), n_items + len(columns["item_id"])
-                        item_store.insert_items(tx, columns)
+                        with gc_paused(MATCH_CHUNK):  # one chunk at a time, as a batch
+                            try:
+                                subjects = next(chunks)
+                            except StopIteration:
+                                break
+                            except Exception as exc:  # noqa: BLE001 - see _MatchingFailed
+                                raise _MatchingFailed(exc) from exc
+                            columns = self._item_columns(run, definition, event or {}, subjects, n_items)
+                            n_subjects, n_items = n_subjects + len(subjects), n_items + len(columns["item_id"])
+                            item_store.insert_items(tx, columns)
+                            del subjects, columns
                 run_store.write_run_fields(tx, run_id, subjects_matched=n_subjects, started_at=self.clock.now())
                 tx.audit(actor, "run.matched", "run", run_id, {"subjects_matched": n_subjects, "items": n_items})
                 settle_run_status(tx, run_id, actor)
@@ -165,7 +131,7 @@ class Executor:
                 settle_run_status(tx, run_id, actor)
 
     def _item_columns(self, run: dict[str, Any], d: Definition, event: dict[str, Any],
-                      subjects: list[dict[str, Any]], pos: int = 0) -> dict[str, list[Any]]:
+                      subjects: list[dict[str, Any]], pos: int = 0) -> dict[str, Any]:
         """One pending item per subject and action, as columns (a run may match 100,000 subjects)."""
         reg = REGISTERS[d.condition.subject]
         trigger_ctx = {"event_id": run["trigger_event_id"], "kind": run["trigger_kind"],
@@ -175,7 +141,6 @@ class Executor:
         renderers = [compile_template(a.params) for a in d.actions]
         run_id, version, event_id = run["run_id"], run["definition_version"], run["trigger_event_id"]
         key_prefix = "|".join([d.id, str(version), event_id, ""])
-        n = len(subjects) * len(d.actions)
         item_ids, positions, subject_ids, labels, snapshots, actions, params_json, keys = \
             [], [], [], [], [], [], [], []
         sha256, jsonable = hashlib.sha256, _jsonable_for(reg.kind)
@@ -200,12 +165,12 @@ class Executor:
                 # == idempotency_key(d.id, version, event_id, reg.kind, sid, idx, action.actioner)
                 keys.append(sha256(f"{key_prefix}{reg.kind}:{sid}|{idx}:{action.actioner}".encode())
                             .hexdigest()[:32])
-        now = self.clock.now()
-        return dict(item_id=item_ids, run_id=[run_id] * n, position=positions, subject_kind=[reg.kind] * n,
+        # What every item of the run holds alike travels once, not as a list of 100,000 references.
+        return dict(item_id=item_ids, run_id=same(run_id), position=positions, subject_kind=same(reg.kind),
                     subject_id=subject_ids, subject_label=labels, subject_snapshot=snapshots, action=actions,
-                    parameters=params_json, idempotency_key=keys, outcome=["pending"] * n, record_ref=[None] * n,
-                    skip_reason=[None] * n, failure_cause=[None] * n, failure_class=[None] * n,
-                    attempts=[0] * n, retry_due_at=[None] * n, updated_at=[now] * n)
+                    parameters=params_json, idempotency_key=keys, outcome=same("pending"), record_ref=same(None),
+                    skip_reason=same(None), failure_cause=same(None), failure_class=same(None),
+                    attempts=same(0), retry_due_at=same(None), updated_at=same(self.clock.now()))
 
     # --- execution ----------------------------------------------------------------------------------
     def execute_run(self, run_id: str, actor: str) -> None:
@@ -216,7 +181,7 @@ class Executor:
         """
         size, last, started = min(16, self.batch_max), 0, self.clock.now()
 
-        def claim(tx: Tx) -> list[dict[str, Any]]:
+        def claim(tx: Tx) -> Batch:
             nonlocal size, started
             took = (self.clock.now() - started).total_seconds()
             if last and took < self.batch_target_seconds / 2:
@@ -225,137 +190,148 @@ class Executor:
                 size = max(1, size // 2)
             run_now = run_store.read_run(tx.conn, run_id)
             if run_now is None or run_now["cancel_requested_at"] is not None or run_now["failure_cause"]:
-                return []
+                return {}
             started = self.clock.now()
-            return item_store.claim_pending_items(tx, run_id, size, after_position=last)
+            return item_store.claim_pending_item_columns(tx, run_id, size, after_position=last)
 
         with self.ws.transaction() as tx:
             batch = claim(tx)
-        if batch:
+        if batch.get("item_id"):
             with self.ws.read() as conn:
-                run = run_store.read_run(conn, run_id)  # what _process reads of it does not change
-        while batch:
-            last = batch[-1]["position"]
-            batch = self._process(run, batch, actor, claim, fresh=True)
+                run = run_store.read_run(conn, run_id)  # what a batch reads of it does not change
+            d = self.catalog.get(run["definition_id"], run["definition_version"])
+        while batch.get("item_id"):
+            last = batch["position"][-1]
+            batch = self._commit(run_id, self._act_on(run, d, batch, actor, fresh=True), actor, claim)
         with self.ws.transaction() as tx:
             settle_run_status(tx, run_id, actor)
 
     def process_items(self, run: dict[str, Any], batch: list[dict[str, Any]], actor: str) -> None:
         """Act on claimed (in-flight) items and settle them in one transaction."""
-        self._process(run, batch, actor, None)
+        if batch:
+            d = self.catalog.get(run["definition_id"], run["definition_version"])
+            s = self._act_on(run, d, item_store.as_claimed_columns(batch), actor)
+            self._commit(run["run_id"], s, actor, None)
 
-    def _process(self, run: dict[str, Any], batch: list[dict[str, Any]], actor: str,
-                 claim_next: Callable[[Tx], list[dict[str, Any]]] | None,
-                 fresh: bool = False) -> list[dict[str, Any]]:
-        """Re-check, act and settle ``batch``; in the same transaction, claim the next batch if asked.
+    def _act_on(self, run: dict[str, Any], d: Definition, batch: Batch, actor: str, fresh: bool = False
+                ) -> Settlement:
+        """Re-check and act on every item of ``batch``, in order: what its settlement will write."""
+        with gc_paused(len(batch["item_id"])):
+            return self._settle(run, d, batch, self._read(run, d, batch, fresh), actor)
+
+    def _read(self, run: dict[str, Any], d: Definition, batch: Batch, fresh: bool) -> Reads:
+        """What acting on ``batch`` depends on: each subject re-checked (and its snapshot now), approvals,
+        ledger entries, the run's cancel request.
 
         ``fresh``: the batch was just claimed from pending, so an item that has no attempt yet was
         never handed to an actioner, and its key cannot be in the ledger (a ledger entry is written
         only with the item's outcome, or by an actioner the item was handed to). Only the others are
         looked up — the lookup costs more than the action for a fast in-process actioner.
         """
-        d = self.catalog.get(run["definition_id"], run["definition_version"])
-        ids = sorted({i["subject_id"] for i in batch})
-        keys = [i["idempotency_key"] for i in batch if not fresh or i["attempts"]]
+        item_ids, keys = batch["item_id"], batch["idempotency_key"]
+        lookup = [k for k, a in zip(keys, batch["attempts"]) if a] if fresh else keys
         with self.ws.read() as conn:
-            checks = check_subjects(conn, d.condition, run["triggered_at"], ids)
-            approved = item_store.read_approved_item_ids(conn, [i["item_id"] for i in batch]) \
-                if d.approval_required else set()
-            ledger = read_idempotency(conn, keys)
+            checks = check_subjects(conn, d.condition, run["triggered_at"], sorted(set(batch["subject_id"])))
+            approved = item_store.read_approved_item_ids(conn, item_ids) if d.approval_required else set()
+            ledger = read_idempotency(conn, lookup)
             cancel_requested = run_store.read_cancel_requested(conn, run["run_id"])
-        snapshots: dict[str, tuple[str, dict[str, Any]] | None] = {}  # subject → (json, jsonable) now
         to_json = _jsonable_for(d.condition.subject)
+        now_json: dict[str, tuple[str, dict[str, Any]]] = {}
         for sid, (_, subject) in checks.items():
             if subject:
-                now_json = to_json(subject)
-                snapshots[sid] = (_dumps_sorted(now_json), now_json)
-            else:
-                snapshots[sid] = None
-        s = _Settlement()
-        for item in batch:
-            sid = item["subject_id"]
-            self._settle_one(run, d, item, checks[sid][0], snapshots[sid], item["item_id"] in approved, ledger,
-                             cancel_requested, actor, s)
-        with self.ws.transaction() as tx:
-            self._write(tx, run["run_id"], s, actor)
-            return claim_next(tx) if claim_next is not None else []
+                jsonable = to_json(subject)
+                now_json[sid] = (_dumps_sorted(jsonable), jsonable)
+        return Reads(checks, now_json, approved, ledger, cancel_requested)
 
-    def _settle_one(self, run: dict[str, Any], d: Definition, item: dict[str, Any], reason: str | None,
-                    snapshot: tuple[str, dict[str, Any]] | None, approved: bool,
-                    ledger: Mapping[str, dict[str, Any]], cancel_requested: bool, actor: str,
-                    s: _Settlement) -> None:
-        now = self.clock.now()
-        item_id, attempts = item["item_id"], item["attempts"]
-        snapshot_json = snapshot[0] if snapshot else item["subject_snapshot"]
-        if snapshot_json != item["subject_snapshot"]:
-            s.snapshot_changed = True
-        payload: dict[str, Any] = {"run_id": run["run_id"]}
-        if reason is not None:
-            outcome = SKIPPED
-            check_item_transition(item_id, IN_FLIGHT, outcome)
-            s.update_rows.append((item_id, outcome, None, reason, None, None, attempts, None, snapshot_json, now))
-            payload["reason"] = reason
-        elif d.approval_required and not approved:
-            outcome = AWAITING_APPROVAL
-            check_item_transition(item_id, IN_FLIGHT, outcome)
-            s.update_rows.append((item_id, outcome, None, None, None, None, attempts, None, snapshot_json, now))
-            s.approvals.append(dict(approval_id=f"APR-{item_id}", item_id=item_id,
-                                    run_id=run["run_id"], definition_id=d.id,
-                                    definition_version=run["definition_version"], opened_at=now,
-                                    decision=None, decided_by=None, decided_at=None, reason=None))
-        else:
+    def _commit(self, run_id: str, s: Settlement, actor: str, claim_next: Callable[[Tx], Batch] | None) -> Batch:
+        """Write a batch's settlement in one transaction; in it, claim the next batch if asked."""
+        with gc_paused(len(s.update_rows)), self.ws.transaction() as tx:
+            self._write(tx, run_id, s, actor)
+            return claim_next(tx) if claim_next is not None else {}
+
+    def _settle(self, run: dict[str, Any], d: Definition, batch: Batch, reads: Reads, actor: str) -> Settlement:
+        """Decide each item's outcome, acting where it is due; nothing is written yet."""
+        checks, now_json, approved, ledger, cancel_requested = reads
+        s = Settlement()
+        run_id, clock_now = run["run_id"], self.clock.now
+        updates, attempt_rows, ledger_rows, audit = s.update_rows, s.attempt_rows, s.ledger_rows, s.audit
+        for item_id, kind, sid, stored, action, params, key, attempts in zip(
+                batch["item_id"], batch["subject_kind"], batch["subject_id"], batch["subject_snapshot"],
+                batch["action"], batch["parameters"], batch["idempotency_key"], batch["attempts"]):
+            now = clock_now()
+            reason = checks[sid][0]
+            current = now_json.get(sid)
+            snapshot_json = current[0] if current else stored
+            if snapshot_json != stored:
+                s.snapshot_changed = True
+            if reason is not None:
+                check_item_transition(item_id, IN_FLIGHT, SKIPPED)
+                updates.append((item_id, SKIPPED, None, reason, None, None, attempts, None, snapshot_json))
+                audit.append((ITEM_EVENTS[SKIPPED], item_id, {"run_id": run_id, "reason": reason}))
+                continue
+            if d.approval_required and item_id not in approved:
+                check_item_transition(item_id, IN_FLIGHT, AWAITING_APPROVAL)
+                updates.append((item_id, AWAITING_APPROVAL, None, None, None, None, attempts, None, snapshot_json))
+                s.approvals.append(dict(approval_id=f"APR-{item_id}", item_id=item_id, run_id=run_id,
+                                        definition_id=d.id, definition_version=run["definition_version"],
+                                        opened_at=now, decision=None, decided_by=None, decided_at=None,
+                                        reason=None))
+                audit.append((ITEM_EVENTS[AWAITING_APPROVAL], item_id, {"run_id": run_id}))
+                continue
             attempt = attempts + 1
-            s.invoked += 1 if attempts == 0 else 0
+            if not attempts:
+                s.invoked += 1
             # The actioner is shown the subject as matched (unchanged in the common case: no re-parse).
-            subject = dict(snapshot[1]) if snapshot and snapshot[0] == item["subject_snapshot"] \
-                else json.loads(item["subject_snapshot"])
-            outcome, ref, cause, fclass = self._act(run, item, subject, ledger, s)
+            subject = dict(current[1]) if current and snapshot_json == stored else json.loads(stored)
+            # The stored parameters are json.dumps(params, sort_keys=True, default=str), so hashing the
+            # text is params_hash(json.loads(text)) without the round trip.
+            ph = hashlib.sha256(params.encode()).hexdigest()
+            outcome, ref, cause, fclass = self._act(run, item_id, kind, sid, action, params, key, ph, subject,
+                                                    ledger, s)
+            finished = clock_now()
             retry_due_at = None
             if outcome == ITEM_FAILED and fclass == TRANSIENT and attempt < d.retry.max_attempts \
                     and not cancel_requested:
                 retry_due_at = now + d.retry.delay_after(attempt)
             check_item_transition(item_id, IN_FLIGHT, outcome)
-            s.update_rows.append((item_id, outcome, ref, None, cause, fclass, attempt, retry_due_at, snapshot_json,
-                                  now))
-            s.attempt_rows.append((item_id, attempt, run["run_id"], actor, now, self.clock.now(), outcome, cause,
-                                   fclass, ref))
-            payload.update(attempt=attempt, record_ref=ref, cause=cause, failure_class=fclass,
-                           retry_due_at=retry_due_at.isoformat() if retry_due_at else None)
-        s.audit.append((ITEM_EVENTS[outcome], item_id, payload))
+            updates.append((item_id, outcome, ref, None, cause, fclass, attempt, retry_due_at, snapshot_json))
+            attempt_rows.append((item_id, attempt, now, finished, outcome, cause, fclass, ref))
+            if outcome == SUCCEEDED:  # the actioner acted: its key enters the ledger with the record
+                ledger_rows.append((key, action, ph, ref, item_id, finished))
+            audit.append((ITEM_EVENTS[outcome], item_id, {
+                "run_id": run_id, "attempt": attempt, "record_ref": ref, "cause": cause, "failure_class": fclass,
+                "retry_due_at": retry_due_at.isoformat() if retry_due_at else None}))
+        return s
 
-    def _act(self, run: dict[str, Any], item: dict[str, Any], subject: dict[str, Any],
-             ledger: Mapping[str, dict[str, Any]], s: _Settlement) -> tuple[str, str | None, str | None, str | None]:
-        key = item["idempotency_key"]
-        # The stored parameters are json.dumps(params, sort_keys=True, default=str), so hashing the text
-        # is params_hash(json.loads(text)) without the round trip.
-        ph = hashlib.sha256(item["parameters"].encode()).hexdigest()
+    def _act(self, run: dict[str, Any], item_id: str, subject_kind: str, subject_id: str, action: str,
+             params_json: str, key: str, ph: str, subject: dict[str, Any], ledger: Mapping[str, dict[str, Any]],
+             s: Settlement) -> tuple[str, str | None, str | None, str | None]:
         prior = ledger.get(key)
         if prior is not None:
             if prior["params_hash"] != ph:
                 return (ITEM_FAILED, None, "idempotency key conflict: this key was already used with different "
                         "parameters; the action was refused so it cannot run twice", DETERMINISTIC)
             return IDEMPOTENT_REPLAY, prior["record_ref"], None, None
-        params = json.loads(item["parameters"])
+        params = json.loads(params_json)
         if "_template_error" in params:
             return ITEM_FAILED, None, f"parameter template failed: {params['_template_error']}", DETERMINISTIC
-        actioner = self.actioners.get(item["action"])
+        actioner = self.actioners.get(action)
         if actioner is None:
-            return ITEM_FAILED, None, f"actioner {item['action']} is not available in this engine", TRANSIENT
-        request = ActionRequest(item["item_id"], run["run_id"], run["definition_id"], key, params,
-                                item["subject_kind"], item["subject_id"], subject)
+            return ITEM_FAILED, None, f"actioner {action} is not available in this engine", TRANSIENT
+        request = ActionRequest(item_id, run["run_id"], run["definition_id"], key, params, subject_kind, subject_id,
+                                subject)
         try:
             created: CreatedRecord = actioner.execute(request, self.ctx)
         except ActionFailed as exc:
             return ITEM_FAILED, None, exc.cause, exc.failure_class
         except Exception as exc:  # noqa: BLE001 - an actioner bug must not crash the engine
-            return ITEM_FAILED, None, f"unexpected error in {item['action']}: {type(exc).__name__}: {exc}", \
-                DETERMINISTIC
+            return ITEM_FAILED, None, f"unexpected error in {action}: {type(exc).__name__}: {exc}", DETERMINISTIC
         s.records.setdefault(created.module, []).append(created.row)
-        s.ledger_rows.append((key, item["action"], ph, SUCCEEDED, created.ref, item["item_id"], self.clock.now()))
         return SUCCEEDED, created.ref, None, None
 
-    def _write(self, tx: Tx, run_id: str, s: _Settlement, actor: str) -> None:
-        updates = s.updates
+    def _write(self, tx: Tx, run_id: str, s: Settlement, actor: str) -> None:
+        now = tx.now()  # the instant the batch's outcomes are recorded: their update and audit time
+        updates = s.updates(now)
         if any(updates.get("retry_due_at", ())) and run_store.read_cancel_requested(tx.conn, run_id):
             # The run was cancelled while this batch acted (the cancel and this write are serialised by
             # the write lock): its failures get no automatic retry, as the cancel withdrew the others'.
@@ -365,11 +341,10 @@ class Executor:
                     payload["retry_due_at"] = None
         for module, rows in s.records.items():
             insert_records(tx, module, rows)
-        insert_idempotency(tx, s.ledger)
-        item_store.insert_attempts(tx, s.attempts)
+        insert_idempotency(tx, s.ledger())
+        item_store.insert_attempts(tx, s.attempts(run_id, actor))
         item_store.open_approvals(tx, s.approvals)
         item_store.apply_item_outcomes(tx, updates)
         run_store.add_actions_invoked(tx, run_id, s.invoked)
-        for event, item_id, payload in s.audit:
-            tx.audit(actor, event, "run_item", item_id, payload)
+        tx.audit_many(actor, "run_item", s.audit, occurred_at=now)
         settle_run_status(tx, run_id, actor)

@@ -12,7 +12,8 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable, NamedTuple, Sequence
+from json.encoder import c_make_encoder, encode_basestring, encode_basestring_ascii
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import sqlalchemy as sa
 
@@ -32,8 +33,29 @@ class AuditEntry(NamedTuple):
     payload: dict[str, Any]
 
 
-# json.dumps builds a new encoder for every call with non-default options; one built once encodes the same.
-_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False).encode
+def json_encoder(*, sort_keys: bool = False, separators: tuple[str, str] = (", ", ": "),
+                 default: Callable[[Any], Any] | None = None, ensure_ascii: bool = True) -> Callable[[Any], str]:
+    """``json.dumps`` with these options, built once: ``json.dumps`` builds an encoder on every call, and
+    even a prebuilt ``JSONEncoder.encode`` builds its C encoder again each time (half of its cost, which
+    the executor pays several times per item). Without the circular-reference check, which the JSON the
+    engine writes (parameters, snapshots, payloads) cannot need; a cycle still fails, as RecursionError."""
+    item_sep, key_sep = separators
+    if c_make_encoder is None:  # pragma: no cover - a Python built without the C accelerator
+        return json.JSONEncoder(sort_keys=sort_keys, separators=separators, default=default,
+                                ensure_ascii=ensure_ascii).encode
+    make = c_make_encoder(None, default or _refuse, encode_basestring_ascii if ensure_ascii else encode_basestring,
+                          None, key_sep, item_sep, sort_keys, False, True)
+
+    def encode(value: Any) -> str:
+        return "".join(make(value, 0))
+    return encode
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_canonical = json_encoder(sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
 
 
 def canonical_json(value: Any) -> str:
@@ -71,11 +93,14 @@ def chain_columns(entries: Sequence[AuditEntry], head: tuple[int, str]) -> dict[
     seq, prev = head
     seqs, payloads, prevs, hashes = [], [], [], []
     sha256, dumps = hashlib.sha256, _canonical
+    last_at, last_ts = None, ""
     for e in entries:
         seq += 1
         payload_json = dumps(e.payload)
-        material = "\x1f".join([str(seq), format_ts(e.occurred_at), e.actor, e.event, e.entity_kind,
-                                 e.entity_id, payload_json, prev])
+        if e.occurred_at is not last_at:  # a batch's entries share one instant: format it once
+            last_at, last_ts = e.occurred_at, format_ts(e.occurred_at)
+        material = "\x1f".join([str(seq), last_ts, e.actor, e.event, e.entity_kind, e.entity_id, payload_json,
+                                 prev])
         h = sha256(material.encode("utf-8")).hexdigest()
         seqs.append(seq)
         payloads.append(payload_json)

@@ -7,24 +7,26 @@ to take work without ``SELECT … FOR UPDATE``, which DuckDB does not have.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-import pyarrow as pa
 import sqlalchemy as sa
 
 from engine.statemachine import AWAITING_APPROVAL, IN_FLIGHT, ITEM_FAILED, ITEM_PENDING, SKIPPED
-from store.bulk import (Columns, append_columns, append_packed, append_rows, dicts, pack, update_columns,
+from store.bulk import (Columns, append_columns, append_packed, append_rows, columns_of, pack, update_columns,
                         update_rows)
 from store.schema import approvals, item_attempts, run_items
 from store.workspace import Tx
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 
 def insert_items(tx: Tx, rows: Sequence[dict[str, Any]] | Columns | pa.Table) -> None:
     """Append items: rows, columns (name → values), or chunks packed with ``pack_items``."""
-    if isinstance(rows, pa.Table):
-        append_packed(tx, run_items, rows)
-    elif isinstance(rows, Mapping):
+    if isinstance(rows, Mapping):
         append_columns(tx, run_items, rows)
+    elif hasattr(rows, "num_rows"):  # an Arrow table: pyarrow is not imported unless a caller uses it
+        append_packed(tx, run_items, rows)
     else:
         append_rows(tx, run_items, rows)
 
@@ -51,28 +53,49 @@ CLAIM_COLUMNS = ("item_id", "run_id", "position", "subject_kind", "subject_id", 
 
 
 def claim_pending_items(tx: Tx, run_id: str, limit: int, after_position: int = 0) -> list[dict[str, Any]]:
-    """Take the next ``limit`` pending items of a run in order, marking them in flight.
+    """``claim_pending_item_columns`` as one dict per item."""
+    cols = claim_pending_item_columns(tx, run_id, limit, after_position)
+    names = list(cols)
+    return [dict(zip(names, values)) for values in zip(*cols.values())]
 
-    One read and one range update: the pending items between the first and last position read are
-    exactly those read, because claims happen under the workspace's write lock in this transaction.
+
+def claim_pending_item_columns(tx: Tx, run_id: str, limit: int, after_position: int = 0) -> dict[str, list[Any]]:
+    """Take the next ``limit`` pending items of a run in order, marking them in flight; return them as
+    columns (``CLAIM_COLUMNS`` → values), which the executor works from without a dict per item.
+
+    A read (two when the next positions are not all pending) and one range update: the pending items
+    between the first and last position read are exactly those read, because claims happen under the
+    workspace's write lock in this transaction.
     ``after_position`` lets the caller skip the part of the run it has already worked through.
     """
     pending = (run_items.c.run_id == run_id, run_items.c.outcome == ITEM_PENDING,
                run_items.c.position > after_position)
-    # The last position to take, found on the position column alone: a top-N over the whole rows would
-    # carry every pending item's snapshot and parameters through the sort (24 ms a claim at 100,000).
-    next_ones = sa.select(run_items.c.position).where(*pending).order_by(run_items.c.position).limit(limit).subquery()
-    last = sa.select(sa.func.max(next_ones.c.position))
     cols = [run_items.c[c] for c in CLAIM_COLUMNS]
-    taken = dicts(tx.conn.execute(sa.select(*cols).where(
-        *pending, run_items.c.position <= last.scalar_subquery()).order_by(run_items.c.position)))
-    if taken:
+    # Positions are unique within a run, so if the ``limit`` positions after ``after_position`` are all
+    # pending, they are the items to take — the common case, as a run is worked in position order.
+    taken = columns_of(tx.conn.execute(sa.select(*cols).where(
+        *pending, run_items.c.position <= after_position + limit).order_by(run_items.c.position)))
+    if len(taken["position"]) < limit:
+        # Otherwise the last position to take is found on the position column alone: a top-N over the
+        # whole rows would carry every pending item's snapshot and parameters through the sort.
+        next_ones = (sa.select(run_items.c.position).where(*pending).order_by(run_items.c.position)
+                     .limit(limit).subquery())
+        last = sa.select(sa.func.max(next_ones.c.position)).scalar_subquery()
+        taken = columns_of(tx.conn.execute(sa.select(*cols).where(*pending, run_items.c.position <= last)
+                                           .order_by(run_items.c.position)))
+    positions = taken["position"]
+    if positions:
         res = tx.conn.execute(run_items.update().where(
             run_items.c.run_id == run_id, run_items.c.outcome == ITEM_PENDING,
-            run_items.c.position.between(taken[0]["position"], taken[-1]["position"]))
+            run_items.c.position.between(positions[0], positions[-1]))
             .values(outcome=IN_FLIGHT, retry_due_at=None, updated_at=tx.now()))
-        assert res.rowcount == len(taken), "claim raced inside the write lock"
+        assert res.rowcount == len(positions), "claim raced inside the write lock"
     return taken
+
+
+def as_claimed_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """Items read or claimed as dicts, as the columns ``claim_pending_item_columns`` gives."""
+    return {c: [r[c] for r in rows] for c in CLAIM_COLUMNS}
 
 
 def claim_items(tx: Tx, item_ids: Sequence[str], from_outcomes: Sequence[str]) -> list[dict[str, Any]]:

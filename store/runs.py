@@ -44,12 +44,16 @@ def read_cancel_requested(conn: sa.Connection, run_id: str) -> bool:
 
 
 def read_run_facts(conn: sa.Connection, run: dict[str, Any]) -> RunFacts:
-    counts = dict(conn.execute(
-        sa.select(run_items.c.outcome, sa.func.count()).where(run_items.c.run_id == run["run_id"])
-        .group_by(run_items.c.outcome)).all())
-    scheduled = conn.execute(sa.select(sa.func.count()).select_from(run_items).where(
-        run_items.c.run_id == run["run_id"], run_items.c.outcome == ITEM_FAILED,
-        run_items.c.retry_due_at.is_not(None))).scalar_one()
+    # One pass over the run's items (the executor asks after every batch): the count per outcome, and
+    # per outcome how many have a retry scheduled (only failed items ever have one).
+    counts: dict[str, int] = {}
+    scheduled = 0
+    for outcome, n, due in conn.execute(
+            sa.select(run_items.c.outcome, sa.func.count(), sa.func.count(run_items.c.retry_due_at))
+            .where(run_items.c.run_id == run["run_id"]).group_by(run_items.c.outcome)):
+        counts[outcome] = n
+        if outcome == ITEM_FAILED:
+            scheduled = due
     return RunFacts(started=run["started_at"] is not None,
                     cancel_requested=run["cancel_requested_at"] is not None,
                     run_failure=run["failure_cause"], outcome_counts=counts, retries_scheduled=scheduled)

@@ -14,7 +14,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import sqlalchemy as sa
 
@@ -73,6 +73,13 @@ class Tx:
               payload: dict[str, Any] | None = None, occurred_at: dt.datetime | None = None) -> None:
         self.entries.append(audit_mod.AuditEntry(
             occurred_at or self.now(), actor, event, entity_kind, entity_id, payload or {}))
+
+    def audit_many(self, actor: str, entity_kind: str, entries: Iterable[tuple[str, str, dict[str, Any]]],
+                   occurred_at: dt.datetime | None = None) -> None:
+        """Many entries by one actor on one kind of entity, at one instant: (event, entity id, payload)."""
+        at, entry = occurred_at or self.now(), audit_mod.AuditEntry
+        self.entries.extend([entry(at, actor, event, entity_kind, entity_id, payload or {})
+                             for event, entity_id, payload in entries])
 
     @property
     def raw(self) -> Any:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
 from engine.actioners.base import (ActionContext, ActionRequest, CreatedRecord, DeterministicFailure,
                                    record_id)
 from engine.actioners.messaging import MessagingIntegration
 from engine.actioners.specs import ACTIONER_SPECS, SEVERITIES, ActionerSpec
+from store.audit import json_encoder
 
-
-_dumps_sorted = json.JSONEncoder(sort_keys=True).encode  # == json.dumps(v, sort_keys=True), built once
+_dumps_sorted = json_encoder(sort_keys=True)  # == json.dumps(v, sort_keys=True), built once
 
 
 def _common(req: ActionRequest, ctx: ActionContext, rid: str, key: str, title: str) -> dict[str, Any]:
