@@ -26,7 +26,9 @@ class AnalyticsFilter:
     definitions: tuple[str, ...] = ()  # empty: every definition
 
 
-def _run_conds(f: AnalyticsFilter) -> list[Any]:
+def run_period_conds(f: AnalyticsFilter) -> list[Any]:
+    """The runs a filter covers: triggered in its period, of its definitions (shared by the brief's and the
+    integrity statement's queries, so every figure counts the same runs)."""
     conds: list[Any] = []
     if f.start:
         conds.append(runs.c.triggered_at >= f.start)
@@ -53,7 +55,7 @@ def count_runs_by_definition_week(conn: sa.Connection, f: AnalyticsFilter) -> li
                    sa.func.count().label("runs"),
                    sa.func.coalesce(sa.func.sum(runs.c.subjects_matched), 0).label("subjects_matched"),
                    sa.func.coalesce(sa.func.sum(runs.c.actions_invoked), 0).label("actions_invoked"))
-         .where(*_run_conds(f))
+         .where(*run_period_conds(f))
          .group_by(runs.c.definition_id, week, runs.c.trigger_kind, runs.c.status))
     return _rows(conn, q)
 
@@ -64,7 +66,7 @@ def count_items_by_definition_week_outcome(conn: sa.Connection, f: AnalyticsFilt
     week = _week(runs.c.triggered_at).label("week")
     q = (sa.select(runs.c.definition_id, week,
                    *[sa.func.coalesce(sa.func.sum(runs.c[c]), 0).label(c) for c in COUNT_COLUMNS])
-         .where(*_run_conds(f)).group_by(runs.c.definition_id, week))
+         .where(*run_period_conds(f)).group_by(runs.c.definition_id, week))
     out = []
     for r in conn.execute(q).mappings():
         for column, outcome in COLUMN_OUTCOME.items():
@@ -118,7 +120,7 @@ def count_runs_by_completion_bucket(conn: sa.Connection, f: AnalyticsFilter) -> 
     bucket = sa.case(*[(secs < bound, label) for label, bound in DURATION_BUCKETS[:-1]],
                      else_=DURATION_BUCKETS[-1][0]).label("bucket")
     q = (sa.select(runs.c.definition_id, bucket, sa.func.count().label("runs"))
-         .where(runs.c.completed_at.is_not(None), *_run_conds(f))
+         .where(runs.c.completed_at.is_not(None), *run_period_conds(f))
          .group_by(runs.c.definition_id, bucket))
     return _rows(conn, q)
 
@@ -130,7 +132,7 @@ def summarize_completion_times(conn: sa.Connection, f: AnalyticsFilter) -> list[
                    sa.func.quantile_cont(secs, 0.5).label("p50_seconds"),
                    sa.func.quantile_cont(secs, 0.9).label("p90_seconds"),
                    sa.func.max(secs).label("max_seconds"))
-         .where(runs.c.completed_at.is_not(None), *_run_conds(f))
+         .where(runs.c.completed_at.is_not(None), *run_period_conds(f))
          .group_by(runs.c.definition_id))
     return _rows(conn, q)
 
@@ -142,7 +144,7 @@ def summarize_approvals(conn: sa.Connection, f: AnalyticsFilter, now: dt.datetim
                    sa.func.quantile_cont(waited, 0.5).label("median_wait_seconds"),
                    sa.func.max(waited).label("max_wait_seconds"))
          .select_from(approvals.join(runs, runs.c.run_id == approvals.c.run_id))
-         .where(*_run_conds(f))
+         .where(*run_period_conds(f))
          .group_by(approvals.c.definition_id, approvals.c.decision))
     return _rows(conn, q)
 
@@ -154,7 +156,7 @@ def read_approval_decisions(conn: sa.Connection, f: AnalyticsFilter, limit: int 
                    approvals.c.reason, run_items.c.subject_id, run_items.c.subject_label)
          .select_from(approvals.join(runs, runs.c.run_id == approvals.c.run_id)
                       .join(run_items, run_items.c.item_id == approvals.c.item_id))
-         .where(*_run_conds(f)).order_by(approvals.c.opened_at).limit(limit))
+         .where(*run_period_conds(f)).order_by(approvals.c.opened_at).limit(limit))
     return _rows(conn, q)
 
 

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import sqlalchemy as sa
 
-from store.analytics import AnalyticsFilter
+from store.analytics import AnalyticsFilter, run_period_conds
 from store.records import RECORD_TABLES
 from store.schema import (approvals, idempotency_records, item_attempts, messaging_deliveries, run_items,
                           runs)
@@ -71,23 +71,12 @@ class IntegrityFacts:
         return sum(self.records_by_definition_module.values())
 
 
-def _run_scope(f: AnalyticsFilter) -> list[Any]:
-    conds: list[Any] = []
-    if f.start:
-        conds.append(runs.c.triggered_at >= f.start)
-    if f.end:
-        conds.append(runs.c.triggered_at < f.end)
-    if f.definitions:
-        conds.append(runs.c.definition_id.in_(f.definitions))
-    return conds
-
-
 def _period_items(f: AnalyticsFilter) -> sa.Subquery:
     return (sa.select(run_items.c.item_id, run_items.c.outcome, run_items.c.record_ref,
                       run_items.c.idempotency_key, run_items.c.skip_reason, runs.c.definition_id,
                       runs.c.definition_version)
             .select_from(run_items.join(runs, runs.c.run_id == run_items.c.run_id))
-            .where(*_run_scope(f)).subquery("period_items"))
+            .where(*run_period_conds(f)).subquery("period_items"))
 
 
 def _all_records() -> sa.Subquery:
@@ -177,7 +166,7 @@ def read_integrity_facts(conn: sa.Connection, f: AnalyticsFilter,
         records_before_approval=_records_before_approval(conn, f, rec),
         acted_unapproved_in_approval_versions=_acted_unapproved(conn, items, rec, approval_versions),
         actions_invoked=_scalar(conn, sa.select(sa.func.coalesce(sa.func.sum(runs.c.actions_invoked), 0))
-                                .where(*_run_scope(f))),
+                                .where(*run_period_conds(f))),
         items_attempted=_scalar(conn, sa.select(sa.func.count(sa.distinct(item_attempts.c.item_id)))
                                 .select_from(attempts)),
         approval_versions_checked=len(approval_versions))
@@ -226,7 +215,7 @@ def _approvals_in_scope(f: AnalyticsFilter) -> Any:
 def _approval_decisions(conn: sa.Connection, f: AnalyticsFilter) -> dict[str, int]:
     decision = sa.func.coalesce(approvals.c.decision, "open").label("decision")
     rows = conn.execute(sa.select(decision, sa.func.count().label("n")).select_from(_approvals_in_scope(f))
-                        .where(*_run_scope(f)).group_by(decision)).all()
+                        .where(*run_period_conds(f)).group_by(decision)).all()
     return {r.decision: int(r.n) for r in rows}
 
 
@@ -235,7 +224,7 @@ def _acted_without_approval(conn: sa.Connection, f: AnalyticsFilter, rec: sa.Sub
     key = run_items.c.idempotency_key
     q = (sa.select(sa.func.count()).select_from(
         _approvals_in_scope(f).join(run_items, run_items.c.item_id == approvals.c.item_id))
-         .where(*_run_scope(f), sa.func.coalesce(approvals.c.decision, "open") != "approved",
+         .where(*run_period_conds(f), sa.func.coalesce(approvals.c.decision, "open") != "approved",
                 _trace_of_acting(run_items.c.item_id, key, rec)))
     return _scalar(conn, q)
 
@@ -243,7 +232,7 @@ def _acted_without_approval(conn: sa.Connection, f: AnalyticsFilter, rec: sa.Sub
 def _records_before_approval(conn: sa.Connection, f: AnalyticsFilter, rec: sa.Subquery) -> int:
     q = (sa.select(sa.func.count()).select_from(
         _approvals_in_scope(f).join(rec, rec.c.source_item_id == approvals.c.item_id))
-         .where(*_run_scope(f), sa.or_(approvals.c.decided_at.is_(None), rec.c.created_at < approvals.c.decided_at)))
+         .where(*run_period_conds(f), sa.or_(approvals.c.decided_at.is_(None), rec.c.created_at < approvals.c.decided_at)))
     return _scalar(conn, q)
 
 

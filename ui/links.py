@@ -97,6 +97,16 @@ def _date(text: str | None, name: str, problems: list[str]) -> dt.date | None:
         return None
 
 
+def _date_range(first: str | None, last: str | None,
+                problems: list[str]) -> tuple[dt.date | None, dt.date | None]:
+    """``from``/``to`` params as dates, in order (swapped, with a sentence, when given backwards)."""
+    start, end = _date(first, "from", problems), _date(last, "to", problems)
+    if start and end and end < start:
+        problems.append("The 'to' date is before the 'from' date; they were swapped.")
+        start, end = end, start
+    return start, end
+
+
 def parse_runs_view(params: Mapping[str, list[str]], known_definitions: Sequence[str],
                     known_statuses: Sequence[str], known_outcomes: Sequence[str] = ()) -> tuple[RunsView, list[str]]:
     """A view from URL params, and a sentence for every param that could not be used (never an error)."""
@@ -115,12 +125,9 @@ def parse_runs_view(params: Mapping[str, list[str]], known_definitions: Sequence
     if period not in PERIODS:
         problems.append(f"Unknown period {period!r}; showing all time.")
         period = "all"
-    start, end = _date(one("from"), "from", problems), _date(one("to"), "to", problems)
+    start, end = _date_range(one("from"), one("to"), problems)
     if start or end:
         period = "custom"
-    if start and end and end < start:
-        problems.append("The 'to' date is before the 'from' date; they were swapped.")
-        start, end = end, start
     time_field = one("on") or "triggered"
     if time_field not in TIME_FIELDS:
         problems.append(f"Unknown time field {time_field!r}; filtering on trigger time.")
@@ -232,12 +239,9 @@ def parse_analytics_view(params: Mapping[str, list[str]],
     if period == "quarter" and not quarter:
         problems.append("No quarter was named in the link; showing the last quarter.")
         period = AnalyticsView.period
-    start, end = _date(one("from"), "from", problems), _date(one("to"), "to", problems)
+    start, end = _date_range(one("from"), one("to"), problems)
     if start or end:
         period = "custom"
-    if start and end and end < start:
-        problems.append("The 'to' date is before the 'from' date; they were swapped.")
-        start, end = end, start
     if period == "custom" and not (start and end):
         problems.append("A custom period needs both 'from' and 'to'; showing the last quarter.")
         period, start, end = AnalyticsView.period, None, None
