@@ -6,11 +6,14 @@ and is written to the audit log (in its own transaction: nothing else happened).
 
 from __future__ import annotations
 
+import datetime as dt
+import math
+import os
 from dataclasses import dataclass
 
 import argon2
 
-from store.members import read_member
+from store.members import count_recent_sign_in_failures, read_member
 from store.workspace import Workspace
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
@@ -87,11 +90,36 @@ class SignInRefused(PermissionError):
     """Wrong member or password. The message never says which, so it cannot be used to probe for ids."""
 
 
+class SignInThrottled(SignInRefused):
+    """Too many failed sign-ins for one member name: refused unchecked until the window passes."""
+
+
+def _sign_in_limits() -> tuple[int, dt.timedelta]:
+    """``RUNLEDGER_SIGNIN_MAX_FAILURES`` (default 5) failures within ``RUNLEDGER_SIGNIN_LOCK_MINUTES``
+    (default 15) lock that member name until the oldest of them is that old."""
+    return (int(os.environ.get("RUNLEDGER_SIGNIN_MAX_FAILURES", "5")),
+            dt.timedelta(minutes=float(os.environ.get("RUNLEDGER_SIGNIN_LOCK_MINUTES", "15"))))
+
+
 def sign_in(ws: Workspace, member_id: str, password: str, channel: str = "web") -> Actor:
-    """Check a member's password. Both a success and a failure land in the audit log, with the reason."""
+    """Check a member's password. Both a success and a failure land in the audit log, with the reason.
+
+    Repeated failures for one member name lock it for a while (guessing passwords gets slow), counted from
+    the audit log; the lock applies to any name, existing or not, so it tells nothing about which exist."""
     member_id = member_id.strip()
+    max_failures, window = _sign_in_limits()
+    now = ws.now()
     with ws.read() as conn:
+        failures, oldest = count_recent_sign_in_failures(conn, member_id[:64] or "(blank)", now - window)
         m = read_member(conn, member_id) if member_id else None
+    if failures >= max_failures and oldest is not None:
+        wait = max(1, math.ceil(((oldest + window) - now).total_seconds() / 60))
+        with ws.transaction() as tx:
+            tx.audit(f"anonymous:{channel}", "member.sign_in_throttled", "member", member_id[:64] or "(blank)",
+                     {"channel": channel, "failures": failures, "window_minutes": window.total_seconds() / 60})
+        raise SignInThrottled(f"Too many failed sign-ins for this member name ({failures} in "
+                              f"{window.total_seconds() / 60:.0f} minutes). Try again in about {wait} minutes, "
+                              "or ask an administrator to reset the password.")
     if m is None:
         reason = "no such member"
     elif not m["active"]:
