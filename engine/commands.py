@@ -19,6 +19,7 @@ from store.definitions import read_definition_version, set_definition_enabled
 
 if TYPE_CHECKING:
     from engine.runtime import Engine
+    from store.workspace import Tx
 
 
 class CommandRefused(Exception):
@@ -66,6 +67,26 @@ def check_retry_eligible(item: dict, run: dict) -> None:
                           "are no longer retried.")
 
 
+_ALREADY_RETRIED = ("Item {item_id} is already being retried or was retried by someone else; reload to see "
+                    "its outcome.")
+
+
+def check_still_retryable(tx: Tx, seen: dict) -> tuple[dict, dict]:
+    """Inside the retry's transaction: the item is still the failure the member saw (no retry claimed
+    or settled since), and the retry is still eligible (the run has not been cancelled meanwhile)."""
+    item = item_store.read_item(tx.conn, seen["item_id"])
+    run = run_store.read_run(tx.conn, seen["run_id"])
+    assert item is not None and run is not None, seen["item_id"]
+    if item["outcome"] != ITEM_FAILED or item["attempts"] != seen["attempts"]:
+        if item["outcome"] == ITEM_FAILED:
+            raise AlreadyDone(f"Item {item['item_id']} was retried by someone else since you saw it (it has "
+                              f"now failed {item['attempts']} attempts); reload to see its latest cause "
+                              "before retrying again.")
+        raise AlreadyDone(_ALREADY_RETRIED.format(item_id=item["item_id"]))
+    check_retry_eligible(item, run)
+    return item, run
+
+
 @dataclass
 class RetryPlan:
     run_id: str
@@ -97,13 +118,15 @@ def retry_items(engine: "Engine", actor: Actor, item_ids: list[str],
         check_permission(engine.ws, actor, "retry", "run_item", item_id)
         check_retry_eligible(item, run)
         with engine.ws.transaction() as tx:
+            # Checked again under the write lock: a cancel, or another member's retry, may have committed
+            # since the reads above, and the retry is of the failure the member saw, in a run not cancelled.
+            item_now, run_now = check_still_retryable(tx, item)
             taken = item_store.claim_items(tx, [item_id], (ITEM_FAILED,))
             if not taken:
-                raise AlreadyDone(f"Item {item_id} is already being retried or was retried by someone else; "
-                                  "reload to see its outcome.")
+                raise AlreadyDone(_ALREADY_RETRIED.format(item_id=item_id))
             tx.audit(actor.audit_name, "item.retried", "run_item", item_id,
-                     {"run_id": run["run_id"], "previous_cause": item["failure_cause"],
-                      "attempt": item["attempts"] + 1})
+                     {"run_id": run_now["run_id"], "previous_cause": item_now["failure_cause"],
+                      "attempt": item_now["attempts"] + 1})
             settle_run_status(tx, run["run_id"], actor.audit_name)
         engine.executor.process_items(_run(engine, run["run_id"]), taken, actor.audit_name)
         with engine.ws.read() as conn:
@@ -125,15 +148,22 @@ def retry_run(engine: "Engine", actor: Actor, run_id: str,
 
 
 # --- cancel ---------------------------------------------------------------------------------------
+def check_cancellable(run: dict) -> None:
+    if run["status"] in TERMINAL_RUN_STATUSES:
+        raise NotEligible(f"Run {run['run_id']} is {run['status']}; only pending or running runs can be "
+                          "cancelled.")
+
+
 def cancel_run(engine: "Engine", actor: Actor, run_id: str, reason: str) -> str:
     """Request, then settle: not-started items skipped now; in-flight ones finish and are recorded."""
     run = _run(engine, run_id)
     check_permission(engine.ws, actor, "cancel", "run", run_id)
     if not reason or not reason.strip():
         raise CommandRefused("A cancellation needs a reason; it goes into the audit trail.")
-    if run["status"] in TERMINAL_RUN_STATUSES:
-        raise NotEligible(f"Run {run_id} is {run['status']}; only pending or running runs can be cancelled.")
+    check_cancellable(run)
     with engine.ws.transaction() as tx:
+        # Checked again under the write lock: the executor may have finished the run since the read above.
+        check_cancellable(run_store.read_run(tx.conn, run_id))
         if not run_store.request_cancel(tx, run_id, actor.audit_name, reason.strip()):
             raise AlreadyDone(f"Run {run_id} already has a cancel request.")
         tx.audit(actor.audit_name, "run.cancel_requested", "run", run_id, {"reason": reason.strip()})
