@@ -30,3 +30,7 @@ class SchemaTooNew(StoreError):
 
 class WriteConflict(StoreError):
     """Two writers changed the same row at once; the loser is told plainly and may try again."""
+
+
+class WriteFailed(StoreError):
+    """The workspace could not be written (a full disk, an I/O error): the transaction was rolled back whole."""

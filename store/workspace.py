@@ -26,9 +26,22 @@ except ImportError:  # pragma: no cover - PostgreSQL-only installs
     pass
 
 from store import audit as audit_mod
-from store.errors import SchemaTooNew, WorkspaceHeld, WorkspaceUnreadable, WriteConflict
-from store.migrations import SCHEMA_VERSION, upgrade_schema
+from store.errors import SchemaTooNew, StoreError, WorkspaceHeld, WorkspaceUnreadable, WriteConflict, WriteFailed
+from store.migrations import SCHEMA_VERSION, read_schema_version, upgrade_schema
 from store.schema import audit_log
+
+try:
+    import duckdb
+
+    # What the database raises itself: the DuckDB-native fast paths (store.bulk) reach it without SQLAlchemy.
+    _DB_ERRORS: tuple[type[BaseException], ...] = (sa.exc.DBAPIError, duckdb.Error)
+    # A write the storage refused: the file system (a full disk, an I/O error), memory, or a database that
+    # an earlier such failure invalidated.
+    _WRITE_FAILURES: tuple[type[BaseException], ...] = (duckdb.IOException, duckdb.FatalException,
+                                                        duckdb.OutOfMemoryException, OSError)
+except ImportError:  # pragma: no cover - PostgreSQL-only installs
+    _DB_ERRORS = (sa.exc.DBAPIError,)
+    _WRITE_FAILURES = (OSError,)
 
 DEFAULT_WORKSPACE = "data/workspace.duckdb"
 Now = Callable[[], dt.datetime]
@@ -59,6 +72,33 @@ def _explain_open_error(path: str, exc: BaseException) -> Exception:
             "Restore it from a backup, or point RUNLEDGER_DB / --db at another file."
         )
     return WorkspaceUnreadable(f"The workspace {path} could not be opened: {text.splitlines()[0]}")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _explain_write_error(path: str, exc: BaseException) -> Exception | None:
+    """A write error a person can act on, or None for one that is a bug (raised as it is)."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig)
+    if "Conflict" in text and "TransactionContext" in text or "Conflict on update" in text:
+        return WriteConflict(
+            "Another change touched the same record at the same moment; nothing of this "
+            "one was saved. Reload and try again.")
+    if isinstance(orig, _WRITE_FAILURES):
+        return WriteFailed(
+            f"The workspace {path} could not be written ({_first_line(orig)}); this change was rolled back "
+            "and nothing of it was saved. Free disk space or repair the storage, then try again.")
+    return None
+
+
+def _schema_too_new(found: int) -> SchemaTooNew:
+    # The same words as store.migrations.upgrade_schema's refusal.
+    return SchemaTooNew(
+        f"This workspace was written by a newer Runledger (schema {found}; this one knows up to "
+        f"{SCHEMA_VERSION}). Nothing was changed. Upgrade Runledger to open it.")
 
 
 @dataclass
@@ -111,15 +151,23 @@ class Workspace:
         except Exception as exc:  # noqa: BLE001 - translated into a message a person can act on
             self.engine.dispose()
             raise _explain_open_error(self.path, exc) from exc
-        if not read_only:
-            with self.engine.begin() as conn:
-                upgrade_schema(conn)
-        else:
-            with self.engine.connect() as conn:
-                from store.migrations import read_schema_version
-                found = read_schema_version(conn)
+        try:
+            # Reading the schema version reads the file's catalog: a truncated or damaged file whose
+            # header survived fails here, before anything is written to it.
+            if not read_only:
+                with self.engine.begin() as conn:
+                    upgrade_schema(conn)
+            else:
+                with self.engine.connect() as conn:
+                    found = read_schema_version(conn)
                 if found is not None and found > SCHEMA_VERSION:
-                    raise SchemaTooNew(f"workspace schema {found} is newer than {SCHEMA_VERSION}")
+                    raise _schema_too_new(found)
+        except StoreError:
+            self.engine.dispose()  # refused: let go of the file
+            raise
+        except _DB_ERRORS as exc:  # translated into a message a person can act on
+            self.engine.dispose()
+            raise _explain_open_error(self.path, exc) from exc
 
     def close(self) -> None:
         self.engine.dispose()
@@ -141,13 +189,11 @@ class Workspace:
                         from store.bulk import append_columns  # store.bulk builds on Tx: import late
                         append_columns(tx, audit_log,
                                        audit_mod.chain_columns(tx.entries, audit_mod.read_chain_head(conn)))
-            except sa.exc.DBAPIError as exc:
-                if "Conflict" in str(exc.orig) and "TransactionContext" in str(exc.orig) or \
-                        "Conflict on update" in str(exc.orig):
-                    raise WriteConflict(
-                        "Another change touched the same record at the same moment; nothing of this "
-                        "one was saved. Reload and try again.") from exc
-                raise
+            except _DB_ERRORS as exc:
+                explained = _explain_write_error(self.path, exc)
+                if explained is None:
+                    raise
+                raise explained from exc
 
     def verify_audit(self) -> audit_mod.ChainVerdict:
         with self.read() as conn:

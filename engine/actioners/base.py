@@ -71,6 +71,25 @@ class Actioner(Protocol):
     def execute(self, request: ActionRequest, ctx: ActionContext) -> CreatedRecord: ...
 
 
+# Actioners that only build their record in memory (no integration, no I/O): they cannot hang on an
+# upstream, so the executor calls them directly instead of on a thread it can stop waiting for (a thread
+# per item would cost a 100,000-item run seconds). Any other actioner is called under the action timeout.
+# An actioner class may say so itself with ``in_process = True``; these are the owning modules' own.
+IN_PROCESS_ACTIONERS = frozenset({
+    "engine.actioners.modules.FindingsActioner",
+    "engine.actioners.modules.AssessmentsActioner",
+    "engine.actioners.modules.LifecycleActioner",
+})
+
+
+def acts_in_process(actioner: object) -> bool:
+    declared = getattr(actioner, "in_process", None)
+    if declared is not None:
+        return bool(declared)
+    cls = type(actioner)
+    return f"{cls.__module__}.{cls.__qualname__}" in IN_PROCESS_ACTIONERS
+
+
 def record_id(prefix: str, idempotency_key: str) -> str:
     """Derived from the key, so the same action can only ever name the same record."""
     return f"{prefix}-{idempotency_key[:12].upper()}"
