@@ -102,8 +102,8 @@ def _add_period_args(sp: argparse.ArgumentParser) -> None:
 def _date(text: str, flag: str) -> dt.datetime:
     try:
         return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.timezone.utc)
-    except ValueError:
-        raise SystemExit(f"{flag} must be a date like 2026-07-01, not {text!r}") from None
+    except ValueError:  # a usage error, said through ``out`` like every other message
+        raise BadRequest(f"{flag} must be a date like 2026-07-01, not {text!r}") from None
 
 
 def _open_engine(args: argparse.Namespace) -> Any:
@@ -123,10 +123,14 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
         forwarded = forward_if_possible(args, exc, out)
         if forwarded is not None:
             return forwarded
+        from engine.intake import discovery_path
         out(f"error: {exc}")
         if args.command not in FORWARDABLE:
             out(f"`{args.command}` reads the workspace itself and cannot go through the engine; "
                 "run it once that process has stopped.")
+        else:  # forward_if_possible leaves the explaining to us
+            out(f"`{args.command}` was not forwarded: no running engine serves this workspace "
+                f"({discovery_path(exc.path)} is missing or stale); run it once that process has stopped.")
         return EXIT_REFUSED
     except BadRequest as exc:
         out(f"error: {exc}")

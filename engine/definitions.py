@@ -7,6 +7,7 @@ the valid ones: ``load_definition_files`` returns both the definitions and the e
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,18 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def choose_from(found: Any, options: Any, what: str) -> str:
+    """The fix for a name that is not one of ``options``: the nearest one if it is close, else the list."""
+    near = difflib.get_close_matches(str(found), [str(o) for o in options], n=1, cutoff=0.6)
+    return (f"did you mean '{near[0]}'? Otherwise use one of the {what} listed" if near
+            else f"use one of the {what} listed")
+
+
+def _near(found: str, options: Any) -> str:
+    near = difflib.get_close_matches(found, [str(o) for o in options], n=1, cutoff=0.6)
+    return f" (did you mean '{near[0]}'?)" if near else ""
+
+
 class _V:
     """Validation helpers bound to one file."""
 
@@ -99,8 +112,14 @@ class _V:
 
     def mapping(self, value: Any, fld: str) -> dict[str, Any]:
         if not isinstance(value, dict):
+            if fld == "(whole file)":
+                fix = "write the definition as one YAML mapping with id, title, trigger, condition and actions"
+            elif value is None:
+                fix = f"add '{fld.rpartition('.')[2]}:' with its keys indented below it"
+            else:
+                fix = f"write '{fld.rpartition('.')[2]}' as keys and values (key: value), not a {type(value).__name__}"
             raise self.fail(fld, "a mapping of keys to values", type(value).__name__ if value is not None
-                            else "nothing")
+                            else "nothing", fix)
         return value
 
     def string(self, doc: dict[str, Any], key: str, prefix: str = "", required: bool = True) -> str:
@@ -110,7 +129,8 @@ class _V:
                 raise self.fail(fld, "a text value", "nothing (the field is missing)", f"add '{key}:'")
             return ""
         if not isinstance(doc[key], str) or not doc[key].strip():
-            raise self.fail(fld, "a non-empty text value", doc[key])
+            raise self.fail(fld, "a non-empty text value", doc[key], f"write some text after '{key}:' "
+                            "(quote it if it looks like a number, a date or true/false)")
         return doc[key]
 
     def unknown_keys(self, doc: dict[str, Any], allowed: set[str], prefix: str) -> None:
@@ -133,10 +153,11 @@ def _parse_compare(v: _V, raw: Any, fld: str, register: str) -> Compare:
     fields = REGISTERS[register].fields
     name = v.string(raw, "field", f"{fld}.")
     if name not in fields:
-        raise v.fail(f"{fld}.field", f"a field of {register} ({', '.join(fields)})", name)
+        raise v.fail(f"{fld}.field", f"a field of {register} ({', '.join(fields)})", name,
+                     choose_from(name, fields, f"fields of {register}"))
     op = raw.get("op", "eq")
     if op not in OPS:
-        raise v.fail(f"{fld}.op", f"one of {', '.join(OPS)}", op)
+        raise v.fail(f"{fld}.op", f"one of {', '.join(OPS)}", op, choose_from(op, OPS, "operators"))
     if op not in ("is_null", "not_null") and "value" not in raw:
         raise v.fail(f"{fld}.value", f"a value to compare {name} with", "nothing", "add 'value:'")
     if op in ("in", "not_in") and not isinstance(raw.get("value"), list):
@@ -173,7 +194,8 @@ def _parse_condition(v: _V, raw: Any) -> Condition:
     raw = v.mapping(raw, "condition")
     subject = v.string(raw, "subject", "condition.")
     if subject not in REGISTERS:
-        raise v.fail("condition.subject", f"a subject kind ({', '.join(REGISTERS)})", subject)
+        raise v.fail("condition.subject", f"a subject kind ({', '.join(REGISTERS)})", subject,
+                     choose_from(subject, REGISTERS, "subject kinds"))
     v.unknown_keys(raw, {"subject", "where", "guards"}, "condition.")
     where = tuple(_parse_clause(v, c, f"condition.where[{i}]", subject)
                   for i, c in enumerate(raw.get("where") or []))
@@ -186,7 +208,8 @@ def _parse_trigger(v: _V, raw: Any) -> Trigger:
     raw = v.mapping(raw, "trigger")
     kind = raw.get("kind")
     if kind not in TRIGGER_KINDS:
-        raise v.fail("trigger.kind", f"one of {', '.join(TRIGGER_KINDS)}", kind)
+        raise v.fail("trigger.kind", f"one of {', '.join(TRIGGER_KINDS)}", kind,
+                     choose_from(kind, TRIGGER_KINDS, "trigger kinds"))
     if kind == "schedule":
         cron = v.string(raw, "cron", "trigger.")
         tz = raw.get("timezone", "UTC")
@@ -194,19 +217,23 @@ def _parse_trigger(v: _V, raw: Any) -> Trigger:
             CronTrigger.from_crontab(cron, timezone=tz)
         except Exception as exc:  # noqa: BLE001 - APScheduler's message says what is wrong
             raise v.fail("trigger.cron", 'a 5-field cron expression such as "0 6 * * mon" '
-                         "(minute hour day month weekday)", cron, str(exc)) from None
+                         "(minute hour day month weekday)", cron,
+                         f"correct the expression ({str(exc).rstrip('.')}); for example \"0 6 * * mon\" "
+                         "fires at 06:00 every Monday") from None
         return Trigger("schedule", cron=cron, timezone=tz)
     if kind == "event":
         event = v.string(raw, "event", "trigger.")
         if event not in EVENT_TYPES:
-            raise v.fail("trigger.event", f"one of {', '.join(sorted(EVENT_TYPES))}", event)
+            raise v.fail("trigger.event", f"one of {', '.join(sorted(EVENT_TYPES))}", event,
+                         choose_from(event, sorted(EVENT_TYPES), "events"))
         return Trigger("event", event=event)
     return Trigger("signal", source=v.string(raw, "source", "trigger."))
 
 
 def _parse_actions(v: _V, raw: Any, subject: str) -> tuple[Action, ...]:
     if not isinstance(raw, list) or not raw:
-        raise v.fail("actions", "a list of one or more actions", raw)
+        raise v.fail("actions", "a list of one or more actions", "nothing" if raw is None else raw,
+                     "add 'actions:' with at least one '- actioner: …' and its params")
     fields = REGISTERS[subject].fields
     out = []
     for i, a in enumerate(raw):
@@ -215,22 +242,31 @@ def _parse_actions(v: _V, raw: Any, subject: str) -> tuple[Action, ...]:
         name = v.string(a, "actioner", f"{fld}.")
         spec = ACTIONER_SPECS.get(name)
         if spec is None:
-            raise v.fail(f"{fld}.actioner", f"a known actioner ({', '.join(ACTIONER_SPECS)})", name)
+            raise v.fail(f"{fld}.actioner", f"a known actioner ({', '.join(ACTIONER_SPECS)})", name,
+                         choose_from(name, ACTIONER_SPECS, "actioners"))
         params = v.mapping(a.get("params", {}), f"{fld}.params")
         for p in spec.required:
             if p not in params:
-                raise v.fail(f"{fld}.params.{p}", f"a value for '{p}' (required by {name})", "nothing")
+                raise v.fail(f"{fld}.params.{p}", f"a value for '{p}' (required by {name})", "nothing",
+                             f"add '{p}:' under params")
         for p, value in params.items():
             if p not in spec.required and p not in spec.optional:
                 raise v.fail(f"{fld}.params.{p}", f"a parameter of {name} "
-                             f"({', '.join([*spec.required, *spec.optional])})", p)
+                             f"({', '.join([*spec.required, *spec.optional])})", p,
+                             choose_from(p, [*spec.required, *spec.optional], f"parameters of {name}"))
             for path in placeholders(value):
                 root, _, rest = path.partition(".")
                 known = {"subject": fields, "trigger": TRIGGER_FIELDS, "definition": DEFINITION_FIELDS}
-                if root not in ROOTS or rest not in known[root]:
+                if root not in ROOTS:
                     raise v.fail(f"{fld}.params.{p}", f"placeholders naming a field of {subject} "
                                  f"(e.g. {{{{ subject.{next(iter(fields))} }}}}) or trigger/definition",
-                                 "{{ " + path + " }}", f"'{rest}' does not exist on {root}")
+                                 "{{ " + path + " }}", f"'{root}' is not a placeholder root; start the "
+                                 f"placeholder with {', '.join(ROOTS)}")
+                if rest not in known[root]:
+                    raise v.fail(f"{fld}.params.{p}", f"placeholders naming a field of {subject} "
+                                 f"(e.g. {{{{ subject.{next(iter(fields))} }}}}) or trigger/definition",
+                                 "{{ " + path + " }}", f"'{rest}' does not exist on {root}; name one of "
+                                 f"{', '.join(known[root])}" + _near(rest, known[root]))
         out.append(Action(name, params))
     return tuple(out)
 
@@ -242,8 +278,10 @@ def parse_definition(text: str, path: str) -> Definition:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "the file"
-        raise DefinitionError(path, "(whole file)", "valid YAML", f"a syntax error at {where}",
-                              str(getattr(exc, "problem", exc))) from None
+        problem = str(getattr(exc, "problem", None) or exc)
+        raise DefinitionError(path, "(whole file)", "valid YAML", f"a syntax error at {where} ({problem})",
+                              f"correct the YAML at {where} (brackets, quotes and indentation); "
+                              "each definition is one YAML mapping") from None
     doc = v.mapping(doc, "(whole file)")
     v.unknown_keys(doc, {"id", "title", "description", "enabled", "trigger", "condition", "actions",
                          "policies"}, "")

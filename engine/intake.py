@@ -268,7 +268,8 @@ class IntakeServer:
             log.exception("intake: could not look up %s", label)
             return self.refuse(503, f"the engine cannot check this request now: {exc}", label, remote)
         if secret is None:
-            what = (f"unknown source {name!r}; register it as an intake source first" if kind == "signals"
+            what = (f"unknown source {name!r}; register it first (an admin runs: python -m engine sources add "
+                    "NAME --register REGISTER --as ADMIN)" if kind == "signals"
                     else f"unknown command {name!r}; known: {', '.join(OPERATIONS)}")
             return self.refuse(404, what, label, remote)
 

@@ -30,6 +30,19 @@ class SignalRejected(ValueError):
     pass
 
 
+TYPE_WORDS: dict[type, str] = {str: "text", dt.date: "date like 2026-09-30"}
+
+
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object that names a field twice is ambiguous (parsers keep either one): refuse it."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise SignalRejected(f"payload names the field '{key}' more than once; send each field once")
+        seen[key] = value
+    return seen
+
+
 def parse_payload(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
     if isinstance(raw, dict):
         return raw
@@ -37,7 +50,7 @@ def parse_payload(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
     if len(data) > MAX_PAYLOAD_BYTES:
         raise SignalRejected(f"payload is {len(data):,} bytes; the limit is {MAX_PAYLOAD_BYTES:,} bytes")
     try:
-        value = json.loads(data)
+        value = json.loads(data, object_pairs_hook=_no_repeated_keys)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SignalRejected(f"payload is not valid JSON ({exc}); send one JSON object") from None
     if not isinstance(value, dict):
@@ -56,15 +69,17 @@ def validate_fields(register: str, payload: dict[str, Any]) -> dict[str, Any]:
         value = payload.get(name)
         if value is None:
             if required:
-                raise SignalRejected(f"field '{name}' is required (a {typ.__name__})")
+                raise SignalRejected(f"field '{name}' is required ({TYPE_WORDS[typ]})")
             continue
         if typ is dt.date:
-            try:
-                value = dt.date.fromisoformat(str(value))
+            try:  # text only: fromisoformat would also read the number 20261201 as a date
+                if not isinstance(value, str) or len(value) != 10:
+                    raise ValueError(value)
+                value = dt.date.fromisoformat(value)
             except ValueError:
                 raise SignalRejected(f"field '{name}' must be a date like 2026-09-30, got {value!r}") from None
         elif not isinstance(value, typ) or (isinstance(value, str) and not value.strip()):
-            raise SignalRejected(f"field '{name}' must be a non-empty {typ.__name__}, got {value!r}")
+            raise SignalRejected(f"field '{name}' must be non-empty {TYPE_WORDS[typ]}, got {value!r}")
         row[name] = value
     return row
 

@@ -52,7 +52,7 @@ for a in waiting:
                 st.session_state["approvals_result"] = ("ok", f"Approved {item_id}: the action ran and the item "
                                                               f"is {outcome}.")
             except (NotAuthorized, CommandRefused, NotFound) as exc:
-                st.session_state["approvals_result"] = ("error", str(exc))
+                st.session_state["approvals_result"] = ("error", md_escape(exc))
             st.rerun()
         with right.form(f"dismiss-{item_id}", border=False):
             reason = st.text_input("Reason to dismiss", key=f"reason-{item_id}", disabled=not may_dismiss,
@@ -63,7 +63,7 @@ for a in waiting:
                     dismiss_item(engine, actor, item_id, reason)
                     st.session_state["approvals_result"] = ("ok", f"Dismissed {item_id}: skipped with your reason.")
                 except (NotAuthorized, CommandRefused, NotFound) as exc:
-                    st.session_state["approvals_result"] = ("error", str(exc))
+                    st.session_state["approvals_result"] = ("error", md_escape(exc))
                 st.rerun()
 
 with st.expander("Recent decisions"):

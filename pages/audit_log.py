@@ -12,7 +12,7 @@ from store.oversight_queries import AuditFilter, read_audit_entry, read_audit_pa
 from ui.links import audit_link, query_params_dict
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
-from ui.text import fmt_time, pretty_json
+from ui.text import fmt_time, md_value, pretty_json
 
 engine = current_engine()
 actor_or_stop()
@@ -32,13 +32,21 @@ if st.button("Verify the chain", icon=":material/verified:"):
         bl = audit_link(seq=verdict.first_broken_seq)
         st.page_link(bl.page, query_params=bl.params, label=f"Open entry {verdict.first_broken_seq}")
 
+# Sentences about unusable params; kept across the rerun that rewrites the URL without them.
+problems: list[str] = st.session_state.pop("audit_log_problems", [])
+
+
+def warn(sentence: str) -> None:
+    problems.append(sentence)
+
+
 seq_text = one("seq")
 if seq_text:
     try:
         seq = int(seq_text)
     except ValueError:
         seq = None
-        st.warning(f"'seq={seq_text}' is not an entry number; showing the list.")
+        warn(f"'seq={md_value(seq_text)}' is not an entry number; showing the list.")
     if seq is not None:
         with engine.ws.read() as conn:
             entry = read_audit_entry(conn, seq)
@@ -80,7 +88,7 @@ def _date(key: str) -> dt.date | None:
     try:
         return dt.date.fromisoformat(text) if text else None
     except ValueError:
-        st.warning(f"'{key}={text}' is not a date like 2026-07-01; it was ignored.")
+        warn(f"'{key}={md_value(text)}' is not a date like 2026-07-01; it was ignored.")
         return None
 
 
@@ -91,8 +99,11 @@ wanted = {"actor": actor_f, "event": event_f, "entity_kind": kind_f, "entity_id"
           "from": start_f.isoformat() if start_f else None, "to": end_f.isoformat() if end_f else None}
 current = {k: one(k) for k in wanted}
 if wanted != current:
+    st.session_state["audit_log_problems"] = problems
     st.query_params.from_dict({k: v for k, v in wanted.items() if v})
     st.rerun()
+for sentence in dict.fromkeys(problems):
+    st.warning(sentence)
 
 utc = dt.timezone.utc
 f = AuditFilter(actor=actor_f, event=event_f, entity_kind=kind_f, entity_id=entity_f,

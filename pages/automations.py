@@ -15,7 +15,7 @@ from store.definitions import read_definition_rejections, read_definition_versio
 from ui.links import definition_link, query_params_dict, run_link
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
-from ui.text import fmt_time, md_escape
+from ui.text import fmt_time, md_escape, md_repr, md_value
 
 engine = current_engine()
 actor = actor_or_stop()
@@ -61,7 +61,7 @@ if rejections:
 ids = [r["definition_id"] for r in rows]
 chosen = one("id")
 if chosen and chosen not in ids:
-    st.error(f"There is no automation {chosen!r}. Known: {', '.join(ids)}.")
+    st.error(f"There is no automation {md_repr(chosen)}. Known: {', '.join(ids)}.")
     chosen = None
 picked = st.selectbox("Automation", [None, *ids], index=[None, *ids].index(chosen),
                       format_func=lambda d: d or "Choose one to see its versions and act on it")
@@ -85,7 +85,7 @@ if left.button("Run now", type="primary", disabled=not may_run or not row["enabl
         st.session_state["automations_result"] = ("ok", "Started " + (", ".join(made) or "no run (nothing fired)"))
         st.session_state["automations_runs"] = made
     except (NotAuthorized, CommandRefused, NotFound, UnknownDefinition) as exc:
-        st.session_state["automations_result"] = ("error", str(exc))
+        st.session_state["automations_result"] = ("error", md_escape(exc))
     st.rerun()
 for made_run in st.session_state.pop("automations_runs", []):
     rl = run_link(made_run)
@@ -96,7 +96,7 @@ if right.button(label, disabled=not may_manage, help=None if may_manage else "Ne
         set_enabled(engine, actor, chosen, not row["enabled"])
         st.session_state["automations_result"] = ("ok", f"{chosen} {label.lower()}d.")
     except (NotAuthorized, CommandRefused, NotFound, UnknownDefinition) as exc:
-        st.session_state["automations_result"] = ("error", str(exc))
+        st.session_state["automations_result"] = ("error", md_escape(exc))
     st.rerun()
 if not may_run:
     left.caption(f"Run now needs the operator role; {actor.member_id} has {', '.join(sorted(actor.roles))}.")
@@ -111,7 +111,7 @@ def _version(key: str, default: int) -> int:
     except ValueError:
         value = default
     if value not in numbers:
-        st.warning(f"{chosen} has no version {text}; showing version {default}.")
+        st.warning(f"{chosen} has no version {md_value(text)}; showing version {default}.")
         return default
     return value
 

@@ -16,6 +16,7 @@ from store.run_queries import read_definition_ids
 from ui.links import failed_items_link, item_link, query_params_dict, run_link
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
+from ui.text import md_escape, md_repr, md_value
 
 engine = current_engine()
 actor = actor_or_stop()
@@ -38,13 +39,13 @@ def _date(name: str) -> dt.date | None:
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
-        st.warning(f"'{name}={text}' is not a date like 2026-07-01; it was ignored.")
+        st.warning(f"'{name}={md_value(text)}' is not a date like 2026-07-01; it was ignored.")
         return None
 
 
 definition = (params.get("definition") or [None])[-1]
 if definition and definition not in definitions:
-    st.warning(f"Unknown definition {definition!r} in the link; showing all.")
+    st.warning(f"Unknown definition {md_repr(definition)} in the link; showing all.")
     definition = None
 start, end = _date("from"), _date("to")
 c1, c2, c3 = st.columns([3, 2, 2])
@@ -102,7 +103,7 @@ if held and held[0] == plan_key:
             st.session_state["failed_items_result"] = (
                 "ok", "Bulk retry finished: " + ", ".join(f"{n:,} {o}" for o, n in tally.items()))
         except (NotAuthorized, CommandRefused, NotFound) as exc:
-            st.session_state["failed_items_result"] = ("error", str(exc))
+            st.session_state["failed_items_result"] = ("error", md_escape(exc))
         st.rerun()
 
 st.subheader("Items")

@@ -15,7 +15,7 @@ from ui.colors import OUTCOME_BADGES
 from ui.links import audit_link, query_params_dict, record_link, run_link, runs_link, subject_link
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
-from ui.text import fmt_time, md_escape, pretty_json
+from ui.text import fmt_time, md_escape, md_repr, pretty_json
 
 engine = current_engine()
 actor = actor_or_stop()
@@ -29,7 +29,7 @@ with engine.ws.read() as conn:
     item = read_item_detail(conn, item_id)
 if item is None:
     st.title("Run item")
-    st.error(f"There is no run item {item_id!r} in this workspace. Item ids look like RUN-000042-000007; "
+    st.error(f"There is no run item {md_repr(item_id)} in this workspace. Item ids look like RUN-000042-000007; "
              "open the run and pick the item from its list.")
     st.page_link(runs_link().page, label="Go to Runs", icon=":material/list_alt:")
     st.stop()
@@ -64,7 +64,7 @@ if item["outcome"] == "failed":
     except NotEligible as exc:
         why_not = str(exc)
     if why_not:
-        st.info(f"Not retryable: {why_not}")
+        st.info(f"Not retryable: {md_escape(why_not)}")
     else:
         may = actor.may("retry")
         if not may:
@@ -77,7 +77,7 @@ if item["outcome"] == "failed":
                 outcome = retry_item(engine, actor, item_id)
                 st.session_state["item_action_result"] = (item_id, "ok", f"Retried: the item is now {outcome}.")
             except (NotAuthorized, CommandRefused, NotFound) as exc:
-                st.session_state["item_action_result"] = (item_id, "error", str(exc))
+                st.session_state["item_action_result"] = (item_id, "error", md_escape(exc))
             st.rerun()
 
 # --- subject, parameters, record ----------------------------------------------------------------------

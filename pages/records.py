@@ -12,7 +12,7 @@ from store.registers import REGISTERS
 from ui.links import Link, item_link, query_params_dict, record_link, run_link, subject_link
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
-from ui.text import fmt_time, pretty_json
+from ui.text import fmt_time, md_repr, md_value, pretty_json
 
 engine = current_engine()
 actor_or_stop()
@@ -45,15 +45,15 @@ def _back() -> None:
 if register:  # one subject of a register
     if register not in REGISTERS:
         st.title("Records")
-        st.error(f"There is no register {register!r}. Registers: {', '.join(sorted(REGISTERS))}.")
+        st.error(f"There is no register {md_repr(register)}. Registers: {', '.join(sorted(REGISTERS))}.")
         _back()
         st.stop()
     with engine.ws.read() as conn:
         row = read_subject_row(conn, register, record_id or "")
         touched = read_items_for_subject(conn, register, record_id or "")
-    st.title(f"{register} {record_id or ''}")
+    st.title(f"{register} {md_value(record_id or '')}")
     if row is None:
-        st.error(f"There is no {register} record {record_id!r} in this workspace. It may have been removed from "
+        st.error(f"There is no {register} record {md_repr(record_id)} in this workspace. It may have been removed from "
                  "the register; the run items below still show it as it was when they ran.")
     else:
         st.caption("As the register holds it now; each run item keeps its own snapshot from execution time.")
@@ -66,14 +66,14 @@ if register:  # one subject of a register
 if module and record_id:  # one record of an owning module
     if module not in RECORD_MODULES:
         st.title("Records")
-        st.error(f"There is no module {module!r}. Modules: {', '.join(RECORD_MODULES)}.")
+        st.error(f"There is no module {md_repr(module)}. Modules: {', '.join(RECORD_MODULES)}.")
         _back()
         st.stop()
     with engine.ws.read() as conn:
         rec = read_record(conn, module, record_id)
-    st.title(f"{LABELS[module][:-1] if LABELS[module].endswith('s') else LABELS[module]} {record_id}")
+    st.title(f"{LABELS[module][:-1] if LABELS[module].endswith('s') else LABELS[module]} {md_value(record_id)}")
     if rec is None:
-        st.error(f"There is no {module} record {record_id!r} in this workspace. Check the link; record ids come "
+        st.error(f"There is no {module} record {md_repr(record_id)} in this workspace. Check the link; record ids come "
                  "from the run item that created them.")
         _back()
         st.stop()
@@ -93,7 +93,7 @@ if module and record_id:  # one record of an owning module
 st.title("Records")
 st.caption("What the automations created in the owning modules. Each record links to the run item that made it.")
 if module and module not in RECORD_MODULES:
-    st.warning(f"Unknown module {module!r}; showing findings.")
+    st.warning(f"Unknown module {md_repr(module)}; showing findings.")
     module = None
 tab = st.segmented_control("Module", list(RECORD_MODULES), default=module or "findings", format_func=LABELS.get)
 tab = tab or "findings"

@@ -16,7 +16,7 @@ from ui.run_actions import render_cancel, render_retry, show_last_result
 from ui.run_views import KNOWN_OUTCOMES, duration_seconds, items_frame
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
-from ui.text import fmt_duration, fmt_time, md_escape, pretty_json
+from ui.text import fmt_duration, fmt_time, md_escape, md_repr, pretty_json
 
 engine = current_engine()
 actor = actor_or_stop()
@@ -32,7 +32,7 @@ with engine.ws.read() as conn:
     run = read_run_detail(conn, run_id)
 if run is None:
     st.title("Run")
-    st.error(f"There is no run {run_id!r} in this workspace. Check the link (run ids look like RUN-000042), "
+    st.error(f"There is no run {md_repr(run_id)} in this workspace. Check the link (run ids look like RUN-000042), "
              "or find the run on the Runs page.")
     st.page_link(runs_link().page, label="Go to Runs", icon=":material/list_alt:")
     st.stop()
@@ -130,7 +130,7 @@ st.download_button(  # a callable: the zip is built, and its export audited, whe
 st.subheader("Items")
 outcome = (params.get("outcome") or [None])[-1]
 if outcome and outcome not in KNOWN_OUTCOMES:
-    st.warning(f"Unknown outcome {outcome!r} in the link; showing every item.")
+    st.warning(f"Unknown outcome {md_repr(outcome)} in the link; showing every item.")
     outcome = None
 options = ["all", *[o for o in KNOWN_OUTCOMES if counts.get(o)]]
 picked = st.segmented_control("Outcome", options, default=outcome if outcome in options else "all",

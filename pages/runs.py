@@ -18,6 +18,7 @@ from ui.periods import PERIODS
 from ui.run_views import KNOWN_OUTCOMES, KNOWN_STATUSES, highlight_attention, run_filter, run_sort, runs_frame
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
+from ui.text import md_escape
 
 engine = current_engine()
 actor_or_stop()
@@ -75,7 +76,7 @@ with engine.ws.read() as conn:
     try:
         rows, next_cursor = read_runs_page(conn, f, run_sort(view), after=after)
     except BadCursor as exc:
-        st.warning(f"{exc}; showing the first page.")
+        st.warning(f"{md_escape(exc)}; showing the first page.")  # it quotes the link's text
         rows, next_cursor, after = *read_runs_page(conn, f, run_sort(view)), None
     outcomes = count_outcomes_for_runs(conn, [r["run_id"] for r in rows])
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import urlencode
 
 from ui.periods import PERIODS
+from ui.text import md_repr, md_value
 
 # name: (script, url path, title, icon). Navigation (app.py) and every link read this table.
 PAGES: dict[str, tuple[str, str, str, str]] = {
@@ -93,7 +94,7 @@ def _date(text: str | None, name: str, problems: list[str]) -> dt.date | None:
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
-        problems.append(f"'{name}={text}' is not a date like 2026-07-01; it was ignored.")
+        problems.append(f"'{name}={md_value(text)}' is not a date like 2026-07-01; it was ignored.")
         return None
 
 
@@ -117,28 +118,28 @@ def parse_runs_view(params: Mapping[str, list[str]], known_definitions: Sequence
         wanted = params.get(key) or []
         bad = [w for w in wanted if w not in allowed]
         if bad:
-            problems.append(f"Unknown {key} {', '.join(map(repr, bad))} in the link; ignored.")
+            problems.append(f"Unknown {key} {', '.join(map(md_repr, bad))} in the link; ignored.")
         return tuple(w for w in wanted if w in allowed)
 
     view = RunsView(definitions=pick("definition", known_definitions), statuses=pick("status", known_statuses))
     period = one("period") or "all"
     if period not in PERIODS:
-        problems.append(f"Unknown period {period!r}; showing all time.")
+        problems.append(f"Unknown period {md_repr(period)}; showing all time.")
         period = "all"
     start, end = _date_range(one("from"), one("to"), problems)
     if start or end:
         period = "custom"
     time_field = one("on") or "triggered"
     if time_field not in TIME_FIELDS:
-        problems.append(f"Unknown time field {time_field!r}; filtering on trigger time.")
+        problems.append(f"Unknown time field {md_repr(time_field)}; filtering on trigger time.")
         time_field = "triggered"
     sort = one("sort") or "completed"
     if sort not in RUN_SORTS:
-        problems.append(f"Unknown sort {sort!r}; sorting by completion time.")
+        problems.append(f"Unknown sort {md_repr(sort)}; sorting by completion time.")
         sort = "completed"
     outcome = one("outcome")
     if outcome and outcome not in known_outcomes:
-        problems.append(f"Unknown outcome {outcome!r}; ignored.")
+        problems.append(f"Unknown outcome {md_repr(outcome)}; ignored.")
         outcome = None
     return replace(view, period=period, start=start, end=end, time_field=time_field, sort=sort,
                    descending=one("order") != "asc", outcome=outcome), problems
@@ -224,15 +225,15 @@ def parse_analytics_view(params: Mapping[str, list[str]],
     wanted = params.get("definition") or []
     bad = [w for w in wanted if w not in known_definitions]
     if bad:
-        problems.append(f"Unknown definition {', '.join(map(repr, bad))} in the link; ignored.")
+        problems.append(f"Unknown definition {', '.join(map(md_repr, bad))} in the link; ignored.")
     definitions = tuple(w for w in wanted if w in known_definitions)
     period = one("period") or AnalyticsView.period
     if period not in ANALYTICS_PERIODS:
-        problems.append(f"Unknown period {period!r}; showing the last quarter.")
+        problems.append(f"Unknown period {md_repr(period)}; showing the last quarter.")
         period = AnalyticsView.period
     quarter = one("quarter")
     if quarter and parse_quarter(quarter) is None:
-        problems.append(f"'quarter={quarter}' is not a quarter like 2026-Q3; showing the last quarter.")
+        problems.append(f"'quarter={md_value(quarter)}' is not a quarter like 2026-Q3; showing the last quarter.")
         quarter, period = None, AnalyticsView.period
     if quarter and period != "custom":
         period = "quarter"

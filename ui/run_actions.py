@@ -14,6 +14,7 @@ from engine.commands import CommandRefused, NotFound, cancel_run, plan_retry, re
 from engine.runtime import Engine
 from engine.statemachine import TERMINAL_RUN_STATUSES
 from ui.links import item_link
+from ui.text import md_escape
 
 _RESULT = "run_action_result"
 
@@ -55,7 +56,7 @@ def render_cancel(engine: Engine, actor: Actor, run: dict[str, Any]) -> None:
             try:
                 status = cancel_run(engine, actor, run_id, reason)
             except (NotAuthorized, CommandRefused, NotFound) as exc:
-                _remember(run_id, "error", str(exc))
+                _remember(run_id, "error", md_escape(exc))
             else:
                 _remember(run_id, "ok", f"Cancel request recorded; the run is now {status}.")
             st.rerun()
@@ -94,7 +95,7 @@ def render_retry(engine: Engine, actor: Actor, run: dict[str, Any], failed_count
                 results = retry_items(engine, actor, [i["item_id"] for i in plan.eligible],
                                       progress=lambda n, total: bar.progress(n / total, text=f"{n}/{total}"))
             except (NotAuthorized, CommandRefused, NotFound) as exc:
-                _remember(run_id, "error", str(exc))
+                _remember(run_id, "error", md_escape(exc))
             else:
                 tally = pd.Series(list(results.values())).value_counts().to_dict()
                 _remember(run_id, "ok", "Retry finished: " + ", ".join(f"{n} {o}" for o, n in tally.items()))

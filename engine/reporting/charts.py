@@ -150,14 +150,18 @@ def approvals(a: Analytics) -> go.Figure:
 
 
 def _wrap(text: str, width: int, lines: int = 2) -> str:
-    """Break a long cause into at most ``lines`` chart lines (an ellipsis marks what was cut)."""
+    """Break a long cause into at most ``lines`` chart lines (an ellipsis marks what was cut).
+
+    Plotly reads ``<a href>``, ``<b>`` and ``<br>`` in labels as markup, so each line is escaped after it is
+    cut: a cause's own tags print as the characters they are, and only our ``<br>`` breaks lines."""
+    import html
     import textwrap
 
     parts = textwrap.wrap(text, width) or [""]
     if len(parts) > lines:
         parts = parts[:lines]
         parts[-1] = parts[-1][: width - 1] + "…"
-    return "<br>".join(parts)
+    return "<br>".join(html.escape(p, quote=False) for p in parts)
 
 
 def _hours(seconds: float | None) -> str:

@@ -40,7 +40,7 @@ def test_a_chart_and_a_table_download_with_provenance(app_server: AppServer, pag
     m = main(page)
     m.get_by_text("Q3 2026 (2026-07-01 to 2026-09-30)").wait_for()
     m.get_by_role("button", name="Export chart").first.click()
-    with page.expect_download() as dl:
+    with page.expect_download(timeout=90_000) as dl:  # the first export starts the chart export server
         page.get_by_role("button", name="PNG").click()
     png = Path(dl.value.path()).read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and b"Runledger-Provenance" in png
@@ -60,7 +60,7 @@ def test_the_brief_is_generated_and_downloaded(app_server: AppServer, page) -> N
     m.get_by_role("button", name="Generate the brief (PDF)").click()
     download = m.get_by_role("button", name="Download the brief")
     download.wait_for(timeout=60_000)
-    with page.expect_download() as dl:
+    with page.expect_download(timeout=90_000) as dl:
         download.click()
     assert Path(dl.value.path()).read_bytes().startswith(b"%PDF")
     screenshot(page, "analytics-brief")
