@@ -10,11 +10,9 @@ every object, encoding and conversion it can (see bench/RESULTS.md). The batch s
 batch takes about ``batch_target_seconds``: large for fast in-process actioners, down to one item for
 slow integrations, so the per-item re-check of the condition really happens just before each action.
 
-An actioner that reaches outside the process is waited for at most ``RUNLEDGER_ACTION_TIMEOUT_SECONDS``
-(30 s): then the item fails transiently, and should the call answer later, its record and ledger entry
-are written then, so the retry replays it; while it has not answered, it is not called again for that key.
-An answer that is not a record of the actioner's register (garbage) is refused item by item, before it
-could fail the batch's write.
+An actioner that reaches outside the process is called under a timeout (``engine.action_calls``), and an
+answer that is not a record of the actioner's register (garbage) is refused item by item, before it could
+fail the batch's write.
 """
 
 from __future__ import annotations
@@ -22,11 +20,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import threading
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, Callable, Mapping
 
-from engine.actioners.base import ActionContext, ActionFailed, ActionRequest, CreatedRecord, acts_in_process
+from engine.action_calls import NoAnswer, TimedCalls, check_created
+from engine.actioners.base import ActionContext, ActionFailed, ActionRequest, acts_in_process
 from engine.batching import Batch, Reads, Settlement, gc_paused
 from engine.catalog import DefinitionCatalog
 from engine.clock import Clock
@@ -42,96 +39,11 @@ from store.bulk import same
 from store.matching import check_subjects, iter_match_subjects
 
 MATCH_CHUNK = 10_000  # subjects matched (and their items appended) at a time
-from store.records import RECORD_TABLES, insert_idempotency, insert_records, read_idempotency
+from store.records import insert_idempotency, insert_records, read_idempotency
 from store.registers import REGISTERS
 from store.workspace import Tx, Workspace
 
 log = logging.getLogger("runledger.executor")
-
-DEFAULT_ACTION_TIMEOUT_SECONDS = 30.0
-
-
-def action_timeout_seconds() -> float:
-    """How long the executor waits for an actioner's answer: ``RUNLEDGER_ACTION_TIMEOUT_SECONDS`` or 30 s.
-    The same for every definition: a hung upstream is the engine's problem, not a definition's choice."""
-    raw = os.environ.get("RUNLEDGER_ACTION_TIMEOUT_SECONDS")
-    try:
-        value = float(raw) if raw else DEFAULT_ACTION_TIMEOUT_SECONDS
-    except ValueError:
-        raise ValueError(f"RUNLEDGER_ACTION_TIMEOUT_SECONDS must be a number of seconds, got {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"RUNLEDGER_ACTION_TIMEOUT_SECONDS must be above zero, got {raw!r}")
-    return value
-
-
-class _Call:
-    """One actioner call on its own (daemon) thread, so that the executor can stop waiting for it.
-
-    If the executor gives up on it (``abandoned``) and it later answers, the call records its record and
-    ledger entry itself (as an upstream that acted would have), so the item's retry replays it instead
-    of acting again; ``settled`` is set once that is decided either way.
-    """
-
-    __slots__ = ("lock", "answered", "settled", "created", "error", "abandoned")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.answered = threading.Event()
-        self.settled = threading.Event()
-        self.created: Any = None
-        self.error: BaseException | None = None
-        self.abandoned = False
-
-
-class _RecordCheck(NamedTuple):
-    allowed: frozenset[str]
-    required: tuple[str, ...]
-    key: str
-
-
-def _record_checks() -> dict[str, _RecordCheck]:
-    checks = {}
-    for module, table in RECORD_TABLES.items():
-        key = list(table.primary_key.columns)[0].name
-        required = tuple(c.name for c in table.columns
-                         if not c.nullable and c.default is None and c.server_default is None)
-        checks[module] = _RecordCheck(frozenset(table.columns.keys()), required, key)
-    return checks
-
-
-_RECORD_CHECKS = _record_checks()
-
-
-def check_created(action: str, created: Any, module: str | None) -> str | None:
-    """Why an actioner's answer is not a record the engine can write, or None if it is.
-
-    Garbage must be refused here, item by item: written as it is, it would fail the whole batch's
-    commit, and every recovery would replay it into the same failure."""
-    if not isinstance(created, CreatedRecord):
-        return (f"{action} answered with {type(created).__name__} instead of the record it created; the "
-                "answer was refused and nothing was recorded")
-    check = _RECORD_CHECKS.get(created.module)
-    if check is None or (module is not None and created.module != module):
-        expected = f"not {module!r}" if module is not None else "which this engine does not know"
-        return (f"{action} answered with a record for register {created.module!r}, {expected}; the "
-                "answer was refused and nothing was recorded")
-    row = created.row
-    if not isinstance(row, dict):
-        return (f"{action} answered with a {type(row).__name__} as its record's row; the answer was refused "
-                "and nothing was recorded")
-    if not (row.keys() <= check.allowed and None not in map(row.get, check.required)):
-        unknown = ", ".join(sorted(map(str, row.keys() - check.allowed)))
-        if unknown:
-            return (f"{action} answered with fields the {created.module} register does not have ({unknown}); "
-                    "the answer was refused and nothing was recorded")
-        missing = ", ".join(c for c in check.required if row.get(c) is None)
-        return (f"{action} answered with a record missing {missing}; the answer was refused and nothing was "
-                "recorded")
-    if not isinstance(created.ref, str) or created.ref != f"{created.module}:{row[check.key]}":
-        return (f"{action} answered without a reference to the record it created (got {created.ref!r}); the "
-                "answer was refused and nothing was recorded")
-    return None
-
 
 # == json.dumps(v, sort_keys=True[, default=str]), which builds a new encoder per call; built once.
 _dumps_sorted = json_encoder(sort_keys=True)
@@ -167,10 +79,6 @@ def params_hash(params: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
 
 
-class _NoAnswer(Exception):
-    """The actioner did not answer within the action timeout."""
-
-
 class _MatchingFailed(Exception):
     """Reading the subjects failed (the register was unreachable, a clause did not compile): that is
     the run's failure, recorded as such; a failure to write the items is not, and propagates."""
@@ -185,9 +93,7 @@ class Executor:
                  ctx: ActionContext, batch_max: int = 4000, batch_target_seconds: float = 0.5) -> None:
         self.ws, self.clock, self.catalog, self.actioners, self.ctx = ws, clock, catalog, actioners, ctx
         self.batch_max, self.batch_target_seconds = batch_max, batch_target_seconds
-        self.action_timeout = action_timeout_seconds()
-        self._late_lock = threading.Lock()
-        self._late: dict[str, _Call] = {}  # idempotency key → a call that did not answer in time
+        self.calls = TimedCalls(ws, ctx)  # actioners that reach outside the process, under a timeout
         # id(actioner) → (actioner, whether it acts in process, the register its records go to)
         self._actioners: dict[int, tuple[Any, bool, str | None]] = {}
 
@@ -420,14 +326,11 @@ class Executor:
              params_json: str, key: str, ph: str, subject: dict[str, Any], ledger: Mapping[str, dict[str, Any]],
              s: Settlement, actor: str) -> tuple[str, str | None, str | None, str | None]:
         prior = ledger.get(key)
-        if prior is None and self._late and key in self._late:
-            late = self._late[key]
-            if not late.settled.is_set():
+        if prior is None and self.calls.has_late(key):
+            if self.calls.still_out(key):
                 return (ITEM_FAILED, None, f"{action} has not yet answered an earlier attempt's call, which did "
-                        f"not answer within {self.action_timeout:g} s; it is not called again while that call "
+                        f"not answer within {self.calls.timeout:g} s; it is not called again while that call "
                         "may still act", TRANSIENT)
-            with self._late_lock:
-                self._late.pop(key, None)
             with self.ws.read() as conn:  # the late answer, if any, was recorded in the ledger
                 prior = read_idempotency(conn, [key]).get(key)
         if prior is not None:
@@ -452,9 +355,9 @@ class Executor:
             if known[1]:
                 created = actioner.execute(request, self.ctx)
             else:
-                created = self._call_with_timeout(actioner, request, action, ph, module, actor)
-        except _NoAnswer:
-            return (ITEM_FAILED, None, f"{action} did not answer within {self.action_timeout:g} s; if it acted "
+                created = self.calls.call(actioner, request, action, ph, module, actor)
+        except NoAnswer:
+            return (ITEM_FAILED, None, f"{action} did not answer within {self.calls.timeout:g} s; if it acted "
                     "after all, a retry replays its record instead of acting again", TRANSIENT)
         except ActionFailed as exc:
             return ITEM_FAILED, None, exc.cause, exc.failure_class
@@ -465,72 +368,6 @@ class Executor:
             return ITEM_FAILED, None, refused, DETERMINISTIC
         s.records.setdefault(created.module, []).append(created.row)
         return SUCCEEDED, created.ref, None, None
-
-    def _call_with_timeout(self, actioner: Any, request: ActionRequest, action: str, ph: str, module: str | None,
-                           actor: str) -> Any:
-        """``actioner.execute`` on a thread of its own, waited for up to ``action_timeout`` seconds.
-
-        An actioner that reaches outside the process (an integration) can hang; the engine must not hang
-        with it. One that only builds its record in memory declares ``in_process`` and is called directly
-        (a thread per item would cost a 100,000-item run seconds)."""
-        call = _Call()
-
-        def work() -> None:
-            created: Any = None
-            error: BaseException | None = None
-            try:
-                created = actioner.execute(request, self.ctx)
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting executor
-                error = exc
-            with call.lock:
-                call.created, call.error = created, error
-                call.answered.set()
-                abandoned = call.abandoned
-            if abandoned:
-                try:
-                    self._record_late_answer(request, action, ph, module, created, error, actor)
-                finally:
-                    call.settled.set()
-
-        threading.Thread(target=work, daemon=True, name=f"runledger-action-{request.item_id}").start()
-        call.answered.wait(self.action_timeout)
-        with call.lock:
-            if not call.answered.is_set():
-                call.abandoned = True
-                with self._late_lock:
-                    self._late[request.idempotency_key] = call
-                raise _NoAnswer()
-        if call.error is not None:
-            raise call.error
-        return call.created
-
-    def _record_late_answer(self, request: ActionRequest, action: str, ph: str, module: str | None,
-                            created: Any, error: BaseException | None, actor: str) -> None:
-        """A call the executor stopped waiting for has answered: if it created a record, record it and its
-        ledger entry now, so that the item's retry replays it rather than acting a second time."""
-        item_id, key = request.item_id, request.idempotency_key
-        if error is not None:
-            log.warning("%s answered item %s late, with a failure (%s): nothing was recorded; a retry calls it "
-                        "again", action, item_id, error)
-            return
-        refused = check_created(action, created, module)
-        if refused is not None:
-            log.warning("item %s: %s", item_id, refused)
-            return
-        try:
-            with self.ws.transaction() as tx:
-                if read_idempotency(tx.conn, [key]):
-                    return
-                insert_records(tx, created.module, [created.row])
-                insert_idempotency(tx, [dict(idempotency_key=key, actioner=action, params_hash=ph,
-                                             outcome=SUCCEEDED, record_ref=created.ref, item_id=item_id,
-                                             created_at=tx.now())])
-                tx.audit(actor, "item.late_answer_recorded", "run_item", item_id,
-                         {"run_id": request.run_id, "record_ref": created.ref,
-                          "timeout_seconds": self.action_timeout})
-        except Exception:  # noqa: BLE001 - on a thread nobody waits for: say it, do not lose it silently
-            log.exception("item %s: %s answered late with %s, which could not be recorded", item_id, action,
-                          created.ref)
 
     def _write(self, tx: Tx, run_id: str, s: Settlement, actor: str) -> None:
         now = tx.now()  # the instant the batch's outcomes are recorded: their update and audit time

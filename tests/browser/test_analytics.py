@@ -17,6 +17,13 @@ def main(page):  # noqa: ANN001, ANN201
     return page.locator('[data-testid="stMain"]')
 
 
+def open_menu(button) -> None:  # noqa: ANN001
+    """Open a popover from the middle of the screen: anchored to its button, a popover opened at the
+    viewport's bottom edge lays its buttons outside the viewport, where no click reaches them."""
+    button.evaluate("e => e.scrollIntoView({block: 'center'})")
+    button.click()
+
+
 def test_the_demo_quarter_and_a_drill_down_into_runs(app_server: AppServer, page) -> None:  # noqa: ANN001
     sign_in(page, app_server, "sigrid", Q3)
     m = main(page)
@@ -39,13 +46,13 @@ def test_a_chart_and_a_table_download_with_provenance(app_server: AppServer, pag
     sign_in(page, app_server, "sigrid", Q3)
     m = main(page)
     m.get_by_text("Q3 2026 (2026-07-01 to 2026-09-30)").wait_for()
-    m.get_by_role("button", name="Export chart").first.click()
+    open_menu(m.get_by_role("button", name="Export chart").first)
     with page.expect_download(timeout=90_000) as dl:  # the first export starts the chart export server
         page.get_by_role("button", name="PNG").click()
     png = Path(dl.value.path()).read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and b"Runledger-Provenance" in png
     page.keyboard.press("Escape")
-    m.get_by_role("button", name="Export table").first.click()
+    open_menu(m.get_by_role("button", name="Export table").first)
     with page.expect_download() as dl:
         page.get_by_role("button", name="Excel (XLSX)").click()
     with zipfile.ZipFile(BytesIO(Path(dl.value.path()).read_bytes())) as z:

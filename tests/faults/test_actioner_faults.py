@@ -15,7 +15,7 @@ from conftest import (LosesResponse, WrappedActioner, actor, attempts_of, audit_
 
 from engine import commands
 from engine.actioners.base import ActionContext, ActionRequest, CreatedRecord
-from engine.executor import action_timeout_seconds
+from engine.action_calls import action_timeout_seconds
 
 TIMEOUT = 0.3  # seconds: the executor's wait for an actioner in these tests
 
@@ -204,7 +204,7 @@ def test_a_late_call_that_fails_records_nothing_and_the_retry_acts(make_engine) 
     engine = make_engine({"d": finding_definition("d", retry="max_attempts: 3, backoff_seconds: 60")}, accounts=1,
                          actioners={"findings.create": act})
     run_id = fire_one(engine)
-    late = engine.executor._late[items_of(engine, run_id)["ACC-001"]["idempotency_key"]]
+    late = engine.executor.calls._late[items_of(engine, run_id)["ACC-001"]["idempotency_key"]]
     act.release.set()
     assert late.settled.wait(10)
     assert not audit_of(engine, "item.late_answer_recorded")
