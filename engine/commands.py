@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
-from engine.authz import Actor, check_permission
+from engine.authz import Actor, NotAuthorized, check_permission
 from engine.statemachine import (AWAITING_APPROVAL, DETERMINISTIC, ITEM_FAILED, TERMINAL_RUN_STATUSES)
 from engine.status import settle_run_status
 from store import items as item_store
 from store import runs as run_store
 from store.definitions import read_definition_version, set_definition_enabled
+from store.errors import StoreError
 
 if TYPE_CHECKING:
     from engine.runtime import Engine
@@ -28,6 +29,11 @@ class CommandRefused(Exception):
 
 class NotFound(LookupError):
     pass
+
+
+# What a member's command may answer instead of doing it, each with a sentence to show as it is: refused by
+# role or by state, not found, or stopped by the store (a write conflict, a failed write; nothing was saved).
+COMMAND_REFUSALS: tuple[type[Exception], ...] = (NotAuthorized, CommandRefused, NotFound, StoreError)
 
 
 class NotEligible(CommandRefused):

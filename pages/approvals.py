@@ -6,8 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from engine.authz import NotAuthorized
-from engine.commands import CommandRefused, NotFound, approve_item, dismiss_item
+from engine.commands import COMMAND_REFUSALS, approve_item, dismiss_item
 from store.oversight_queries import read_open_approvals_oldest_first, read_recent_decisions
 from ui.links import item_link, run_link
 from ui.runtime import current_engine
@@ -51,7 +50,7 @@ for a in waiting:
                 outcome = approve_item(engine, actor, item_id)
                 st.session_state["approvals_result"] = ("ok", f"Approved {item_id}: the action ran and the item "
                                                               f"is {outcome}.")
-            except (NotAuthorized, CommandRefused, NotFound) as exc:
+            except COMMAND_REFUSALS as exc:
                 st.session_state["approvals_result"] = ("error", md_escape(exc))
             st.rerun()
         with right.form(f"dismiss-{item_id}", border=False):
@@ -62,7 +61,7 @@ for a in waiting:
                 try:
                     dismiss_item(engine, actor, item_id, reason)
                     st.session_state["approvals_result"] = ("ok", f"Dismissed {item_id}: skipped with your reason.")
-                except (NotAuthorized, CommandRefused, NotFound) as exc:
+                except COMMAND_REFUSALS as exc:
                     st.session_state["approvals_result"] = ("error", md_escape(exc))
                 st.rerun()
 

@@ -8,9 +8,8 @@ import difflib
 import pandas as pd
 import streamlit as st
 
-from engine.authz import NotAuthorized
 from engine.catalog import UnknownDefinition
-from engine.commands import CommandRefused, NotFound, run_now, set_enabled
+from engine.commands import COMMAND_REFUSALS, run_now, set_enabled
 from store.definitions import read_definition_rejections, read_definition_versions, read_definitions
 from ui.links import definition_link, query_params_dict, run_link
 from ui.runtime import current_engine
@@ -84,7 +83,7 @@ if left.button("Run now", type="primary", disabled=not may_run or not row["enabl
         made = run_now(engine, actor, chosen, background=True)
         st.session_state["automations_result"] = ("ok", "Started " + (", ".join(made) or "no run (nothing fired)"))
         st.session_state["automations_runs"] = made
-    except (NotAuthorized, CommandRefused, NotFound, UnknownDefinition) as exc:
+    except (*COMMAND_REFUSALS, UnknownDefinition) as exc:
         st.session_state["automations_result"] = ("error", md_escape(exc))
     st.rerun()
 for made_run in st.session_state.pop("automations_runs", []):
@@ -95,7 +94,7 @@ if right.button(label, disabled=not may_manage, help=None if may_manage else "Ne
     try:
         set_enabled(engine, actor, chosen, not row["enabled"])
         st.session_state["automations_result"] = ("ok", f"{chosen} {label.lower()}d.")
-    except (NotAuthorized, CommandRefused, NotFound, UnknownDefinition) as exc:
+    except (*COMMAND_REFUSALS, UnknownDefinition) as exc:
         st.session_state["automations_result"] = ("error", md_escape(exc))
     st.rerun()
 if not may_run:

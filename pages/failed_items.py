@@ -8,9 +8,8 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from engine.authz import NotAuthorized
 from engine.bulk_retry import plan_bulk_retry
-from engine.commands import CommandRefused, NotFound, retry_items
+from engine.commands import COMMAND_REFUSALS, retry_items
 from store.oversight_queries import FailedFilter, count_failed_items_by_cause, read_failed_items
 from store.run_queries import read_definition_ids
 from ui.links import failed_items_link, item_link, query_params_dict, run_link
@@ -102,7 +101,7 @@ if held and held[0] == plan_key:
             tally = pd.Series(list(results.values())).value_counts().to_dict()
             st.session_state["failed_items_result"] = (
                 "ok", "Bulk retry finished: " + ", ".join(f"{n:,} {o}" for o, n in tally.items()))
-        except (NotAuthorized, CommandRefused, NotFound) as exc:
+        except COMMAND_REFUSALS as exc:
             st.session_state["failed_items_result"] = ("error", md_escape(exc))
         st.rerun()
 

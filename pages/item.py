@@ -8,8 +8,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from engine.authz import NotAuthorized
-from engine.commands import CommandRefused, NotEligible, NotFound, check_retry_eligible, retry_item
+from engine.commands import COMMAND_REFUSALS, NotEligible, check_retry_eligible, retry_item
 from store.run_queries import read_entity_audit, read_item_detail
 from ui.colors import OUTCOME_BADGES
 from ui.links import audit_link, query_params_dict, record_link, run_link, runs_link, subject_link
@@ -76,7 +75,7 @@ if item["outcome"] == "failed":
             try:
                 outcome = retry_item(engine, actor, item_id)
                 st.session_state["item_action_result"] = (item_id, "ok", f"Retried: the item is now {outcome}.")
-            except (NotAuthorized, CommandRefused, NotFound) as exc:
+            except COMMAND_REFUSALS as exc:
                 st.session_state["item_action_result"] = (item_id, "error", md_escape(exc))
             st.rerun()
 

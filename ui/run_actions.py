@@ -9,8 +9,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from engine.authz import Actor, NotAuthorized
-from engine.commands import CommandRefused, NotFound, cancel_run, plan_retry, retry_items
+from engine.authz import Actor
+from engine.commands import COMMAND_REFUSALS, cancel_run, plan_retry, retry_items
 from engine.runtime import Engine
 from engine.statemachine import TERMINAL_RUN_STATUSES
 from ui.links import item_link
@@ -55,7 +55,7 @@ def render_cancel(engine: Engine, actor: Actor, run: dict[str, Any]) -> None:
                 return
             try:
                 status = cancel_run(engine, actor, run_id, reason)
-            except (NotAuthorized, CommandRefused, NotFound) as exc:
+            except COMMAND_REFUSALS as exc:
                 _remember(run_id, "error", md_escape(exc))
             else:
                 _remember(run_id, "ok", f"Cancel request recorded; the run is now {status}.")
@@ -94,7 +94,7 @@ def render_retry(engine: Engine, actor: Actor, run: dict[str, Any], failed_count
             try:
                 results = retry_items(engine, actor, [i["item_id"] for i in plan.eligible],
                                       progress=lambda n, total: bar.progress(n / total, text=f"{n}/{total}"))
-            except (NotAuthorized, CommandRefused, NotFound) as exc:
+            except COMMAND_REFUSALS as exc:
                 _remember(run_id, "error", md_escape(exc))
             else:
                 tally = pd.Series(list(results.values())).value_counts().to_dict()
