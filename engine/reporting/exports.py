@@ -15,6 +15,7 @@ import struct
 import threading
 import zlib
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
@@ -163,27 +164,26 @@ def export_file_name(what: str, a: Analytics, fmt: str) -> str:
     return f"runledger-{what}-{a.period.start:%Y%m%d}-{a.period.last_day:%Y%m%d}.{fmt}"
 
 
+def _export(ws: Workspace, actor: Actor, analytics: Analytics, kind: str, what: str, fmt: str,
+            registry: dict[str, tuple[str, Callable[[Analytics], Any]]], formats: tuple[str, ...],
+            render: Callable[[Any, str, Provenance, str], bytes]) -> ExportedFile:
+    """One audited export: check the name and format, authorize (``begin_export``), render, record."""
+    if what not in registry:
+        raise ExportRefused(f"there is no {kind} {what!r}; the {kind}s are: {', '.join(registry)}")
+    if fmt not in formats:
+        raise ExportRefused(f"{kind}s export as {', '.join(formats)}, not {fmt!r}")
+    title, build = registry[what]
+    name = export_file_name(what, analytics, fmt)
+    prov = begin_export(ws, actor, kind, name, analytics.period.label, analytics.period.filters())
+    content = render(build(analytics), fmt, prov, title)
+    return ExportedFile(name, MIME[fmt], content, record_export(ws, actor, kind, name, fmt, content, prov))
+
+
 def export_chart(ws: Workspace, actor: Actor, analytics: Analytics, chart: str, fmt: str) -> ExportedFile:
     """Render one analytics chart as PNG, SVG or PDF; the member needs ``export``; the file is audited."""
-    if chart not in CHARTS:
-        raise ExportRefused(f"there is no chart {chart!r}; the charts are: {', '.join(CHARTS)}")
-    if fmt not in CHART_FORMATS:
-        raise ExportRefused(f"charts export as {', '.join(CHART_FORMATS)}, not {fmt!r}")
-    title, build = CHARTS[chart]
-    name = export_file_name(chart, analytics, fmt)
-    prov = begin_export(ws, actor, "chart", name, analytics.period.label, analytics.period.filters())
-    content = render_chart(build(analytics), fmt, prov, title)
-    return ExportedFile(name, MIME[fmt], content, record_export(ws, actor, "chart", name, fmt, content, prov))
+    return _export(ws, actor, analytics, "chart", chart, fmt, CHARTS, CHART_FORMATS, render_chart)
 
 
 def export_table(ws: Workspace, actor: Actor, analytics: Analytics, table: str, fmt: str) -> ExportedFile:
     """Write one analytics table as CSV, XLSX or Parquet; the member needs ``export``; the file is audited."""
-    if table not in TABLES:
-        raise ExportRefused(f"there is no table {table!r}; the tables are: {', '.join(TABLES)}")
-    if fmt not in TABLE_FORMATS:
-        raise ExportRefused(f"tables export as {', '.join(TABLE_FORMATS)}, not {fmt!r}")
-    title, build = TABLES[table]
-    name = export_file_name(table, analytics, fmt)
-    prov = begin_export(ws, actor, "table", name, analytics.period.label, analytics.period.filters())
-    content = render_table(build(analytics), fmt, prov, title)
-    return ExportedFile(name, MIME[fmt], content, record_export(ws, actor, "table", name, fmt, content, prov))
+    return _export(ws, actor, analytics, "table", table, fmt, TABLES, TABLE_FORMATS, render_table)
