@@ -10,13 +10,13 @@ actioner's register (garbage) is refused (``check_created``) before it could fai
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Any, NamedTuple
 
 from engine.actioners.base import ActionContext, ActionRequest, CreatedRecord
+from engine.settings import number_from_env
 from engine.statemachine import SUCCEEDED
-from store.records import RECORD_TABLES, insert_idempotency, insert_records, read_idempotency
+from store.records import RECORD_TABLES, field_value_types, insert_idempotency, insert_records, read_idempotency
 from store.workspace import Workspace
 
 log = logging.getLogger("runledger.executor")
@@ -27,14 +27,7 @@ DEFAULT_ACTION_TIMEOUT_SECONDS = 30.0
 def action_timeout_seconds() -> float:
     """How long the executor waits for an actioner's answer: ``RUNLEDGER_ACTION_TIMEOUT_SECONDS`` or 30 s.
     The same for every definition: a hung upstream is the engine's problem, not a definition's choice."""
-    raw = os.environ.get("RUNLEDGER_ACTION_TIMEOUT_SECONDS")
-    try:
-        value = float(raw) if raw else DEFAULT_ACTION_TIMEOUT_SECONDS
-    except ValueError:
-        raise ValueError(f"RUNLEDGER_ACTION_TIMEOUT_SECONDS must be a number of seconds, got {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"RUNLEDGER_ACTION_TIMEOUT_SECONDS must be above zero, got {raw!r}")
-    return value
+    return number_from_env("RUNLEDGER_ACTION_TIMEOUT_SECONDS", DEFAULT_ACTION_TIMEOUT_SECONDS, "seconds")
 
 
 class _Call:
@@ -60,6 +53,7 @@ class _RecordCheck(NamedTuple):
     allowed: frozenset[str]
     required: tuple[str, ...]
     key: str
+    types: dict[str, tuple[tuple[type, ...], str]]  # field → (the Python types it takes, how to say so)
 
 
 def _record_checks() -> dict[str, _RecordCheck]:
@@ -68,8 +62,20 @@ def _record_checks() -> dict[str, _RecordCheck]:
         key = list(table.primary_key.columns)[0].name
         required = tuple(c.name for c in table.columns
                          if not c.nullable and c.default is None and c.server_default is None)
-        checks[module] = _RecordCheck(frozenset(table.columns.keys()), required, key)
+        checks[module] = _RecordCheck(frozenset(table.columns.keys()), required, key,
+                                      field_value_types(table))
     return checks
+
+
+def _wrongly_typed(row: dict[str, Any], types: dict[str, tuple[tuple[type, ...], str]]) -> str | None:
+    """The first field whose value the register's column cannot take as it is, said as a sentence part."""
+    for name, value in row.items():
+        if value is None:
+            continue
+        takes, said = types[name]
+        if type(value) not in takes:
+            return f"whose {name} is a {type(value).__name__}, not {said}"
+    return None
 
 
 _RECORD_CHECKS = _record_checks()
@@ -100,6 +106,9 @@ def check_created(action: str, created: Any, module: str | None) -> str | None:
         missing = ", ".join(c for c in check.required if row.get(c) is None)
         return (f"{action} answered with a record missing {missing}; the answer was refused and nothing was "
                 "recorded")
+    wrong = _wrongly_typed(row, check.types)
+    if wrong is not None:
+        return f"{action} answered with a record {wrong}; the answer was refused and nothing was recorded"
     if not isinstance(created.ref, str) or created.ref != f"{created.module}:{row[check.key]}":
         return (f"{action} answered without a reference to the record it created (got {created.ref!r}); the "
                 "answer was refused and nothing was recorded")

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 from dataclasses import dataclass
 
 import argon2
 
+from engine.settings import number_from_env
 from store.members import count_recent_sign_in_failures, read_member
 from store.workspace import Workspace
 
@@ -97,8 +97,8 @@ class SignInThrottled(SignInRefused):
 def _sign_in_limits() -> tuple[int, dt.timedelta]:
     """``RUNLEDGER_SIGNIN_MAX_FAILURES`` (default 5) failures within ``RUNLEDGER_SIGNIN_LOCK_MINUTES``
     (default 15) lock that member name until the oldest of them is that old."""
-    return (int(os.environ.get("RUNLEDGER_SIGNIN_MAX_FAILURES", "5")),
-            dt.timedelta(minutes=float(os.environ.get("RUNLEDGER_SIGNIN_LOCK_MINUTES", "15"))))
+    return (int(number_from_env("RUNLEDGER_SIGNIN_MAX_FAILURES", 5, "failures", whole=True)),
+            dt.timedelta(minutes=number_from_env("RUNLEDGER_SIGNIN_LOCK_MINUTES", 15, "minutes")))
 
 
 def sign_in(ws: Workspace, member_id: str, password: str, channel: str = "web") -> Actor:

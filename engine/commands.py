@@ -204,6 +204,7 @@ def approve_item(engine: "Engine", actor: Actor, item_id: str) -> str:
             raise AlreadyDone(f"The approval of {item_id} was already decided; reload to see how.")
         taken = item_store.claim_items(tx, [item_id], (AWAITING_APPROVAL,))
         tx.audit(actor.audit_name, "item.approved", "run_item", item_id, {"run_id": run["run_id"]})
+        settle_run_status(tx, run["run_id"], actor.audit_name)  # its counts: the item is in flight now
     engine.executor.process_items(_run(engine, run["run_id"]), taken, actor.audit_name)
     with engine.ws.read() as conn:
         return item_store.read_item(conn, item_id)["outcome"]

@@ -28,6 +28,7 @@ from engine.batching import Batch, Reads, Settlement, gc_paused
 from engine.catalog import DefinitionCatalog
 from engine.clock import Clock
 from engine.definitions import Definition
+from engine.resume import WorkRegistry
 from engine.statemachine import (AWAITING_APPROVAL, DETERMINISTIC, IDEMPOTENT_REPLAY, IN_FLIGHT, ITEM_FAILED,
                                  SKIPPED, SUCCEEDED, TRANSIENT, check_item_transition)
 from engine.status import settle_run_status
@@ -37,13 +38,12 @@ from store import runs as run_store
 from store.audit import json_encoder
 from store.bulk import same
 from store.matching import check_subjects, iter_match_subjects
-
-MATCH_CHUNK = 10_000  # subjects matched (and their items appended) at a time
 from store.records import insert_idempotency, insert_records, read_idempotency
 from store.registers import REGISTERS
 from store.workspace import Tx, Workspace
 
 log = logging.getLogger("runledger.executor")
+MATCH_CHUNK = 10_000  # subjects matched (and their items appended) at a time
 
 # == json.dumps(v, sort_keys=True[, default=str]), which builds a new encoder per call; built once.
 _dumps_sorted = json_encoder(sort_keys=True)
@@ -94,12 +94,17 @@ class Executor:
         self.ws, self.clock, self.catalog, self.actioners, self.ctx = ws, clock, catalog, actioners, ctx
         self.batch_max, self.batch_target_seconds = batch_max, batch_target_seconds
         self.calls = TimedCalls(ws, ctx)  # actioners that reach outside the process, under a timeout
+        self.work = WorkRegistry()  # the runs threads of this process are working on (engine.resume)
         # id(actioner) → (actioner, whether it acts in process, the register its records go to)
         self._actioners: dict[int, tuple[Any, bool, str | None]] = {}
 
     # --- matching -----------------------------------------------------------------------------------
     def match_run(self, run_id: str, actor: str) -> None:
         """Select the subjects, create one pending item per subject and action, start the run."""
+        with self.work.holding(run_id):
+            self._match_run(run_id, actor)
+
+    def _match_run(self, run_id: str, actor: str) -> None:
         with self.ws.read() as conn:
             run = run_store.read_run(conn, run_id)
             assert run is not None
@@ -190,6 +195,10 @@ class Executor:
         A batch's settlement and the claim of the next batch share one transaction, so a batch costs
         one commit; no batch is claimed once the run has a cancel request or a run-level failure.
         """
+        with self.work.holding(run_id):
+            self._execute_run(run_id, actor)
+
+    def _execute_run(self, run_id: str, actor: str) -> None:
         size, last, started = min(16, self.batch_max), 0, self.clock.now()
 
         def claim(tx: Tx) -> Batch:
@@ -220,9 +229,10 @@ class Executor:
     def process_items(self, run: dict[str, Any], batch: list[dict[str, Any]], actor: str) -> None:
         """Act on claimed (in-flight) items and settle them in one transaction."""
         if batch:
-            d = self.catalog.get(run["definition_id"], run["definition_version"])
-            s = self._act_on(run, d, item_store.as_claimed_columns(batch), actor)
-            self._commit(run["run_id"], s, actor, None)
+            with self.work.holding(run["run_id"]):
+                d = self.catalog.get(run["definition_id"], run["definition_version"])
+                s = self._act_on(run, d, item_store.as_claimed_columns(batch), actor)
+                self._commit(run["run_id"], s, actor, None)
 
     def _act_on(self, run: dict[str, Any], d: Definition, batch: Batch, actor: str, fresh: bool = False
                 ) -> Settlement:
@@ -264,8 +274,9 @@ class Executor:
             # The transaction was rolled back whole: the batch's items are still in flight, with nothing of
             # this attempt recorded. Say so where an operator looks; the caller gets the error itself.
             log.error("run %s: the outcomes of %d items could not be saved: %s Meanwhile they stay in flight "
-                      "and recovery finishes them, replaying each with its idempotency key.",
-                      run_id, len(s.update_rows), exc)
+                      "and the engine finishes them once the workspace can be written again (a live engine "
+                      "tries every RUNLEDGER_RESUME_SECONDS, a starting one at once), replaying each with its "
+                      "idempotency key.", run_id, len(s.update_rows), exc)
             raise
 
     def _settle(self, run: dict[str, Any], d: Definition, batch: Batch, reads: Reads, actor: str) -> Settlement:

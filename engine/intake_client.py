@@ -17,12 +17,15 @@ from typing import Any, Callable
 
 from engine.intake import SIGNATURE_HEADER, TIMESTAMP_HEADER, discovery_path, sign
 from engine.operations import BadRequest, params_from_args
+from engine.settings import number_from_env
 from store.errors import WorkspaceHeld
 
 FORWARDABLE = {"emit", "signal", "fire", "retry", "cancel", "approve", "dismiss"}
 CONNECT_TIMEOUT_SECONDS = 3.0
-# A forwarded command runs to the end before the engine answers (a retry of many items may take a while).
-ANSWER_TIMEOUT_SECONDS = float(os.environ.get("RUNLEDGER_INTAKE_TIMEOUT", "600"))
+def answer_timeout_seconds() -> float:
+    """A forwarded command runs to the end before the engine answers (a retry of many items may take a
+    while): how long the CLI waits for that answer."""
+    return number_from_env("RUNLEDGER_INTAKE_TIMEOUT", 600, "seconds")
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
 
@@ -59,7 +62,7 @@ def _connect_host(host: str) -> str:
 
 
 def post_signed(host: str, port: int, path: str, secret: str, body: bytes,
-                timeout: float = ANSWER_TIMEOUT_SECONDS) -> tuple[int, bytes]:
+                timeout: float | None = None) -> tuple[int, bytes]:
     """POST a signed body; returns (HTTP status, response body). EngineUnreachable: nothing was sent."""
     ts = str(int(time.time()))
     headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: ts,
@@ -70,7 +73,7 @@ def post_signed(host: str, port: int, path: str, secret: str, body: bytes,
             conn.connect()
         except OSError as exc:
             raise EngineUnreachable(str(exc)) from exc
-        conn.sock.settimeout(timeout)
+        conn.sock.settimeout(answer_timeout_seconds() if timeout is None else timeout)
         conn.request("POST", path, body, headers)
         resp = conn.getresponse()
         return resp.status, resp.read()
@@ -102,7 +105,7 @@ def forward_if_possible(args: argparse.Namespace, held: WorkspaceHeld, out: Call
         return None
     except TimeoutError:
         out(f"error: the engine (PID {info['pid']}) took the command but gave no answer within "
-            f"{ANSWER_TIMEOUT_SECONDS:.0f} s; it may still complete — look at the run before repeating it.")
+            f"{answer_timeout_seconds():.0f} s; it may still complete — look at the run before repeating it.")
         return EXIT_REFUSED
     except (OSError, http.client.HTTPException) as exc:
         out(f"error: the exchange with the engine (PID {info['pid']}) broke off ({exc}); the command may or "

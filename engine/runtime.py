@@ -23,9 +23,11 @@ from engine.clock import Clock, SystemClock
 from engine.definitions import LoadReport
 from engine.executor import Executor
 from engine.intake import start_intake
+from engine.resume import is_interrupted, resume_every_seconds
 from engine.status import settle_run_status
 from store import items as item_store
 from store import runs as run_store
+from store.errors import WriteFailed
 from store.registers import record_trigger_event
 from store.workspace import Workspace
 
@@ -91,13 +93,22 @@ class Engine:
                 events = run_store.read_undispatched_events(conn)
             for event in events:
                 actor = self._trigger_actor(event)
-                with self.ws.transaction() as tx:
-                    for d, version in self.catalog.listeners(event):
-                        run_id = run_store.create_run(tx, definition_id=d.id, definition_version=version,
-                                                      event=event, actor=actor)
-                        if run_id:
-                            started.append((run_id, actor))
-                    run_store.mark_event_dispatched(tx, event["event_id"])
+                created: list[str] = []
+                try:
+                    with self.ws.transaction() as tx:
+                        for d, version in self.catalog.listeners(event):
+                            run_id = run_store.create_run(tx, definition_id=d.id, definition_version=version,
+                                                          event=event, actor=actor)
+                            if run_id:
+                                # Held from before it exists for others until its work is done: a run
+                                # between its creation and its matching is not interrupted work.
+                                self.executor.work.hold([run_id])
+                                created.append(run_id)
+                        run_store.mark_event_dispatched(tx, event["event_id"])
+                except BaseException:
+                    self.executor.work.release(created)
+                    raise
+                started += [(run_id, actor) for run_id in created]
         if background and started:
             worker = threading.Thread(target=self._execute_started, args=(started,), daemon=True,
                                       name="runledger-run-now")
@@ -108,9 +119,18 @@ class Engine:
         return [r for r, _ in started]
 
     def _execute_started(self, started: list[tuple[str, str]]) -> None:
-        for run_id, actor in started:
-            self.executor.match_run(run_id, actor)
-            self.executor.execute_run(run_id, actor)
+        """Match and execute each created run, releasing the hold ``dispatch_events`` took on it (all of
+        them, even if one fails: the others are then work nobody holds, which resuming finishes)."""
+        try:
+            for n, (run_id, actor) in enumerate(started):
+                try:
+                    self.executor.match_run(run_id, actor)
+                    self.executor.execute_run(run_id, actor)
+                finally:
+                    self.executor.work.release([run_id])
+        except BaseException:
+            self.executor.work.release(r for r, _ in started[n + 1:])
+            raise
 
     @staticmethod
     def _trigger_actor(event: dict[str, Any]) -> str:
@@ -131,6 +151,8 @@ class Engine:
             for item in taken:
                 tx.audit(actor, "item.retry_started", "run_item", item["item_id"],
                          {"run_id": item["run_id"], "attempt": item["attempts"] + 1})
+            for run_id in dict.fromkeys(item["run_id"] for item in taken):
+                settle_run_status(tx, run_id, actor)  # its counts: these items are in flight, not failed
         by_run: dict[str, list[dict[str, Any]]] = {}
         for item in taken:
             by_run.setdefault(item["run_id"], []).append(item)
@@ -142,7 +164,6 @@ class Engine:
 
     def recover(self) -> list[str]:
         """Finish runs a crash interrupted: replay in-flight items with their keys, then go on."""
-        actor = "engine:recovery"
         recovered = []
         with self.ws.read() as conn:
             open_runs = run_store.read_open_runs(conn)
@@ -152,8 +173,48 @@ class Engine:
             if run["started_at"] is not None and not counts.get("pending") and not counts.get("in-flight"):
                 continue  # waiting on approvals or scheduled retries: nothing was interrupted
             recovered.append(run["run_id"])
+            self._recover_run(run, "engine:recovery", "run.recovery_started")
+        self.dispatch_events()
+        return recovered
+
+    def resume_interrupted(self) -> list[str]:
+        """Finish the open runs nobody in this process is working on any more (``engine.resume``): those
+        a failed write stopped, once the workspace can be written again. A live engine does this every
+        ``RUNLEDGER_RESUME_SECONDS``; a failure to write again leaves them for the next time."""
+        resumed = []
+        with self.ws.read() as conn:
+            open_runs = run_store.read_open_runs(conn)
+        for run in open_runs:
+            run_id = run["run_id"]
+            with self.ws.read() as conn:
+                last_written = item_store.read_unfinished_written_at(conn, run_id)
+            if not is_interrupted(self.executor.work.is_held(run_id), run["started_at"] is not None,
+                                  last_written, self.ws.now()):
+                continue
+            with self.executor.work.holding(run_id):
+                if not self._still_open(run_id):
+                    continue
+                log.warning("run %s: resuming work that stopped unfinished (a write that failed earlier); "
+                            "in-flight items are replayed with their idempotency keys", run_id)
+                try:
+                    self._recover_run(run, "engine:resume", "run.resumed")
+                except WriteFailed as exc:  # nothing of the attempt was saved; the next round tries again
+                    log.error("run %s: still cannot be resumed: %s It is tried again in %g s.", run_id, exc,
+                              resume_every_seconds())
+                    continue
+                resumed.append(run_id)
+        return resumed
+
+    def _still_open(self, run_id: str) -> bool:
+        with self.ws.read() as conn:
+            run = run_store.read_run(conn, run_id)
+        return run is not None and run["status"] in ("pending", "running")
+
+    def _recover_run(self, run: dict[str, Any], actor: str, event: str) -> None:
+        """Match the run if it never was, replay its in-flight items, work its pending ones, settle it."""
+        with self.executor.work.holding(run["run_id"]):
             with self.ws.transaction() as tx:
-                tx.audit(actor, "run.recovery_started", "run", run["run_id"], {"status": run["status"]})
+                tx.audit(actor, event, "run", run["run_id"], {"status": run["status"]})
             if run["started_at"] is None and not run["failure_cause"]:
                 self.executor.match_run(run["run_id"], actor)
             with self.ws.read() as conn:
@@ -164,8 +225,6 @@ class Engine:
             self.executor.execute_run(run["run_id"], actor)
             with self.ws.transaction() as tx:
                 settle_run_status(tx, run["run_id"], actor)
-        self.dispatch_events()
-        return recovered
 
     # --- live mode ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -178,6 +237,8 @@ class Engine:
                                                                           "max_instances": 1})
         self.scheduler.add_job(self.dispatch_events, "interval", seconds=2, id="dispatch-events")
         self.scheduler.add_job(self.process_due_retries, "interval", seconds=5, id="due-retries")
+        self.scheduler.add_job(self.resume_interrupted, "interval", seconds=resume_every_seconds(),
+                               id="resume-interrupted")
         self.reschedule()
         self.scheduler.start()
         self.intake = start_intake(self, self.intake_port)

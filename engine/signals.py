@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 from store.intake import read_source
@@ -58,6 +59,22 @@ def parse_payload(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+# C0 controls but tab, newline and carriage return; DEL; C1 controls: invisible, some drive terminals.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Bidirectional embeddings, overrides and isolates: they make text read other than its characters are.
+_DIRECTION = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
+
+
+def _check_plain_text(name: str, value: str) -> None:
+    """A register row is evidence: its text must show what it holds, the same on every page and export."""
+    if (m := _CONTROL.search(value)) is not None:
+        raise SignalRejected(f"field '{name}' holds a control character (U+{ord(m.group()):04X}) at position "
+                             f"{m.start() + 1}; send plain text")
+    if (m := _DIRECTION.search(value)) is not None:
+        raise SignalRejected(f"field '{name}' holds a text-direction control (U+{ord(m.group()):04X}) at "
+                             f"position {m.start() + 1}, which would show it other than it is; send plain text")
+
+
 def validate_fields(register: str, payload: dict[str, Any]) -> dict[str, Any]:
     spec = SIGNAL_FIELDS[register]
     unknown = sorted(set(payload) - set(spec))
@@ -80,6 +97,8 @@ def validate_fields(register: str, payload: dict[str, Any]) -> dict[str, Any]:
                 raise SignalRejected(f"field '{name}' must be a date like 2026-09-30, got {value!r}") from None
         elif not isinstance(value, typ) or (isinstance(value, str) and not value.strip()):
             raise SignalRejected(f"field '{name}' must be non-empty {TYPE_WORDS[typ]}, got {value!r}")
+        else:
+            _check_plain_text(name, value)
         row[name] = value
     return row
 

@@ -13,7 +13,7 @@ import streamlit as st
 from store.run_queries import BadCursor, count_outcomes_for_runs, count_runs_by_status, read_definition_ids, \
     read_runs_page
 from ui.colors import STATUS_MARKS
-from ui.links import RUN_SORTS, RunsView, parse_runs_view, query_params_dict, run_link, runs_link
+from ui.links import RUN_SORTS, parse_runs_view, query_params_dict, run_link, runs_link
 from ui.periods import PERIODS
 from ui.run_views import KNOWN_OUTCOMES, KNOWN_STATUSES, highlight_attention, run_filter, run_sort, runs_frame
 from ui.runtime import current_engine

@@ -113,6 +113,13 @@ def claim_items(tx: Tx, item_ids: Sequence[str], from_outcomes: Sequence[str]) -
     return taken
 
 
+def read_unfinished_written_at(conn: sa.Connection, run_id: str) -> dt.datetime | None:
+    """When the run's pending and in-flight items were last written (None if it has none): how a live
+    engine tells an interrupted run from one being worked (``engine.resume``)."""
+    return conn.execute(sa.select(sa.func.max(run_items.c.updated_at)).where(
+        run_items.c.run_id == run_id, run_items.c.outcome.in_((ITEM_PENDING, IN_FLIGHT)))).scalar()
+
+
 def read_in_flight_items(conn: sa.Connection, run_id: str) -> list[dict[str, Any]]:
     return read_items(conn, run_id, IN_FLIGHT)
 

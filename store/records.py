@@ -17,6 +17,29 @@ RECORD_TABLES: dict[str, sa.Table] = {
 }
 
 
+def field_value_types(table: sa.Table) -> dict[str, tuple[tuple[type, ...], str]]:
+    """For each column, the exact Python types a value written to it may have, and how to say so.
+
+    Exact: a bool is not a number here, nor a timestamp a date, nor a dict text — the database would
+    cast any of them silently into something the writer did not mean."""
+    out: dict[str, tuple[tuple[type, ...], str]] = {}
+    for col in table.columns:
+        t = col.type
+        if isinstance(t, sa.DateTime):
+            out[col.name] = (dt.datetime,), "a timestamp"
+        elif isinstance(t, sa.Date):
+            out[col.name] = (dt.date,), "a date"
+        elif isinstance(t, sa.Boolean):
+            out[col.name] = (bool,), "true or false"
+        elif isinstance(t, sa.Integer):
+            out[col.name] = (int,), "an integer"
+        elif isinstance(t, sa.Float):
+            out[col.name] = (int, float), "a number"
+        else:
+            out[col.name] = (str,), "text"
+    return out
+
+
 def insert_records(tx: Tx, module: str, rows: Sequence[dict[str, Any]]) -> None:
     append_rows(tx, RECORD_TABLES[module], rows)
 

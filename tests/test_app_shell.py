@@ -41,7 +41,7 @@ def test_sign_out_ends_the_session_and_is_audited(app_workspace: str) -> None:
 
 def test_an_idle_session_expires(app_workspace: str, monkeypatch: pytest.MonkeyPatch) -> None:
     at = open_app("auditor")
-    monkeypatch.setenv("RUNLEDGER_SESSION_IDLE_MINUTES", "0")
+    monkeypatch.setenv("RUNLEDGER_SESSION_IDLE_MINUTES", "0.0001")
     at.run()
     assert "session expired" in at.info[0].value
     assert _audit("member.signed_out")[-1]["payload"] == '{"reason":"session expired"}'

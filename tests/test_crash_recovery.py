@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
-import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import duckdb
 import pytest
 import sqlalchemy as sa
+from line_process import LineProcess
 
 from store.audit import verify_audit_chain
 
@@ -30,27 +28,17 @@ DRIVER = Path(__file__).with_name("crash_driver.py")
 SUBJECTS = 3000
 
 
-class Driver:
+class Driver(LineProcess):
     """One driver process whose stdout lines arrive on a queue (so waiting for one can time out)."""
 
     def __init__(self, tmp_path: Path, mode: str) -> None:
-        self.log = open(tmp_path / f"driver-{mode}-{os.getpid()}-{id(self)}.stderr", "w+")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(DRIVER), "--db", str(tmp_path / "ws.duckdb"), "--defs", str(tmp_path / "defs"),
-             "--mode", mode, "--subjects", str(SUBJECTS)],
-            stdout=subprocess.PIPE, stderr=self.log, text=True, bufsize=1)
-        self.lines: queue.Queue[str | None] = queue.Queue()
+        super().__init__([sys.executable, str(DRIVER), "--db", str(tmp_path / "ws.duckdb"), "--defs",
+                          str(tmp_path / "defs"), "--mode", mode, "--subjects", str(SUBJECTS)],
+                         tmp_path / f"driver-{mode}-{os.getpid()}-{id(self)}.stderr")
         self.seen: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
 
     def _next(self, timeout: float = 60) -> str | None:
-        line = self.lines.get(timeout=timeout)
+        line = self.next_line(timeout)
         if line is not None:
             self.seen.append(line)
         return line
@@ -63,21 +51,16 @@ class Driver:
                 assert self.proc.wait(30) == -signal.SIGKILL
                 return
         self.proc.wait(30)
-        pytest.fail(f"the driver ended before saying {line_wanted!r}: {self.seen[-5:]}\n{self._stderr()}")
+        pytest.fail(f"the driver ended before saying {line_wanted!r}: {self.seen[-5:]}\n{self.stderr_tail()}")
 
     def finish(self) -> dict:
         while (line := self._next()) is not None:
             pass
         rc = self.proc.wait(60)
-        assert rc == 0, f"driver exited {rc}: {self.seen[-5:]}\n{self._stderr()}"
+        assert rc == 0, f"driver exited {rc}: {self.seen[-5:]}\n{self.stderr_tail()}"
         done = [line for line in self.seen if line.startswith("done ")]
         assert done, self.seen[-5:]
         return json.loads(done[-1].removeprefix("done "))
-
-    def _stderr(self) -> str:
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read()[-3000:]
 
 
 def check_workspace(db: Path) -> dict:

@@ -130,3 +130,29 @@ def test_an_older_workspace_gets_its_counts_on_open(demo_quarter_path: str, tmp_
             assert conn.execute(sa.text("SELECT sum(failed_attempts) FROM run_failure_causes")).scalar() == 18
     finally:
         ws.close()
+
+
+def test_counts_equal_the_items_while_a_retried_or_approved_item_acts(make_engine) -> None:  # noqa: ANN001
+    """Taking a failed item (an automatic retry) or a held one (an approval) into flight moves it from one
+    count column to another. The counts must follow in that claim's own transaction: a process killed while
+    the item acts would otherwise leave a run whose counts say failed or awaiting for an item in flight
+    (found by the kill-anywhere harness, tests/faults/test_kill_anywhere.py)."""
+    seen: list[tuple[str, list[str]]] = []
+
+    class Observing(FailsTransiently):
+        def before(self, req, ctx) -> None:  # noqa: ANN001
+            seen.append((req.definition_id, mismatches(engine)))  # the item is in flight, its claim committed
+            super().before(req, ctx)
+
+    engine = make_engine({"d": finding_definition("d", retry="max_attempts: 2, backoff_seconds: 0"),
+                          "gated": finding_definition("gated", approval=True)},
+                         accounts=2, actioners={"findings.create": Observing({"ACC-001": 1})})
+    run_id = fire_one(engine, "d")
+    assert counts(engine, run_id) == {"items_succeeded": 1, "items_failed": 1}
+    gated = fire_one(engine, "gated")
+    seen.clear()
+    assert engine.process_due_retries() == 1
+    waiting = sorted(i["item_id"] for i in items_of(engine, gated).values())
+    assert commands.approve_item(engine, load_actor(engine.ws, "sigrid"), waiting[0]) == "succeeded"
+    assert seen == [("d", []), ("gated", [])]
+    assert counts(engine, run_id) == {"items_succeeded": 2} and not mismatches(engine)

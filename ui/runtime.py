@@ -7,6 +7,7 @@ import os
 import streamlit as st
 
 from engine.runtime import Engine
+from engine.settings import number_from_env
 from store.workspace import Workspace, resolve_workspace_path
 
 
@@ -21,7 +22,8 @@ def open_engine() -> Engine:
     engine = Engine(Workspace(resolve_workspace_path()),
                     definitions_dir=os.environ.get("RUNLEDGER_DEFINITIONS", "definitions"),
                     # A slow messaging system, as some members' integrations are (seconds per delivery).
-                    messaging_latency=float(os.environ.get("RUNLEDGER_MESSAGING_LATENCY_SECONDS", "0")))
+                    messaging_latency=number_from_env("RUNLEDGER_MESSAGING_LATENCY_SECONDS", 0, "seconds",
+                                                      allow_zero=True))
     if os.environ.get("RUNLEDGER_ENGINE_LIVE", "1") != "0":  # tests may drive the engine themselves
         engine.start()
     else:

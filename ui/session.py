@@ -13,7 +13,6 @@ it and resumes the same session, with the same expiry.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import secrets
 import threading
 import time
@@ -23,6 +22,7 @@ import streamlit as st
 
 from engine.authz import Actor, UnknownMember, load_actor, sign_in, sign_out
 from engine.runtime import Engine
+from engine.settings import number_from_env
 
 _KEY = "runledger_session"
 COOKIE = "runledger_session"
@@ -43,11 +43,11 @@ def _store() -> _SessionStore:
 
 
 def _idle_limit() -> float:
-    return float(os.environ.get("RUNLEDGER_SESSION_IDLE_MINUTES", "30")) * 60
+    return number_from_env("RUNLEDGER_SESSION_IDLE_MINUTES", 30, "minutes") * 60
 
 
 def _max_age() -> float:
-    return float(os.environ.get("RUNLEDGER_SESSION_MAX_HOURS", "12")) * 3600
+    return number_from_env("RUNLEDGER_SESSION_MAX_HOURS", 12, "hours") * 3600
 
 
 def start_session(engine: Engine, member_id: str, password: str) -> Actor:

@@ -69,6 +69,14 @@ BAD_SIGNALS: dict[str, tuple[str, Any, str]] = {  # name → (source, payload, e
                         "field 'effective_date' must be a date like 2026-09-30, got 20261201"),
     "a field twice": ("regulator-feed", '{"reference": "R-1", "regulator": "NCUA", "title": "T", "reference": "R-2"}',
                       "payload names the field 'reference' more than once; send each field once"),
+    "a NUL in text": ("regulator-feed", json.dumps({**GOOD, "title": "Overdraft\u0000 rule"}),
+                      "field 'title' holds a control character (U+0000) at position 10; send plain text"),
+    "a terminal escape in text": ("regulator-feed", json.dumps({**GOOD, "regulator": "\u001b[31mNCUA"}),
+                                  "field 'regulator' holds a control character (U+001B) at position 1; "
+                                  "send plain text"),
+    "a direction override in text": ("regulator-feed", json.dumps({**GOOD, "reference": "NCUA-\u202e41-6202"}),
+                                     "field 'reference' holds a text-direction control (U+202E) at position 6, "
+                                     "which would show it other than it is; send plain text"),
 }
 
 

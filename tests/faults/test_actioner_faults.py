@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from conftest import (LosesResponse, WrappedActioner, actor, attempts_of, audit_of, finding_definition, fire_one,
                       items_of, run_of, scalar)
+from invariants import assert_consistent
 
 from engine import commands
 from engine.actioners.base import ActionContext, ActionRequest, CreatedRecord
@@ -23,26 +24,6 @@ TIMEOUT = 0.3  # seconds: the executor's wait for an actioner in these tests
 @pytest.fixture(autouse=True)
 def short_action_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNLEDGER_ACTION_TIMEOUT_SECONDS", str(TIMEOUT))
-
-
-def assert_consistent(engine: Any) -> None:
-    """Nothing half-applied: every success has its one record and ledger entry and nothing else does;
-    every attempt has its row and its audit entry; the audit chain is intact."""
-    assert scalar(engine, "SELECT count(*) FROM run_items WHERE outcome IN ('pending', 'in-flight')") == 0
-    done = scalar(engine, "SELECT count(*) FROM run_items WHERE outcome IN ('succeeded', 'idempotent-replay')")
-    assert scalar(engine, "SELECT count(*) FROM findings") == done
-    assert scalar(engine, "SELECT count(*) FROM idempotency_records") == done
-    assert scalar(engine, "SELECT count(*) FROM run_items i WHERE outcome IN ('succeeded', 'idempotent-replay') "
-                          "AND NOT EXISTS (SELECT 1 FROM findings f WHERE 'findings:' || f.finding_id = "
-                          "i.record_ref)") == 0
-    assert scalar(engine, "SELECT count(*) FROM run_items WHERE outcome NOT IN ('succeeded', 'idempotent-replay') "
-                          "AND record_ref IS NOT NULL") == 0
-    assert scalar(engine, "SELECT count(*) FROM run_items i WHERE attempts <> "
-                          "(SELECT count(*) FROM item_attempts a WHERE a.item_id = i.item_id)") == 0
-    assert scalar(engine, "SELECT count(*) FROM audit_log WHERE event IN ('item.succeeded', 'item.failed', "
-                          "'item.replayed')") == scalar(engine, "SELECT count(*) FROM item_attempts")
-    verdict = engine.ws.verify_audit()
-    assert verdict.intact, verdict.problem
 
 
 # --- scripted actioners ----------------------------------------------------------------------------
@@ -134,7 +115,7 @@ def test_a_hanging_actioner_times_out_as_a_transient_failure_and_the_run_goes_on
         [entry] = audit_of(engine, "item.failed", hung["item_id"])
         assert entry["payload"]["cause"] == hung["failure_cause"] and entry["payload"]["failure_class"] == "transient"
         assert run_of(engine, run_id)["status"] == "completed-with-failures"
-        assert_consistent(engine)
+        assert_consistent(engine, at_rest=True)
     finally:
         act.release.set()
     _wait_until(lambda: audit_of(engine, "item.late_answer_recorded"))  # let the late call finish
@@ -167,7 +148,7 @@ def test_a_timed_out_call_that_answers_late_is_replayed_by_the_retry_never_repea
         [(1, "failed", "schedule:d"), (2, "idempotent-replay", "engine:retry-policy")]
     assert scalar(engine, "SELECT count(*) FROM findings WHERE source_item_id = :i", i=item["item_id"]) == 1
     assert run_of(engine, run_id)["status"] == "completed"
-    assert_consistent(engine)
+    assert_consistent(engine, at_rest=True)
 
 
 def test_a_retry_while_the_timed_out_call_still_hangs_does_not_call_again(make_engine) -> None:
@@ -190,7 +171,7 @@ def test_a_retry_while_the_timed_out_call_still_hangs_does_not_call_again(make_e
     assert commands.retry_item(engine, sigrid, item_id) == "idempotent-replay"
     assert len(act.calls) == 1
     assert [a["outcome"] for a in attempts_of(engine, item_id)] == ["failed", "failed", "idempotent-replay"]
-    assert_consistent(engine)
+    assert_consistent(engine, at_rest=True)
 
 
 def test_a_late_call_that_fails_records_nothing_and_the_retry_acts(make_engine) -> None:
@@ -212,7 +193,7 @@ def test_a_late_call_that_fails_records_nothing_and_the_retry_acts(make_engine) 
     assert engine.process_due_retries() == 1
     item = items_of(engine, run_id)["ACC-001"]
     assert item["outcome"] == "succeeded" and len(act.calls) == 2  # the first call never acted
-    assert_consistent(engine)
+    assert_consistent(engine, at_rest=True)
 
 
 # --- unexpected exceptions ---------------------------------------------------------------------------
@@ -234,7 +215,7 @@ def test_an_unexpected_exception_is_recorded_with_its_cause_and_the_engine_goes_
     with pytest.raises(commands.NotEligible, match="deterministically"):
         commands.retry_item(engine, actor(engine, "sigrid"), bad["item_id"])
     assert run_of(engine, run_id)["status"] == "completed-with-failures"
-    assert_consistent(engine)
+    assert_consistent(engine, at_rest=True)
 
 
 # --- garbage answers ---------------------------------------------------------------------------------
@@ -256,6 +237,11 @@ GARBAGE = {
                       "findings.create answered with fields the findings register does not have (colour)"),
     "missing-field": (lambda c: dataclasses.replace(c, row=c.row | {"owner": None}),
                       "findings.create answered with a record missing owner"),
+    "text-field-not-text": (lambda c: dataclasses.replace(c, row=c.row | {"title": {"nested": 1}}),
+                            "findings.create answered with a record whose title is a dict, not text"),
+    "timestamp-field-as-text": (lambda c: dataclasses.replace(c, row=c.row | {"created_at": "yesterday"}),
+                                "findings.create answered with a record whose created_at is a str, "
+                                "not a timestamp"),
 }
 
 
@@ -280,7 +266,7 @@ def test_a_garbage_answer_is_refused_and_recorded_and_the_rest_of_the_batch_is_w
     assert scalar(engine, "SELECT count(*) FROM findings WHERE source_item_id = :i", i=bad["item_id"]) == 0
     assert scalar(engine, "SELECT count(*) FROM idempotency_records WHERE item_id = :i", i=bad["item_id"]) == 0
     assert run_of(engine, run_id)["status"] == "completed-with-failures"
-    assert_consistent(engine)
+    assert_consistent(engine, at_rest=True)
 
 
 # --- a lost answer -----------------------------------------------------------------------------------
@@ -302,4 +288,4 @@ def test_an_answer_lost_after_acting_is_replayed_by_the_retry_while_the_others_s
     assert [e["event"] for e in audit_of(engine, entity_id=lost["item_id"]) if e["event"].startswith("item.")] == \
         ["item.failed", "item.retry_started", "item.replayed"]
     assert run_of(engine, run_id)["status"] == "completed"
-    assert_consistent(engine)
+    assert_consistent(engine, at_rest=True)

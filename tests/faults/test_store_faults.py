@@ -10,33 +10,19 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
 from conftest import FailsTransiently, finding_definition, fire_one, items_of, run_of, scalar
+from invariants import assert_consistent
 
 from store import items as item_store
 from store.errors import SchemaTooNew, WorkspaceUnreadable, WriteFailed
 from store.migrations import SCHEMA_VERSION
 from store.workspace import Workspace
-
-
-def assert_consistent(engine: Any) -> None:
-    """No record without its outcome and vice versa: successes, findings and ledger entries match one to
-    one; every item's attempts have their rows and their audit entries; the audit chain is intact."""
-    done = scalar(engine, "SELECT count(*) FROM run_items WHERE outcome IN ('succeeded', 'idempotent-replay')")
-    assert scalar(engine, "SELECT count(*) FROM findings") == done
-    assert scalar(engine, "SELECT count(*) FROM idempotency_records") == done
-    assert scalar(engine, "SELECT count(*) FROM run_items i WHERE outcome = 'succeeded' AND NOT EXISTS "
-                          "(SELECT 1 FROM findings f WHERE 'findings:' || f.finding_id = i.record_ref)") == 0
-    assert scalar(engine, "SELECT count(*) FROM run_items i WHERE attempts <> "
-                          "(SELECT count(*) FROM item_attempts a WHERE a.item_id = i.item_id)") == 0
-    assert scalar(engine, "SELECT count(*) FROM audit_log WHERE event IN ('item.succeeded', 'item.failed', "
-                          "'item.replayed')") == scalar(engine, "SELECT count(*) FROM item_attempts")
-    verdict = engine.ws.verify_audit()
-    assert verdict.intact, verdict.problem
 
 
 def _outcomes(engine: Any, run_id: str) -> dict[str, str]:
@@ -79,7 +65,7 @@ class WriteFault:
 def test_a_write_error_in_a_batch_leaves_it_unapplied_is_reported_and_recovery_finishes(
         make_engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, how: str) -> None:
     engine = make_engine({"d": finding_definition("d")}, accounts=5, batch_max=2)
-    fault = WriteFault(monkeypatch, 2, how, engine)
+    WriteFault(monkeypatch, 2, how, engine)
     with caplog.at_level(logging.ERROR, logger="runledger"), \
             pytest.raises(WriteFailed, match=r"^The workspace .*ws\.duckdb could not be written \(") as raised:
         fire_one(engine)
@@ -90,7 +76,8 @@ def test_a_write_error_in_a_batch_leaves_it_unapplied_is_reported_and_recovery_f
     # The engine says which run and how many items, in a sentence, and that recovery finishes them.
     [logged] = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert logged.getMessage().startswith(f"run {run_id}: the outcomes of 2 items could not be saved: {message}")
-    assert "they stay in flight and recovery finishes them" in logged.getMessage()
+    assert "they stay in flight and the engine finishes them once the workspace can be written again" \
+        in logged.getMessage()
 
     # The first batch is recorded whole; the second not at all (no record without its outcome, nor the
     # reverse); the rest were never claimed.
@@ -130,6 +117,105 @@ def test_a_write_error_in_a_retry_batch_leaves_the_item_retryable(make_engine, m
     assert (item["outcome"], item["attempts"]) == ("succeeded", 2)
     assert run_of(engine, run_id)["status"] == "completed"
     assert_consistent(engine)
+
+
+# --- resuming once the workspace can be written again ----------------------------------------------------
+def _stopped_by_a_failed_write(make_engine: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, str]:
+    """An engine whose run stopped with its second batch in flight, its third never claimed."""
+    engine = make_engine({"d": finding_definition("d")}, accounts=5, batch_max=2)
+    WriteFault(monkeypatch, 2, "commit", engine)
+    with pytest.raises(WriteFailed):
+        fire_one(engine)
+    [run_id] = [r for r, in engine.ws.engine.connect().exec_driver_sql("SELECT run_id FROM runs").all()]
+    return engine, run_id
+
+
+def test_a_live_engine_resumes_a_run_a_failed_write_stopped_once_it_can_write(make_engine, monkeypatch,
+                                                                              caplog) -> None:
+    engine, run_id = _stopped_by_a_failed_write(make_engine, monkeypatch)
+    monkeypatch.undo()  # the disk has room again
+    # Within the grace period the run may still be someone's work: left alone.
+    assert engine.resume_interrupted() == []
+    assert _outcomes(engine, run_id)["ACC-003"] == "in-flight"
+    engine.clock.sleep(61)
+    with caplog.at_level(logging.WARNING, logger="runledger"):
+        assert engine.resume_interrupted() == [run_id]
+    assert f"run {run_id}: resuming work that stopped unfinished" in caplog.text
+    assert set(_outcomes(engine, run_id).values()) == {"succeeded"}
+    assert scalar(engine, "SELECT count(DISTINCT source_item_id) FROM findings") == 5
+    assert scalar(engine, "SELECT max(attempts) FROM run_items") == 1
+    assert scalar(engine, "SELECT count(*) FROM audit_log WHERE event = 'run.resumed' AND actor = 'engine:resume' "
+                          "AND entity_id = :r", r=run_id) == 1
+    assert run_of(engine, run_id)["status"] == "completed"
+    assert engine.resume_interrupted() == []  # nothing left to resume
+    assert_consistent(engine)
+
+
+def test_the_live_engine_resumes_on_its_own_schedule(make_engine, monkeypatch) -> None:
+    monkeypatch.setenv("RUNLEDGER_INTAKE_PORT", "off")
+    monkeypatch.setenv("RUNLEDGER_RESUME_SECONDS", "0.2")
+    engine = make_engine({"d": finding_definition("d")}, accounts=5, batch_max=2)
+    engine.start()
+    try:
+        assert engine.scheduler.get_job("resume-interrupted").trigger.interval.total_seconds() == 0.2
+        with monkeypatch.context() as fault:
+            WriteFault(fault, 2, "commit", engine)
+            with pytest.raises(WriteFailed):
+                fire_one(engine)
+        [run_id] = [r for r, in engine.ws.engine.connect().exec_driver_sql("SELECT run_id FROM runs").all()]
+        engine.clock.sleep(61)
+        deadline = time.monotonic() + 15
+        while run_of(engine, run_id)["status"] == "running" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert run_of(engine, run_id)["status"] == "completed"
+    finally:
+        engine.shutdown()
+    assert_consistent(engine)
+
+
+def test_resuming_while_the_workspace_still_cannot_be_written_waits_for_the_next_round(
+        make_engine, monkeypatch, caplog) -> None:
+    engine, run_id = _stopped_by_a_failed_write(make_engine, monkeypatch)
+    monkeypatch.undo()
+    WriteFault(monkeypatch, 1, "commit", engine)  # the disk is still full when the first round comes
+    engine.clock.sleep(61)
+    with caplog.at_level(logging.ERROR, logger="runledger"):
+        assert engine.resume_interrupted() == []  # said, not raised: a scheduler job has no one to tell
+    assert f"run {run_id}: still cannot be resumed: The workspace" in caplog.text
+    assert "It is tried again in 30 s." in caplog.text
+    assert run_of(engine, run_id)["status"] == "running"
+    assert_consistent(engine)
+    monkeypatch.undo()
+    assert engine.resume_interrupted() == [run_id]
+    assert run_of(engine, run_id)["status"] == "completed"
+    assert_consistent(engine)
+
+
+def test_a_run_a_thread_of_this_process_holds_is_never_resumed(make_engine, monkeypatch) -> None:
+    engine, run_id = _stopped_by_a_failed_write(make_engine, monkeypatch)
+    monkeypatch.undo()
+    engine.clock.sleep(61)
+    engine.executor.work.hold([run_id])  # as a thread still acting on its items would
+    assert engine.resume_interrupted() == []
+    assert _outcomes(engine, run_id)["ACC-003"] == "in-flight"
+    engine.executor.work.release([run_id])
+    assert engine.resume_interrupted() == [run_id]
+
+
+def test_a_run_between_its_creation_and_its_matching_is_held(make_engine, monkeypatch) -> None:
+    """The dispatcher holds a run from its creation: the resume round must not match it a second time."""
+    engine = make_engine({"d": finding_definition("d")}, accounts=2)
+    seen: list[list[str]] = []
+    real = engine._execute_started
+
+    def execute_started(started: list[tuple[str, str]]) -> None:
+        seen.append(engine.resume_interrupted())  # a resume round lands between creation and matching
+        real(started)
+    monkeypatch.setattr(engine, "_execute_started", execute_started)
+    run_id = fire_one(engine)
+    assert seen == [[]]
+    assert run_of(engine, run_id)["status"] == "completed"
+    assert not engine.executor.work.is_held(run_id)
 
 
 # --- unreadable files ----------------------------------------------------------------------------------

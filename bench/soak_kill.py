@@ -1,0 +1,55 @@
+"""Soak the engine under SIGKILL: the kill-anywhere harness (tests/faults/kill_harness.py) for as many kills
+as asked, over fresh workspaces of ``--epoch-kills`` kills each, then the tally per kill category and the
+verdict of every invariant check. Stops at the first violation and exits 1 (that workspace is kept); stopped
+by hand (Ctrl-C), prints the tally so far and exits 2.
+
+    .venv/bin/python bench/soak_kill.py --kills 1000 --seed 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "faults")]
+
+from kill_harness import Tally, run_epoch  # noqa: E402
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--kills", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--epoch-kills", type=int, default=50, help="kills per workspace before a fresh one")
+    p.add_argument("--workdir", help="where the workspaces go (default: a new temporary directory)")
+    p.add_argument("--verbose", action="store_true", help="a line per kill")
+    a = p.parse_args()
+    workdir = Path(a.workdir or tempfile.mkdtemp(prefix="soak-kill-"))
+    rng, tally, epoch, interrupted = random.Random(a.seed), Tally(), 0, False
+    print(f"soak: {a.kills} kills, seed {a.seed}, {a.epoch_kills} per workspace, under {workdir}", flush=True)
+    try:
+        while sum(tally.kills.values()) < a.kills:
+            epoch += 1
+            before, started = sum(tally.kills.values()), time.monotonic()
+            ok = run_epoch(workdir / f"epoch-{epoch:03d}", min(a.epoch_kills, a.kills - before), rng, tally,
+                           say=(lambda line: print(line, flush=True)) if a.verbose else (lambda _: None))
+            print(f"epoch {epoch}: {sum(tally.kills.values()) - before} kills in {time.monotonic() - started:.0f} "
+                  f"s, {'ok' if ok else 'VIOLATED'} (total {sum(tally.kills.values())}/{a.kills})", flush=True)
+            if not ok:
+                break
+            shutil.rmtree(workdir / f"epoch-{epoch:03d}")
+    except KeyboardInterrupt:  # stopped by hand (SIGINT): the tally so far
+        print(f"interrupted during epoch {epoch}")
+        interrupted = True
+    print(tally.report())
+    return 1 if tally.violations else 2 if interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
