@@ -67,7 +67,9 @@ class Engine:
     # --- triggers -----------------------------------------------------------------------------------
     def fire(self, definition_id: str, fire_time: dt.datetime | None = None, kind: str = "schedule",
              actor_name: str | None = None, background: bool = False) -> list[str]:
-        """A schedule fire (or a member's run now): record its trigger event, then dispatch it."""
+        """A schedule fire (or a member's run now): record its trigger event, dispatch it, and return the
+        runs *that event* started — read back, as the scheduler's event poll may dispatch it first (and the
+        runs this call dispatches may include other events' runs)."""
         at = fire_time or self.clock.now()
         with self.ws.transaction() as tx:
             if kind == "schedule":
@@ -77,10 +79,12 @@ class Engine:
                 record_trigger_event(tx, kind="schedule", event_type="schedule.fired", source="scheduler",
                                      occurred_at=at, definition_id=definition_id, event_id=event_id)
             else:
-                record_trigger_event(tx, kind="manual", event_type="run.requested",
-                                     source=actor_name or "engine", occurred_at=at,
-                                     definition_id=definition_id)
-        return self.dispatch_events(background=background)
+                event_id = record_trigger_event(tx, kind="manual", event_type="run.requested",
+                                                source=actor_name or "engine", occurred_at=at,
+                                                definition_id=definition_id)
+        self.dispatch_events(background=background)
+        with self.ws.read() as conn:
+            return run_store.read_run_ids_for_event(conn, event_id)
 
     def dispatch_events(self, background: bool = False) -> list[str]:
         """Turn every undispatched trigger event into runs (one per listening definition) and run them.

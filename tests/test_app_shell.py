@@ -55,3 +55,13 @@ def test_a_shared_link_opens_its_view_after_sign_in(app_workspace: str) -> None:
     sign_in(at, "sigrid", "sigrid")
     assert at.query_params["id"] == ["RUN-000001"] or at.query_params["id"] == "RUN-000001"
     assert not any(b.label == "Sign in" for b in at.button)  # the run page itself, not the form
+
+
+def test_the_server_does_not_force_a_garbage_collection_after_every_script_run() -> None:
+    """Measured under load (bench/bench_load.py): the forced full collection after every script run held
+    the GIL for most of the server's time, stalling the engine and every session."""
+    import tomllib
+    from pathlib import Path
+
+    config = tomllib.loads((Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml").read_text())
+    assert config["runner"]["postScriptGC"] is False

@@ -472,3 +472,22 @@ def test_a_write_conflict_reaches_the_member_as_a_named_error_and_changes_nothin
     assert commands.retry_item(engine, actor(engine, "sigrid"), item_id) == "succeeded"
     assert [e["payload"]["attempt"] for e in audit_of(engine, "item.retried", item_id)] == [2]
     assert _assert_consistent(engine, run_id)["status"] == "completed"
+
+
+def test_run_now_names_its_run_when_the_event_poll_dispatched_it_first(make_engine, monkeypatch) -> None:
+    """The scheduler's event poll can take a "run now" event between its recording and the member's own
+    dispatch: the member must still be told which run started, not "no run started"."""
+    engine = make_engine({"d": finding_definition("d")}, accounts=2)
+    real = engine.dispatch_events
+
+    def poll_first(background: bool = False) -> list[str]:
+        poll = threading.Thread(target=real)  # the poll's thread wins the race and runs the run itself
+        poll.start()
+        poll.join()
+        return real(background=background)
+    monkeypatch.setattr(engine, "dispatch_events", poll_first)
+    started = engine.fire("d", kind="manual", actor_name="member:sigrid")
+    with engine.ws.read() as conn:
+        [run] = run_store.read_runs_table(conn)
+    assert started == [run["run_id"]]
+    assert run["status"] == "completed"
