@@ -95,8 +95,7 @@ class Executor:
         self.batch_max, self.batch_target_seconds = batch_max, batch_target_seconds
         self.calls = TimedCalls(ws, ctx)  # actioners that reach outside the process, under a timeout
         self.work = WorkRegistry()  # the runs threads of this process are working on (engine.resume)
-        # id(actioner) → (actioner, whether it acts in process, the register its records go to)
-        self._actioners: dict[int, tuple[Any, bool, str | None]] = {}
+        self._actioners: dict[int, tuple[Any, bool, str | None]] = {}  # id → (it, in process?, its register)
 
     # --- matching -----------------------------------------------------------------------------------
     def match_run(self, run_id: str, actor: str) -> None:
