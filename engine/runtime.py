@@ -123,18 +123,14 @@ class Engine:
         return [r for r, _ in started]
 
     def _execute_started(self, started: list[tuple[str, str]]) -> None:
-        """Match and execute each created run, releasing the hold ``dispatch_events`` took on it (all of
-        them, even if one fails: the others are then work nobody holds, which resuming finishes)."""
+        """Match and execute each created run, then release the holds ``dispatch_events`` took on them
+        (all of them, even if one fails: the others are then work nobody holds, which resuming finishes)."""
         try:
-            for n, (run_id, actor) in enumerate(started):
-                try:
-                    self.executor.match_run(run_id, actor)
-                    self.executor.execute_run(run_id, actor)
-                finally:
-                    self.executor.work.release([run_id])
-        except BaseException:
-            self.executor.work.release(r for r, _ in started[n + 1:])
-            raise
+            for run_id, actor in started:
+                self.executor.match_run(run_id, actor)
+                self.executor.execute_run(run_id, actor)
+        finally:
+            self.executor.work.release(r for r, _ in started)
 
     @staticmethod
     def _trigger_actor(event: dict[str, Any]) -> str:
