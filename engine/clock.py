@@ -22,6 +22,13 @@ class Clock(Protocol):
     def now(self) -> dt.datetime: ...
     def sleep(self, seconds: float) -> None: ...
 
+    def work_seconds(self) -> float:
+        """How much computing the calling thread has done so far, on this clock's scale.
+
+        Not ``now()``: a thread's elapsed time also counts the time it waited for the interpreter while
+        other threads (app sessions) ran, which says nothing about how much work it gave itself."""
+        ...
+
 
 class SystemClock:
     def now(self) -> dt.datetime:
@@ -30,6 +37,9 @@ class SystemClock:
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
             time.sleep(seconds)
+
+    def work_seconds(self) -> float:
+        return time.thread_time()
 
 
 class SimulatedClock:
@@ -46,6 +56,9 @@ class SimulatedClock:
 
     def now(self) -> dt.datetime:
         return self._now
+
+    def work_seconds(self) -> float:
+        return 0.0  # computing takes no simulated time: only sleeps (an integration's latency) move it
 
     def call_at(self, when: dt.datetime, callback: Callable[[], None]) -> None:
         with self._lock:

@@ -7,8 +7,8 @@ therefore loses at most in-flight work, which recovery replays with the same ide
 A batch is worked as columns from its claim to its write (``engine.batching``, ``store.bulk``): at
 100,000 items a run's cost is per-item Python and the database's own work, so the per-item path avoids
 every object, encoding and conversion it can (see bench/RESULTS.md). The batch size adapts so that a
-batch takes about ``batch_target_seconds``: large for fast in-process actioners, down to one item for
-slow integrations, so the per-item re-check of the condition really happens just before each action.
+batch costs about ``batch_target_seconds`` (``engine.batching.BatchSizer``): large for fast in-process
+actioners, down to one item for slow integrations, so the per-item re-check really precedes each action.
 
 An actioner that reaches outside the process is called under a timeout (``engine.action_calls``), and an
 answer that is not a record of the actioner's register (garbage) is refused item by item, before it could
@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 
 from engine.action_calls import NoAnswer, TimedCalls, check_created
 from engine.actioners.base import ActionContext, ActionFailed, ActionRequest, acts_in_process
-from engine.batching import Batch, Reads, Settlement, gc_paused
+from engine.batching import Batch, BatchSizer, Reads, Settlement, gc_paused
 from engine.catalog import DefinitionCatalog
 from engine.clock import Clock
 from engine.definitions import Definition
@@ -198,19 +198,13 @@ class Executor:
             self._execute_run(run_id, actor)
 
     def _execute_run(self, run_id: str, actor: str) -> None:
-        size, last, started = min(16, self.batch_max), 0, self.clock.now()
+        sizer, last, waited = BatchSizer(self.clock, self.batch_max, self.batch_target_seconds), 0, 0.0
 
         def claim(tx: Tx) -> Batch:
-            nonlocal size, started
-            took = (self.clock.now() - started).total_seconds()
-            if last and took < self.batch_target_seconds / 2:
-                size = min(self.batch_max, size * 2)
-            elif took > self.batch_target_seconds:
-                size = max(1, size // 2)
+            size = sizer.next_size(waited)
             run_now = run_store.read_run(tx.conn, run_id)
             if run_now is None or run_now["cancel_requested_at"] is not None or run_now["failure_cause"]:
                 return {}
-            started = self.clock.now()
             return item_store.claim_pending_item_columns(tx, run_id, size, after_position=last)
 
         with self.ws.transaction() as tx:
@@ -221,7 +215,9 @@ class Executor:
             d = self.catalog.get(run["definition_id"], run["definition_version"])
         while batch.get("item_id"):
             last = batch["position"][-1]
-            batch = self._commit(run_id, self._act_on(run, d, batch, actor, fresh=True), actor, claim)
+            settlement = self._act_on(run, d, batch, actor, fresh=True)
+            waited = settlement.waited_seconds
+            batch = self._commit(run_id, settlement, actor, claim)
         with self.ws.transaction() as tx:
             settle_run_status(tx, run_id, actor)
 
@@ -365,7 +361,11 @@ class Executor:
             if known[1]:
                 created = actioner.execute(request, self.ctx)
             else:
-                created = self.calls.call(actioner, request, action, ph, module, actor)
+                called = self.clock.now()
+                try:
+                    created = self.calls.call(actioner, request, action, ph, module, actor)
+                finally:
+                    s.waited_seconds += (self.clock.now() - called).total_seconds()
         except NoAnswer:
             return (ITEM_FAILED, None, f"{action} did not answer within {self.calls.timeout:g} s; if it acted "
                     "after all, a retry replays its record instead of acting again", TRANSIENT)
