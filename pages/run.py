@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import plotly.express as px
 import streamlit as st
 
 from engine.authz import PERMISSION_ROLES
@@ -10,10 +9,10 @@ from engine.reporting.bundle import build_run_bundle
 from engine.statemachine import TERMINAL_RUN_STATUSES
 from store.run_queries import count_items_by_action_and_outcome, read_entity_audit, read_items_page, \
     read_run_detail
-from ui.colors import OUTCOME_COLORS, STATUS_BADGES
+from ui.colors import STATUS_BADGES
 from ui.links import audit_link, definition_link, query_params_dict, run_link, runs_link
 from ui.run_actions import render_cancel, render_retry, show_last_result
-from ui.run_views import KNOWN_OUTCOMES, duration_seconds, items_frame
+from ui.run_views import KNOWN_OUTCOMES, breakdown_figure, duration_seconds, items_frame
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
 from ui.text import fmt_duration, fmt_time, md_escape, md_repr, pretty_json
@@ -66,11 +65,7 @@ def render_facts() -> dict[str, int]:
     st.subheader("Action breakdown")
     if breakdown:
         left, right = st.columns([3, 2])
-        fig = px.bar(breakdown, x="items", y="action", color="outcome", orientation="h",
-                     color_discrete_map=OUTCOME_COLORS, category_orders={"outcome": list(KNOWN_OUTCOMES)})
-        fig.update_layout(height=120 + 40 * len({b["action"] for b in breakdown}), margin=dict(t=10, b=10),
-                          legend_title_text="Outcome", xaxis_title="Items", yaxis_title=None)
-        left.plotly_chart(fig, config={"displayModeBar": False})
+        left.plotly_chart(breakdown_figure(breakdown), config={"displayModeBar": False})
         right.dataframe(breakdown, hide_index=True, width="stretch",
                         column_config={"action": "Action", "outcome": "Outcome", "items": "Items"})
     else:

@@ -93,7 +93,7 @@ if not rows:
 
 frame = runs_frame(rows, outcomes)
 event = st.dataframe(
-    frame.style.apply(highlight_attention, axis=1), hide_index=True, width="stretch",
+    frame.style.apply(highlight_attention, axis=None), hide_index=True, width="stretch",
     on_select="rerun", selection_mode="single-row", key="runs-table",
     column_config={
         "Run": st.column_config.LinkColumn("Run", display_text=r"run\?id=(.*)", help="Open the run"),
