@@ -89,7 +89,7 @@ def main() -> None:
     t = time.perf_counter()
     render_chart(CHARTS["outcome-trend"][1](analytics), "png", prov, "cold")
     cold = time.perf_counter() - t
-    print(f"\n| chart export | format | p50 ms | p95 ms | max ms |\n|---|---|---:|---:|---:|")
+    print("\n| chart export | format | p50 ms | p95 ms | max ms |\n|---|---|---:|---:|---:|")
     print(f"| outcome-trend (cold: starts the export server) | png | {cold * 1000:.0f} | | |")
     for name in ("outcome-trend", "failure-causes"):
         for fmt in ("png", "svg", "pdf"):

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import pytest
 import sqlalchemy as sa
 
 from engine.cli import main as cli_main
