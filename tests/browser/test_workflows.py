@@ -60,13 +60,13 @@ def test_sigrid_filters_the_demo_quarter(server: AppServer, page) -> None:  # no
 
 def test_a_completed_with_failures_run_and_its_failed_item(server: AppServer, page) -> None:  # noqa: ANN001
     run_id = open_run_of(page, server, "risk-escalation", "completed-with-failures")
-    assert main(page).get_by_text("completed-with-failures").first.is_visible()
+    main(page).get_by_text("completed-with-failures").first.wait_for()  # drawn after the heading: wait, not peek
     screenshot(page, "workflow-run-completed-with-failures")
     page.goto(f"{server.url}/run?id={run_id}&outcome=failed")
     item_id = cell_id(page, "item?id=")
     page.goto(f"{server.url}/item?id={item_id}")
     main(page).get_by_text("findings register refuses severity 'unrated'").first.wait_for()
-    assert main(page).get_by_text("failed deterministically").first.is_visible()  # and why no retry
+    main(page).get_by_text("failed deterministically").first.wait_for()  # and why no retry
     screenshot(page, "workflow-failed-item-deterministic")
 
 
@@ -144,5 +144,5 @@ def test_viewer_finds_retry_and_cancel_refused(server: AppServer, page) -> None:
     retry_all = main(page).get_by_role("button", name=re.compile(r"Retry all"))
     retry_all.wait_for()
     assert retry_all.is_disabled()
-    assert main(page).get_by_text("Retrying needs the operator role").is_visible()
+    main(page).get_by_text("Retrying needs the operator role").wait_for()
     screenshot(page, "workflow-viewer-refused")
