@@ -59,6 +59,9 @@ def test_sigrid_filters_the_demo_quarter(server: AppServer, page) -> None:  # no
 
 
 def test_a_completed_with_failures_run_and_its_failed_item(server: AppServer, page) -> None:  # noqa: ANN001
+    sign_in(page, server, "sigrid", path="?status=completed-with-failures&status=failed")
+    main(page).locator('[role="gridcell"]', has_text="completed-with-failures").first.wait_for(state="attached")
+    screenshot(page, "workflow-runs-needing-attention")  # highlighted rows: look at it
     run_id = open_run_of(page, server, "risk-escalation", "completed-with-failures")
     main(page).get_by_text("completed-with-failures").first.wait_for()  # drawn after the heading: wait, not peek
     screenshot(page, "workflow-run-completed-with-failures")
