@@ -30,9 +30,9 @@ def gc_paused(items: int) -> Iterator[None]:
     A large batch makes a few container objects per item that all live until it is written; their
     number alone triggers collections, full ones every batch or two, each walking the whole heap to
     free nothing (0.7–1 s of a 100,000-item run, measured). A large batch is a fast one (about half a
-    second of its own work, ``BatchSizer``; 1–2 s elapsed under 20 app sessions, whose script runs go on
-    allocating meanwhile: the server's peak RSS stayed 510–550 MB, bench/RESULTS.md "Load"); garbage is
-    collected as usual once no batch holds it. A small batch is left alone: it allocates little, and may be slow (one item through
+    second of its own work at most, ``BatchSizer``; 0.24 s elapsed on average solo, 0.36 s under 20 app
+    sessions whose script runs go on allocating meanwhile: the server's peak RSS stayed 510–550 MB,
+    bench/RESULTS.md "Load"), so the pause is short; garbage is collected as usual once no batch holds it. A small batch is left alone: it allocates little, and may be slow (one item through
     a slow integration) while the GC it would hold is the whole process's. Counted, so that batches of
     runs in two threads do not turn it back on under each other; if the GC was off before, it stays off.
     """
