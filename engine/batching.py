@@ -32,9 +32,10 @@ def gc_paused(items: int) -> Iterator[None]:
     free nothing (0.7–1 s of a 100,000-item run, measured). A large batch is a fast one (about half a
     second of its own work at most, ``BatchSizer``; 0.24 s elapsed on average solo, 0.36 s under 20 app
     sessions whose script runs go on allocating meanwhile: the server's peak RSS stayed 510–550 MB,
-    bench/RESULTS.md "Load"), so the pause is short; garbage is collected as usual once no batch holds it. A small batch is left alone: it allocates little, and may be slow (one item through
-    a slow integration) while the GC it would hold is the whole process's. Counted, so that batches of
-    runs in two threads do not turn it back on under each other; if the GC was off before, it stays off.
+    bench/RESULTS.md "Load"), so the pause is short; garbage is collected as usual once no batch holds it.
+    A small batch is left alone: it allocates little, and may be slow (one item through a slow
+    integration) while the GC it would hold is the whole process's. Counted, so that batches of runs in
+    two threads do not turn it back on under each other; if the GC was off before, it stays off.
     """
     global _gc_holders, _gc_we_paused
     if items < GC_PAUSE_MIN_ITEMS:
