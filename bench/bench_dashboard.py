@@ -26,6 +26,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.load_report import peak_rss_mb  # noqa: E402
+
 
 def timed(fn: Callable[[], Any], repeat: int) -> dict[str, float]:
     fn()  # warm: the first call pays for plan caches and the buffer pool
@@ -65,18 +67,11 @@ def browser_load(db: str, loads: int) -> dict[str, float]:
                 page.locator('[role="gridcell"]').first.wait_for(state="attached")
                 samples.append(time.perf_counter() - t)
             browser.close()
-        rss = _peak_rss_mb(server.proc.pid)
+        rss = peak_rss_mb(server.proc.pid)
     finally:
         server.stop()
     return {"first_s": samples[0], "warm_p50_s": statistics.median(samples[1:]), "warm_max_s": max(samples[1:]),
             "server_peak_rss_mb": rss}
-
-
-def _peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main() -> None:
