@@ -41,6 +41,7 @@ from urllib.parse import unquote, urlsplit
 from engine.authz import NotAuthorized, UnknownMember
 from engine.catalog import UnknownDefinition
 from engine.commands import CommandRefused, NotFound
+from engine.json_body import BadJson, read_json
 from engine.operations import OPERATIONS, BadRequest, perform
 from engine.signals import MAX_PAYLOAD_BYTES, SignalRejected
 from store.errors import StoreError, WriteConflict
@@ -321,9 +322,9 @@ class IntakeServer:
 
     def _perform(self, kind: str, name: str, body: bytes) -> Reply:
         try:
-            parsed = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return Reply(400, False, f"the body is not valid JSON ({exc}); send one JSON object")
+            parsed = read_json(body)
+        except BadJson as exc:
+            return Reply(400, False, str(exc))
         try:
             if kind == "signals":
                 answer = perform(self.engine, "signal", {"source": name, "payload": body.decode()})

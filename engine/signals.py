@@ -8,10 +8,10 @@ types — and a rejected one is recorded in the audit log with its reason, with 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from typing import TYPE_CHECKING, Any
 
+from engine.json_body import BadJson, read_json
 from store.intake import read_source
 from store.registers import REGISTERS, insert_signal_subject, record_trigger_event, to_jsonable
 
@@ -51,9 +51,9 @@ def parse_payload(raw: bytes | str | dict[str, Any]) -> dict[str, Any]:
     if len(data) > MAX_PAYLOAD_BYTES:
         raise SignalRejected(f"payload is {len(data):,} bytes; the limit is {MAX_PAYLOAD_BYTES:,} bytes")
     try:
-        value = json.loads(data, object_pairs_hook=_no_repeated_keys)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SignalRejected(f"payload is not valid JSON ({exc}); send one JSON object") from None
+        value = read_json(data, "payload", object_pairs_hook=_no_repeated_keys)
+    except BadJson as exc:
+        raise SignalRejected(str(exc)) from None
     if not isinstance(value, dict):
         raise SignalRejected(f"payload must be a JSON object, not a {type(value).__name__}")
     return value

@@ -74,6 +74,10 @@ BAD_SIGNALS: dict[str, tuple[str, Any, str]] = {  # name → (source, payload, e
     "a terminal escape in text": ("regulator-feed", json.dumps({**GOOD, "regulator": "\u001b[31mNCUA"}),
                                   "field 'regulator' holds a control character (U+001B) at position 1; "
                                   "send plain text"),
+    "nested 5,000 levels deep": ("regulator-feed", "[" * 5000 + "]" * 5000,
+                                 "payload nests deeper than 32 levels; send one flat JSON object"),
+    "nested 40 levels in a field": ("regulator-feed", json.dumps({**GOOD, "title": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["x"]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}),
+                                    "payload nests deeper than 32 levels; send one flat JSON object"),
     "a direction override in text": ("regulator-feed", json.dumps({**GOOD, "reference": "NCUA-\u202e41-6202"}),
                                      "field 'reference' holds a text-direction control (U+202E) at position 6, "
                                      "which would show it other than it is; send plain text"),
@@ -157,6 +161,10 @@ ENDPOINT_CASES: dict[str, tuple[str, bytes, int, str]] = {  # name → (path, bo
                   "byte); send one JSON object"),
     "oversized": ("/signals/regulator-feed", padded(MAX_PAYLOAD_BYTES + 1), 413,
                   "the body is 65,537 bytes; the limit is 65,536 bytes; nothing of it was used"),
+    "nested 5,000 levels deep": ("/signals/regulator-feed", b"[" * 5000 + b"]" * 5000, 400,
+                                 "the body nests deeper than 32 levels; send one flat JSON object"),
+    "an object nested 5,000 levels deep": ("/signals/regulator-feed", b'{"a":' * 5000 + b"1" + b"}" * 5000, 400,
+                                           "the body nests deeper than 32 levels; send one flat JSON object"),
     "not an object": ("/signals/regulator-feed", b"[1, 2]", 422, "payload must be a JSON object, not a list"),
     "number for text": ("/signals/regulator-feed", json.dumps({**GOOD, "reference": 42}).encode(), 422,
                         "field 'reference' must be non-empty text, got 42"),
