@@ -15,11 +15,13 @@ from store.analytics import read_run_time_range
 from store.run_queries import read_definition_ids
 from ui.brief_widgets import render_brief
 from ui.export_widgets import chart_downloads, table_downloads
-from ui.links import ANALYTICS_PERIODS, RunsView, parse_analytics_view, query_params_dict, runs_link
-from ui.periods import parse_quarter, quarter_label, quarter_name, quarters_between, resolve_analytics_period
+from ui.links import RunsView, parse_analytics_view, query_params_dict, runs_link
+from ui.period_picker import pick_period
+from ui.periods import PeriodChoice, resolve_period
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
 from ui.text import fmt_duration
+from ui.tables import show_table
 
 engine = current_engine()
 actor = actor_or_stop()
@@ -36,31 +38,20 @@ for p in problems:
     st.warning(p)
 
 # --- the period and definitions (widgets start from the URL; a change rewrites it) -----------------------
-quarters = quarters_between((first_run.date() if first_run else today), today)
-c1, c2, c3 = st.columns([2, 2, 4])
-period = c1.selectbox("Period", list(ANALYTICS_PERIODS), index=list(ANALYTICS_PERIODS).index(view.period),
-                      format_func=ANALYTICS_PERIODS.get)
-quarter, start, end = view.quarter, view.start, view.end
-if period == "quarter":
-    names = [quarter_name(q) for q in quarters]
-    if quarter and quarter not in names:
-        names.append(quarter)
-    chosen_q = quarter or names[min(1, len(names) - 1)]
-    quarter = c2.selectbox("Quarter", names, index=names.index(chosen_q),
-                           format_func=lambda n: quarter_label(parse_quarter(n) or today))
-elif period == "custom":
-    start = c2.date_input("From", value=view.start or today - dt.timedelta(days=90))
-    end = c2.date_input("To (included)", value=view.end or today)
-definitions = c3.multiselect("Automations", known_definitions, default=list(view.definitions),
+earliest = first_run.date() if first_run else today
+c1, c2 = st.columns([2, 4])
+dates_row = st.container()
+period = pick_period(c1, view.period, today, earliest, dates_place=dates_row)
+definitions = c2.multiselect("Automations", known_definitions, default=list(view.definitions),
                              placeholder="All automations")
-chosen = replace(view, period=period, quarter=quarter if period == "quarter" else None,
-                 start=start if period == "custom" else None, end=end if period == "custom" else None,
-                 definitions=tuple(definitions))
+chosen = replace(view, period=period, definitions=tuple(definitions))
 if chosen != view:
     st.query_params.from_dict(chosen.to_params())
     st.rerun()
 
-first_day, last_day, label = resolve_analytics_period(view.period, today, view.quarter, view.start, view.end)
+resolved = resolve_period(view.period, today, earliest)
+first_day, last_day = resolved.first_day or earliest, resolved.last_day or today
+label = resolved.label
 analytics_period = AnalyticsPeriod(
     dt.datetime.combine(first_day, dt.time(), dt.timezone.utc),
     dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(), dt.timezone.utc), label, view.definitions)
@@ -70,11 +61,18 @@ st.subheader(label)
 
 
 def runs_view(definition: str | None = None, outcome: str | None = None, week: dt.date | None = None) -> RunsView:
-    """The Runs page filtered to this period (or one week of it), one automation and one outcome."""
-    lo, hi = (week, week + dt.timedelta(days=6)) if week else (first_day, last_day)
-    lo, hi = max(lo, first_day), min(hi, last_day)
+    """The Runs page filtered to this period (the same choice: a quarter stays a quarter) or one week of it,
+    one automation and one outcome."""
+    if week:
+        lo, hi = max(week, first_day), min(week + dt.timedelta(days=6), last_day)
+        period = PeriodChoice("custom", start=lo, end=hi)
+    elif view.period.kind == "all":
+        period = PeriodChoice("all")
+    else:
+        period = view.period if view.period.kind != "custom" else PeriodChoice("custom", start=first_day,
+                                                                               end=last_day)
     defs = (definition,) if definition else view.definitions
-    return RunsView(definitions=defs, period="custom", start=lo, end=hi, outcome=outcome)
+    return RunsView(definitions=defs, period=period, outcome=outcome)
 
 
 # --- headline -----------------------------------------------------------------------------------------------
@@ -87,7 +85,7 @@ m[2].metric("Actions invoked", f"{totals['actions_invoked']:,}",
 m[3].metric("Succeeded", f"{totals['succeeded']:,}")
 m[4].metric("Failed (now)", f"{totals['failed']:,}")
 m[5].metric("Skipped", f"{totals['skipped']:,}")
-m[6].metric("Runs needing attention", f"{totals['attention_runs']:,}",
+m[6].metric("Needing attention", f"{totals['attention_runs']:,}",
             help="completed-with-failures or failed")
 link = runs_link(runs_view())
 st.page_link(link.page, query_params=link.params, label=f"Open these {totals['runs']:,} runs in Runs",
@@ -100,9 +98,8 @@ if totals["runs"] == 0:
 st.subheader("Per automation")
 per = a.per_definition.with_columns(
     pl.Series("Runs page", [runs_link(runs_view(d)).href for d in a.per_definition["definition_id"]]))
-st.dataframe(per.select("Runs page", "definition_id", "title", "trigger_kind", "runs", "subjects_matched",
-                        "items", "actions_invoked", *OUTCOME_COLUMNS, "attention_runs"),
-             hide_index=True, width="stretch", column_config={
+show_table(per.select("Runs page", "definition_id", "title", "trigger_kind", "runs", "subjects_matched",
+                        "items", "actions_invoked", *OUTCOME_COLUMNS, "attention_runs"), column_config={
                  "Runs page": st.column_config.LinkColumn("Runs", display_text="open runs",
                                                           help="This automation's runs in the period"),
                  "definition_id": "Automation", "title": "Title", "trigger_kind": "Trigger",
@@ -120,9 +117,8 @@ else:
 st.caption("Schedules: the fires their cron implies over the part of the period that has passed, version by "
            "version; events and signals: the trigger events received. Run-now runs are not counted.")
 firing = a.firing_frame()
-st.dataframe(firing.with_columns(pl.when(pl.col("difference") != 0).then(pl.lit("⚠ ") + pl.col("verdict"))
-                                 .otherwise(pl.lit("✓ ") + pl.col("verdict")).alias("verdict")),
-             hide_index=True, width="stretch", column_config={
+show_table(firing.with_columns(pl.when(pl.col("difference") != 0).then(pl.lit("⚠ ") + pl.col("verdict"))
+                                 .otherwise(pl.lit("✓ ") + pl.col("verdict")).alias("verdict")), column_config={
                  "definition_id": "Automation", "trigger": "Trigger", "expected": "Expected",
                  "actual": "Actual runs", "difference": "Difference", "verdict": "Verdict",
                  "explanation": st.column_config.TextColumn("What the record shows", width="large")})
@@ -179,7 +175,7 @@ chart_downloads(engine.ws, actor, a, "firing")
 st.plotly_chart(charts.failure_causes(a), config={"displayModeBar": False})
 chart_downloads(engine.ws, actor, a, "failure-causes")
 with st.expander("Failure causes as a table"):
-    st.dataframe(a.failure_causes, hide_index=True, width="stretch", column_config={
+    show_table(a.failure_causes, column_config={
         "definition_id": "Automation", "failure_cause": st.column_config.TextColumn("Cause", width="large"),
         "failure_class": "Class", "attempts": "Failed attempts", "items": "Items", "runs": "Runs",
         "still_failed": "Still failed", "recovered": "Recovered"})
@@ -188,10 +184,9 @@ with st.expander("Failure causes as a table"):
 st.plotly_chart(charts.completion_distribution(a), config={"displayModeBar": False})
 chart_downloads(engine.ws, actor, a, "completion-time")
 with st.expander("Completion times per automation"):
-    st.dataframe(a.completion_times.with_columns(
+    show_table(a.completion_times.with_columns(
         *(pl.col(c).map_elements(fmt_duration, return_dtype=pl.String)
-          for c in ("p50_seconds", "p90_seconds", "max_seconds"))),
-        hide_index=True, width="stretch", column_config={
+          for c in ("p50_seconds", "p90_seconds", "max_seconds"))), column_config={
             "definition_id": "Automation", "closed_runs": "Closed runs", "p50_seconds": "Median",
             "p90_seconds": "90th percentile", "max_seconds": "Longest"})
     table_downloads(engine.ws, actor, a, "completion-times")
@@ -205,10 +200,9 @@ with right:
     open_now = a.approvals.filter(pl.col("decision") == "open")
     waiting = int(open_now["approvals"].sum()) if open_now.height else 0
     st.metric("Items awaiting approval (from this period's runs)", f"{waiting:,}")
-    st.dataframe(a.approvals.with_columns(
+    show_table(a.approvals.with_columns(
         *(pl.col(c).map_elements(fmt_duration, return_dtype=pl.String)
-          for c in ("median_wait_seconds", "max_wait_seconds"))),
-        hide_index=True, width="stretch", column_config={
+          for c in ("median_wait_seconds", "max_wait_seconds"))), column_config={
             "definition_id": "Automation", "decision": "Decision", "approvals": "Items",
             "median_wait_seconds": "Median wait", "max_wait_seconds": "Longest wait"})
     table_downloads(engine.ws, actor, a, "approvals")

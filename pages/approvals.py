@@ -12,6 +12,7 @@ from ui.links import item_link, run_link
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
 from ui.text import fmt_duration, fmt_time, md_escape, pretty_json
+from ui.tables import show_table
 
 engine = current_engine()
 actor = actor_or_stop()
@@ -69,8 +70,8 @@ with st.expander("Recent decisions"):
     with engine.ws.read() as conn:
         decided = read_recent_decisions(conn)
     if decided:
-        st.dataframe(pd.DataFrame([{"Item": d["item_id"], "Decision": d["decision"], "By": d["decided_by"],
+        show_table(pd.DataFrame([{"Item": d["item_id"], "Decision": d["decision"], "By": d["decided_by"],
                                     "At": fmt_time(d["decided_at"]), "Reason": d["reason"] or ""}
-                                   for d in decided]), hide_index=True, width="stretch")
+                                   for d in decided]))
     else:
         st.caption("No decisions yet.")

@@ -13,6 +13,7 @@ from ui.links import audit_link, query_params_dict
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
 from ui.text import fmt_time, md_value, pretty_json
+from ui.tables import show_table
 
 engine = current_engine()
 actor_or_stop()
@@ -54,11 +55,10 @@ if seq_text:
             st.error(f"There is no audit entry {seq}. Entry numbers run from 1 upwards; pick one from the list.")
         else:
             st.subheader(f"Entry {seq}: {entry['event']}")
-            st.dataframe(pd.DataFrame({"Field": ["occurred at", "actor", "entity", "previous hash", "hash"],
+            show_table(pd.DataFrame({"Field": ["occurred at", "actor", "entity", "previous hash", "hash"],
                                        "Value": [fmt_time(entry["occurred_at"]), entry["actor"],
                                                  f"{entry['entity_kind']} {entry['entity_id']}",
-                                                 entry["prev_hash"], entry["hash"]]}),
-                         hide_index=True, width="stretch")
+                                                 entry["prev_hash"], entry["hash"]]}))
             st.code(pretty_json(entry["payload"]), language="json", wrap_lines=True)
         back = audit_link()
         st.page_link(back.page, query_params=back.params, label="Back to the list")
@@ -118,15 +118,14 @@ with engine.ws.read() as conn:
 if not rows:
     st.info("No audit entries match these filters. Clear a filter to see more.")
     st.stop()
-st.dataframe(pd.DataFrame([{"Seq": audit_link(seq=r["seq"]).href, "When": fmt_time(r["occurred_at"]),
+show_table(pd.DataFrame([{"Seq": audit_link(seq=r["seq"]).href, "When": fmt_time(r["occurred_at"]),
                             "Actor": r["actor"], "Event": r["event"], "Entity kind": r["entity_kind"],
                             "Entity id": r["entity_id"]} for r in rows]),
-             hide_index=True, width="stretch",
              column_config={"Seq": st.column_config.LinkColumn("Entry", display_text=r"seq=(\d+)")})
 nav = st.columns([1, 1, 6])
-if before and nav[0].button("⏮ Newest"):
+if before and nav[0].button("Newest", icon=":material/first_page:"):
     st.query_params.from_dict({k: v for k, v in wanted.items() if v})
     st.rerun()
-if next_before and nav[1].button("Older ▶"):
+if next_before and nav[1].button("Older", icon=":material/navigate_next:"):
     st.query_params.from_dict({**{k: v for k, v in wanted.items() if v}, "before": str(next_before)})
     st.rerun()

@@ -15,6 +15,7 @@ from ui.links import definition_link, query_params_dict, run_link
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
 from ui.text import fmt_time, md_escape, md_repr, md_value
+from ui.tables import show_table
 
 engine = current_engine()
 actor = actor_or_stop()
@@ -49,7 +50,7 @@ if not table:
     st.info("No automations loaded. Put definition files (YAML) in the definitions folder; the engine loads them "
             "on start.")
     st.stop()
-st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch",
+show_table(pd.DataFrame(table),
              column_config={"Automation": st.column_config.LinkColumn(display_text=r"id=([^&]*)")})
 if rejections:
     with st.expander(f"Rejected definition files ({len(rejections)})", icon=":material/error:"):
@@ -116,8 +117,8 @@ def _version(key: str, default: int) -> int:
 
 
 version = _version("version", numbers[-1])
-st.dataframe(pd.DataFrame([{"Version": v.version, "Content hash": v.content_hash, "By": v.authored_by}
-                           for v in versions]), hide_index=True, width="stretch")
+show_table(pd.DataFrame([{"Version": v.version, "Content hash": v.content_hash, "By": v.authored_by}
+                           for v in versions]))
 vcol, ccol = st.columns(2)
 shown = vcol.selectbox("Version", numbers, index=numbers.index(version))
 compare_default = _version("compare", numbers[0]) if one("compare") else None

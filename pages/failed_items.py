@@ -16,6 +16,7 @@ from ui.links import failed_items_link, item_link, query_params_dict, run_link
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
 from ui.text import md_escape, md_repr, md_value
+from ui.tables import show_table
 
 engine = current_engine()
 actor = actor_or_stop()
@@ -67,9 +68,8 @@ if not groups:
     st.stop()
 
 st.subheader("By cause and definition")
-st.dataframe(pd.DataFrame(groups).rename(columns={"definition_id": "Definition", "failure_cause": "Cause",
-                                                  "failure_class": "Class", "items": "Items", "runs": "Runs"}),
-             hide_index=True, width="stretch")
+show_table(pd.DataFrame(groups).rename(columns={"definition_id": "Definition", "failure_cause": "Cause",
+                                                  "failure_class": "Class", "items": "Items", "runs": "Runs"}))
 
 st.subheader("Bulk retry")
 st.caption("Takes every eligible failed item in this view, however many; the plan comes first.")
@@ -84,8 +84,8 @@ if held and held[0] == plan_key:
                 f"items are eligible for a retry; {len(plan.not_eligible):,} are not.")
     if plan.not_eligible:
         with st.expander(f"Not eligible, and why ({len(plan.not_eligible):,})"):
-            st.dataframe(pd.DataFrame([{"Item": item_link(r["item_id"]).href, "Why not": why}
-                                       for r, why in plan.not_eligible[:2000]]), hide_index=True, width="stretch",
+            show_table(pd.DataFrame([{"Item": item_link(r["item_id"]).href, "Why not": why}
+                                       for r, why in plan.not_eligible[:2000]]),
                          column_config={"Item": st.column_config.LinkColumn(display_text=r"id=(.*)")})
     may = actor.may("retry")
     if not may:
@@ -108,10 +108,10 @@ if held and held[0] == plan_key:
 st.subheader("Items")
 with engine.ws.read() as conn:
     shown = read_failed_items(conn, f, limit=500)
-st.dataframe(pd.DataFrame([{"Item": item_link(r["item_id"]).href, "Run": run_link(r["run_id"]).href,
+show_table(pd.DataFrame([{"Item": item_link(r["item_id"]).href, "Run": run_link(r["run_id"]).href,
                             "Definition": r["definition_id"], "Subject": r["subject_label"],
                             "Cause": r["failure_cause"], "Class": r["failure_class"], "Attempts": r["attempts"]}
-                           for r in shown]), hide_index=True, width="stretch",
+                           for r in shown]),
              column_config={"Item": st.column_config.LinkColumn(display_text=r"id=(.*)"),
                             "Run": st.column_config.LinkColumn(display_text=r"id=(.*)")})
 total_failed = sum(g["items"] for g in groups)

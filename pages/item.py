@@ -15,6 +15,7 @@ from ui.links import audit_link, query_params_dict, record_link, run_link, runs_
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
 from ui.text import fmt_time, md_escape, md_repr, pretty_json
+from ui.tables import show_table
 
 engine = current_engine()
 actor = actor_or_stop()
@@ -88,8 +89,7 @@ with left:
                  icon=":material/folder_open:")
     try:
         snapshot = json.loads(item["subject_snapshot"])
-        st.dataframe(pd.DataFrame({"Field": list(snapshot), "Value": [str(v) for v in snapshot.values()]}),
-                     hide_index=True, width="stretch")
+        show_table(pd.DataFrame({"Field": list(snapshot), "Value": [str(v) for v in snapshot.values()]}))
     except (ValueError, AttributeError):
         st.code(str(item["subject_snapshot"]))
 with right:
@@ -107,10 +107,10 @@ with right:
 # --- attempts, approval, audit ------------------------------------------------------------------------
 st.subheader("Attempts")
 if item["attempt_rows"]:
-    st.dataframe(pd.DataFrame([{"Attempt": a["attempt"], "By": a["actor"], "Started": fmt_time(a["started_at"]),
+    show_table(pd.DataFrame([{"Attempt": a["attempt"], "By": a["actor"], "Started": fmt_time(a["started_at"]),
                                 "Finished": fmt_time(a["finished_at"]), "Outcome": a["outcome"],
                                 "Cause": a["failure_cause"] or "", "Record": a["record_ref"] or ""}
-                               for a in item["attempt_rows"]]), hide_index=True, width="stretch")
+                               for a in item["attempt_rows"]]))
 else:
     st.caption("No attempt yet.")
 approval = item["approval"]
@@ -126,8 +126,7 @@ st.subheader("Audit entries")
 with engine.ws.read() as conn:
     entries = read_entity_audit(conn, "run_item", item_id)
 if entries:
-    st.dataframe(pd.DataFrame([{"Seq": e["seq"], "When": fmt_time(e["occurred_at"]), "Actor": e["actor"],
-                                "Event": e["event"], "Payload": e["payload"]} for e in entries]),
-                 hide_index=True, width="stretch")
+    show_table(pd.DataFrame([{"Seq": e["seq"], "When": fmt_time(e["occurred_at"]), "Actor": e["actor"],
+                                "Event": e["event"], "Payload": e["payload"]} for e in entries]))
 al = audit_link(entity_kind="run_item", entity_id=item_id)
 st.page_link(al.page, query_params=al.params, label="Open in the audit log", icon=":material/policy:")

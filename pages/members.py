@@ -10,6 +10,7 @@ from store.members import read_members
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
 from ui.text import fmt_time
+from ui.tables import show_table
 
 engine = current_engine()
 actor = actor_or_stop()
@@ -19,10 +20,9 @@ with engine.ws.read() as conn:
 if not actor.may("manage_members"):
     st.info("Only admins see every member; this is your own entry.")
     members = [m for m in members if m["member_id"] == actor.member_id]
-st.dataframe(pd.DataFrame([{"Member": m["member_id"], "Name": m["display_name"],
+show_table(pd.DataFrame([{"Member": m["member_id"], "Name": m["display_name"],
                             "Roles": m["roles"].replace(",", ", "), "Active": m["active"],
-                            "Since": fmt_time(m["created_at"])} for m in members]),
-             hide_index=True, width="stretch")
+                            "Since": fmt_time(m["created_at"])} for m in members]))
 st.subheader("What each role may do")
-st.dataframe(pd.DataFrame([{"Role": r, "May": ", ".join(sorted(p.replace("_", " ") for p in ps))}
-                           for r, ps in ROLE_PERMISSIONS.items()]), hide_index=True, width="stretch")
+show_table(pd.DataFrame([{"Role": r, "May": ", ".join(sorted(p.replace("_", " ") for p in ps))}
+                           for r, ps in ROLE_PERMISSIONS.items()]))

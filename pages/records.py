@@ -13,6 +13,7 @@ from ui.links import Link, item_link, query_params_dict, record_link, run_link, 
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
 from ui.text import fmt_time, md_repr, md_value, pretty_json
+from ui.tables import show_table
 
 engine = current_engine()
 actor_or_stop()
@@ -24,16 +25,14 @@ LABELS = {"findings": "Findings", "evidence_requests": "Evidence requests", "ass
 
 
 def _fields(row: dict) -> None:
-    st.dataframe(pd.DataFrame({"Field": list(row), "Value": [fmt_time(v) if hasattr(v, "tzinfo") else
-                                                             ("" if v is None else str(v)) for v in row.values()]}),
-                 hide_index=True, width="stretch")
+    show_table(pd.DataFrame({"Field": list(row), "Value": [fmt_time(v) if hasattr(v, "tzinfo") else
+                                                             ("" if v is None else str(v)) for v in row.values()]}))
 
 
 def _items_table(rows: list[dict]) -> None:
-    st.dataframe(pd.DataFrame([{"Item": item_link(r["item_id"]).href, "Run": run_link(r["run_id"]).href,
+    show_table(pd.DataFrame([{"Item": item_link(r["item_id"]).href, "Run": run_link(r["run_id"]).href,
                                 "Definition": r["definition_id"], "Action": r["action"], "Outcome": r["outcome"],
                                 "Triggered": fmt_time(r["triggered_at"])} for r in rows]),
-                 hide_index=True, width="stretch",
                  column_config={"Item": st.column_config.LinkColumn(display_text=r"id=(.*)"),
                                 "Run": st.column_config.LinkColumn(display_text=r"id=(.*)")})
 
@@ -111,7 +110,7 @@ frame = pd.DataFrame([{"Record": record_link(f"{tab}:{r[key]}").href,  # type: i
                        "Title": r["title"], "Subject": subject_link(r["subject_kind"], r["subject_id"]).href,
                        "Created": fmt_time(r["created_at"]), "Item": item_link(r["source_item_id"]).href}
                       for r in recs])
-st.dataframe(frame, hide_index=True, width="stretch", column_config={
+show_table(frame, column_config={
     "Record": st.column_config.LinkColumn(display_text=r"id=(.*)$"),
     "Subject": st.column_config.LinkColumn(display_text=r"id=(.*)$"),
     "Item": st.column_config.LinkColumn("Produced by item", display_text=r"id=(.*)$")})

@@ -16,6 +16,7 @@ from ui.run_views import KNOWN_OUTCOMES, breakdown_figure, duration_seconds, ite
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
 from ui.text import fmt_duration, fmt_time, md_escape, md_repr, pretty_json
+from ui.tables import show_table
 
 engine = current_engine()
 actor = actor_or_stop()
@@ -53,8 +54,7 @@ def render_facts() -> dict[str, int]:
     c[2].dataframe({"": ["Triggered", "Started", "Completed", "Duration"],
                     "UTC": [fmt_time(current["triggered_at"]), fmt_time(current["started_at"]),
                             fmt_time(current["completed_at"]),
-                            fmt_duration(duration_seconds(current["started_at"], current["completed_at"]))]},
-                   hide_index=True, width="stretch")
+                            fmt_duration(duration_seconds(current["started_at"], current["completed_at"]))]})
     if current["cancel_requested_at"] is not None:
         st.warning(f"Cancel requested by {current['cancel_requested_by']} at "
                    f"{fmt_time(current['cancel_requested_at'])}.")
@@ -66,7 +66,7 @@ def render_facts() -> dict[str, int]:
     if breakdown:
         left, right = st.columns([3, 2])
         left.plotly_chart(breakdown_figure(breakdown), config={"displayModeBar": False})
-        right.dataframe(breakdown, hide_index=True, width="stretch",
+        right.dataframe(breakdown,
                         column_config={"action": "Action", "outcome": "Outcome", "items": "Items"})
     else:
         st.info("No items yet: the run has not matched its subjects.")
@@ -141,7 +141,7 @@ except ValueError:
 with engine.ws.read() as conn:
     items, next_position = read_items_page(conn, run_id, outcome, after_position=after)
 if items:
-    st.dataframe(items_frame(items), hide_index=True, width="stretch", column_config={
+    show_table(items_frame(items), column_config={
         "Item": st.column_config.LinkColumn("Item", display_text=r"item\?id=(.*)"),
         "Subject": st.column_config.LinkColumn("Subject", display_text=r"id=(.*)$"),
         "Record": st.column_config.LinkColumn("Resulting record", display_text=r"id=(.*)$"),
@@ -160,6 +160,6 @@ if next_position and nav[1].button("More items ▶"):
 with st.expander("This run's audit entries"):
     with engine.ws.read() as conn:
         entries = read_entity_audit(conn, "run", run_id)
-    st.dataframe(entries, hide_index=True, width="stretch")
+    show_table(entries)
     al = audit_link(entity_kind="run", entity_id=run_id)
     st.page_link(al.page, query_params=al.params, label="Open in the audit log", icon=":material/policy:")

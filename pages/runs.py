@@ -5,17 +5,19 @@ The filters live in the URL, so a filtered view can be shared and reopened; a ru
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import replace
 
 import streamlit as st
 
-from store.run_queries import BadCursor, count_outcomes_for_runs, count_runs_by_status, read_definition_ids, \
-    read_runs_page
+from store.analytics import read_run_time_range
+from store.run_queries import BadCursor, count_failed_first_items, count_outcomes_for_runs, count_runs, \
+    count_runs_by_status, read_definition_ids, read_runs_page
 from ui.colors import STATUS_MARKS
 from ui.links import RUN_SORTS, parse_runs_view, query_params_dict, run_link, runs_link
-from ui.periods import PERIODS
-from ui.run_views import KNOWN_OUTCOMES, KNOWN_STATUSES, highlight_attention, run_filter, run_sort, runs_frame
+from ui.period_picker import pick_period
+from ui.run_views import ATTENTION, KNOWN_OUTCOMES, KNOWN_STATUSES, highlight_attention, run_filter, run_sort, \
+    runs_frame
+from ui.tables import table_height
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
 from ui.text import md_escape
@@ -34,31 +36,31 @@ for p in problems:
     st.warning(p)
 
 # --- filters (widgets start from the URL; a change rewrites the URL) ---------------------------------
+today = engine.clock.now().date()
 c1, c2, c3 = st.columns([3, 3, 2])
 definitions = c1.multiselect("Definition", known_definitions, default=list(view.definitions),
                              placeholder="All definitions")
 statuses = c2.multiselect("Status", KNOWN_STATUSES, default=list(view.statuses), placeholder="All statuses",
                           format_func=lambda s: f"{STATUS_MARKS.get(s, '')} {s}")
-period = c3.selectbox("Period", list(PERIODS), index=list(PERIODS).index(view.period),
-                      format_func=PERIODS.get)
-c4, c5, c6, c7 = st.columns([2, 2, 2, 2])
-start, end = view.start, view.end
-if period == "custom":
-    today = engine.clock.now().date()
-    start = c4.date_input("From", value=view.start or today - dt.timedelta(days=30))
-    end = c5.date_input("To (included)", value=view.end or today)
-time_field = c6.radio("Period applies to", ["triggered", "completed"],
+dates_row = st.container()
+c4, c5, c6 = st.columns([3, 3, 2])
+with engine.ws.read() as conn:
+    first_run, _ = read_run_time_range(conn)
+period = pick_period(c3, view.period, today, first_run.date() if first_run else None, dates_place=dates_row)
+time_field = c4.radio("Period applies to", ["triggered", "completed"],
                       index=["triggered", "completed"].index(view.time_field), horizontal=True,
                       format_func=lambda f: "trigger time" if f == "triggered" else "completion time")
+failed_attempts = c5.toggle("Only runs with failed attempts (recovered or not)", value=view.failed_attempts,
+                            help="Runs in which any item failed at least once, including those a retry "
+                                 "later recovered: a clean-looking run can hide an outage.")
 sort_labels = {"completed": "Completion time", "triggered": "Trigger time", "started": "Start time",
                "duration": "Duration", "definition": "Definition", "status": "Status",
                "subjects": "Subjects matched", "actions": "Actions invoked"}
-sort = c7.selectbox("Sort by", RUN_SORTS, index=RUN_SORTS.index(view.sort), format_func=sort_labels.get)
-descending = c7.toggle("Newest / largest first", value=view.descending)
+sort = c6.selectbox("Sort by", RUN_SORTS, index=RUN_SORTS.index(view.sort), format_func=sort_labels.get)
+descending = c6.toggle("Newest / largest first", value=view.descending)
 
 chosen = replace(view, definitions=tuple(definitions), statuses=tuple(statuses), period=period,
-                 start=start if period == "custom" else None, end=end if period == "custom" else None,
-                 time_field=time_field, sort=sort, descending=descending)
+                 time_field=time_field, sort=sort, descending=descending, failed_attempts=failed_attempts)
 if chosen != view:  # the URL is the view: rewrite it (dropping the page position) and show the new one
     st.query_params.from_dict(chosen.to_params())
     st.rerun()
@@ -69,49 +71,66 @@ if view.outcome:
         st.rerun()
 
 # --- counts and the page -----------------------------------------------------------------------------
-f, period_words = run_filter(view, engine.clock.now().date())
+f, period_words = run_filter(view, today)
 after = (params.get("after") or [None])[-1]
 with engine.ws.read() as conn:
     counts = count_runs_by_status(conn, f)
+    with_failed_attempts = sum(count_runs_by_status(conn, replace(f, failed_attempts=True)).values())
     try:
         rows, next_cursor = read_runs_page(conn, f, run_sort(view), after=after)
     except BadCursor as exc:
         st.warning(f"{md_escape(exc)}; showing the first page.")  # it quotes the link's text
         rows, next_cursor, after = *read_runs_page(conn, f, run_sort(view)), None
-    outcomes = count_outcomes_for_runs(conn, [r["run_id"] for r in rows])
+    page_ids = [r["run_id"] for r in rows]
+    outcomes = count_outcomes_for_runs(conn, page_ids)
+    failed_first = count_failed_first_items(conn, page_ids)
+    in_workspace = count_runs(conn) if not rows else None
 
 total = sum(counts.values())
-cols = st.columns(1 + len(KNOWN_STATUSES))
-cols[0].metric("Runs in view", f"{total:,}", help=f"Period: {period_words}")
-for col, status in zip(cols[1:], KNOWN_STATUSES):
-    col.metric(f"{STATUS_MARKS.get(status, '')} {status}", f"{counts.get(status, 0):,}")
+attention = sum(counts.get(s, 0) for s in ATTENTION)
+m = st.columns(3)
+m[0].metric("Runs in view", f"{total:,}", help=f"Period: {period_words}")
+m[1].metric("With failed attempts", f"{with_failed_attempts:,}",
+            help="Runs in view with an item that failed at least once, recovered by a retry or not.")
+m[2].metric("Needing attention", f"{attention:,}", help="completed-with-failures or failed")
+st.markdown(" · ".join(f"{STATUS_MARKS.get(s, '')} {s} **{counts.get(s, 0):,}**" for s in KNOWN_STATUSES))
 
 if not rows:
-    st.info("No runs match these filters. Widen the period or clear a filter; if the workspace is new, run "
-            "`make run` to seed the demo quarter, or fire an automation from Automations.")
+    if in_workspace:
+        st.info(f"No runs match these filters ({period_words}); the workspace holds {in_workspace:,} runs. "
+                "Widen the period or clear a filter.")
+        first = runs_link()
+        st.page_link(first.page, query_params=first.params, label="Show every run", icon=":material/filter_alt_off:")
+    else:
+        st.info("This workspace has no runs yet. An automation runs on its trigger (a schedule, an event or a "
+                "signal); an operator can also start one from Automations with Run now.")
     st.stop()
 
-frame = runs_frame(rows, outcomes)
+frame = runs_frame(rows, outcomes, failed_first)
 event = st.dataframe(
     frame.style.apply(highlight_attention, axis=None), hide_index=True, width="stretch",
-    on_select="rerun", selection_mode="single-row", key="runs-table",
+    height=table_height(len(rows)), on_select="rerun", selection_mode="single-row", key="runs-table",
     column_config={
         "Run": st.column_config.LinkColumn("Run", display_text=r"run\?id=(.*)", help="Open the run"),
-        "Started": st.column_config.DatetimeColumn("Started (UTC)", format="YYYY-MM-DD HH:mm:ss"),
-        "Completed": st.column_config.DatetimeColumn("Completed (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+        "Subjects": st.column_config.NumberColumn("Subjects", width="small", help="Subjects matched"),
+        "Actions": st.column_config.NumberColumn("Actions", width="small", help="Actions invoked"),
+        "Triggered": st.column_config.TextColumn("Triggered (UTC)"),
+        "Completed": st.column_config.TextColumn("Completed (UTC)"),
+        "Failed attempts": st.column_config.TextColumn(
+            "Failed attempts", help="Items that failed at least once: still failed, or recovered by a retry"),
     })
-st.caption(f"{len(rows)} runs on this page · ⚠ completed-with-failures and ✕ failed are highlighted · "
-           "select a row (or click its run id) to open it.")
+st.caption(f"{len(rows)} runs on this page · ⚠ completed-with-failures and ✕ failed are highlighted; "
+           "“Failed attempts” shows failures a retry recovered too · select a row (or click its run id) to "
+           "open it.")
 if event.selection.rows:
     chosen_run = rows[event.selection.rows[0]]["run_id"]
     link = run_link(chosen_run)
     st.switch_page(link.page, query_params=link.params)
 
 b1, b2, _ = st.columns([1, 1, 6])
-if after and b1.button("⏮ First page"):
-    first = runs_link(view)
-    st.query_params.from_dict(first.params)
+if after and b1.button("First page", icon=":material/first_page:"):
+    st.query_params.from_dict(runs_link(view).params)
     st.rerun()
-if next_cursor and b2.button("Next page ▶"):
+if next_cursor and b2.button("Next page", icon=":material/navigate_next:"):
     st.query_params.from_dict(runs_link(view, after=next_cursor).params)
     st.rerun()

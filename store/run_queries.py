@@ -15,8 +15,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from store.schema import (approvals, audit_log, definition_versions, definitions, item_attempts, run_items,
-                          runs, trigger_events)
+from store.schema import (approvals, audit_log, definition_versions, definitions, item_attempts,
+                          run_failure_causes, run_items, runs, trigger_events)
 
 PAGE_SIZE = 50
 
@@ -29,6 +29,7 @@ class RunFilter:
     end: dt.datetime | None = None  # exclusive
     time_field: str = "triggered"  # triggered | completed
     outcome: str | None = None  # runs with at least one item of this outcome
+    failed_attempts: bool = False  # runs with at least one failed attempt, recovered by a retry or not
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,11 @@ def _where(f: RunFilter) -> list[Any]:
         conds.append(col < f.end)
     if f.outcome:
         conds.append(sa.exists().where(run_items.c.run_id == runs.c.run_id, run_items.c.outcome == f.outcome))
+    if f.failed_attempts:
+        # The failure summary holds a row for every run that has or had a failed item (a few thousand rows),
+        # so the filter needs no scan of every attempt.
+        conds.append(sa.exists().where(run_failure_causes.c.run_id == runs.c.run_id,
+                                       run_failure_causes.c.failed_attempts > 0))
     return conds
 
 
@@ -138,6 +144,39 @@ def count_outcomes_for_runs(conn: sa.Connection, run_ids: list[str]) -> dict[str
     return out
 
 
+RECOVERED_OUTCOMES = ("succeeded", "idempotent-replay")
+
+
+@dataclass(frozen=True)
+class FailedFirst:
+    """A run's items with at least one failed attempt: how many, and how they stand now."""
+
+    items: int = 0
+    recovered: int = 0  # succeeded or replayed on a later attempt
+    still_failed: int = 0
+
+
+def count_failed_first_items(conn: sa.Connection, run_ids: list[str]) -> dict[str, FailedFirst]:
+    """For a page of runs, one grouped query: items that failed at least once, recovered and still failed.
+    Runs with none are absent."""
+    if not run_ids:
+        return {}
+    failed = (sa.select(item_attempts.c.item_id).where(item_attempts.c.run_id.in_(run_ids),
+                                                       item_attempts.c.outcome == "failed")
+              .distinct().subquery())
+    q = (sa.select(run_items.c.run_id, sa.func.count(),
+                   sa.func.count().filter(run_items.c.outcome.in_(RECOVERED_OUTCOMES)),
+                   sa.func.count().filter(run_items.c.outcome == "failed"))
+         .select_from(failed.join(run_items, run_items.c.item_id == failed.c.item_id))
+         .group_by(run_items.c.run_id))
+    return {run_id: FailedFirst(int(n), int(rec), int(still)) for run_id, n, rec, still in conn.execute(q)}
+
+
+def count_runs(conn: sa.Connection) -> int:
+    """Every run in the workspace (to tell an empty workspace from filters that match nothing)."""
+    return int(conn.execute(sa.select(sa.func.count()).select_from(runs)).scalar_one())
+
+
 def read_definition_ids(conn: sa.Connection) -> list[str]:
     return list(conn.execute(sa.select(definitions.c.definition_id).order_by(definitions.c.definition_id))
                 .scalars())
@@ -176,11 +215,15 @@ ITEM_LIST_COLUMNS = (run_items.c.item_id, run_items.c.position, run_items.c.subj
 
 
 def read_items_page(conn: sa.Connection, run_id: str, outcome: str | None = None, after_position: int = 0,
-                    limit: int = 100) -> tuple[list[dict[str, Any]], int | None]:
-    """A page of a run's items in position order, and the position to continue after (None: last page)."""
+                    limit: int = 100, failed_attempts: bool = False) -> tuple[list[dict[str, Any]], int | None]:
+    """A page of a run's items in position order, and the position to continue after (None: last page).
+    ``failed_attempts`` keeps the items with at least one failed attempt (recovered or not)."""
     q = sa.select(*ITEM_LIST_COLUMNS).where(run_items.c.run_id == run_id, run_items.c.position > after_position)
     if outcome:
         q = q.where(run_items.c.outcome == outcome)
+    if failed_attempts:
+        q = q.where(sa.exists().where(item_attempts.c.item_id == run_items.c.item_id,
+                                      item_attempts.c.run_id == run_id, item_attempts.c.outcome == "failed"))
     rows = [dict(r) for r in conn.execute(q.order_by(run_items.c.position).limit(limit + 1)).mappings()]
     more = len(rows) > limit
     rows = rows[:limit]

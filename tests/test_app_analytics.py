@@ -7,7 +7,7 @@ import datetime as dt
 
 from tests.apptest_support import app_workspace, open_app  # noqa: F401 (fixture)
 from ui.links import PAGES
-from ui.periods import resolve_analytics_period
+from ui.periods import PeriodChoice, resolve_period
 
 PAGE = PAGES["analytics"][0]
 
@@ -32,10 +32,10 @@ def test_a_quarter_in_the_url_shows_its_figures_and_links_its_runs(app_workspace
     assert "Q3 2026 (2026-07-01 to 2026-09-30)" in [s.value for s in at.subheader]
     m = metrics(at)
     assert (m["Runs"], m["Items"], m["Actions invoked"], m["Skipped"]) == ("59", "691", "671", "20")
-    assert links(at)["Open these 59 runs in Runs"] == "period=custom&from=2026-07-01&to=2026-09-30"
+    assert links(at)["Open these 59 runs in Runs"] == "period=quarter&quarter=2026-Q3"  # the same period
     per = at.dataframe[0].value
     kyc = per[per["definition_id"] == "kyc-weekly-review"].iloc[0]
-    assert kyc["Runs page"] == "./?definition=kyc-weekly-review&period=custom&from=2026-07-01&to=2026-09-30"
+    assert kyc["Runs page"] == "./?definition=kyc-weekly-review&period=quarter&quarter=2026-Q3"
     assert any("fired as expected" in s.value for s in at.success)
 
 
@@ -64,7 +64,7 @@ def test_custom_dates_and_the_default_period(app_workspace: str) -> None:
     at = open_app("sigrid", page=PAGE, params={"from": "2026-07-01", "to": "2026-07-31"})
     assert "2026-07-01 to 2026-07-31" in [s.value for s in at.subheader]
     at = open_app("sigrid", page=PAGE)
-    first, last, label = resolve_analytics_period("last_quarter", dt.datetime.now(dt.timezone.utc).date())
+    label = resolve_period(PeriodChoice("last_quarter"), dt.datetime.now(dt.timezone.utc).date()).label
     assert label in [s.value for s in at.subheader]
 
 

@@ -56,7 +56,7 @@ def test_keyset_pages_follow_each_other_without_overlap(app_workspace: str) -> N
     at = open_app("viewer", page=RUNS)
     first = list(grid(at)["Run"])
     assert len(first) == 50
-    next_button = [b for b in at.button if b.label == "Next page ▶"][0]
+    next_button = [b for b in at.button if b.label == "Next page"][0]
     next_button.click().run()
     assert "after" in at.query_params
     second = list(grid(at)["Run"])
@@ -221,3 +221,49 @@ def test_hostile_subject_text_renders_as_text(app_workspace: str) -> None:
     assert not at.exception
     assert hostile in [t.value for t in at.text]  # shown by st.text, verbatim
     assert not any("<img" in m.value and "\\<img" not in m.value for m in at.markdown)
+
+
+# --- failures a retry recovered, and the one period picker ---------------------------------------------
+def test_runs_whose_failures_were_recovered_are_found_and_marked(app_workspace: str) -> None:
+    """The messaging outage's KYC run completed cleanly after the retry; the filter and the mark show it."""
+    at = open_app("viewer", page=RUNS, params={"period": "quarter", "quarter": "2026-Q3", "attempts": "failed"})
+    assert not at.exception and not at.warning
+    frame = grid(at)
+    [(run_id,)] = sql("SELECT DISTINCT run_id FROM item_attempts WHERE outcome = 'failed' "
+                      "AND run_id IN (SELECT run_id FROM runs WHERE triggered_at < '2026-10-01')")
+    assert list(frame["Run"]) == [f"run?id={run_id}"]
+    row = frame.iloc[0]
+    assert row["Status"] == "✓ completed" and row["Failed attempts"] == "↻ 18 recovered"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["With failed attempts"] == "1" and metrics["Runs in view"] == "1"
+    # the toggle writes the filter into the URL; unfiltered, the quarter's 59 runs come back
+    at.toggle[0].set_value(False).run()
+    assert "attempts" not in at.query_params and len(grid(at)) == 50
+    assert {m.label: m.value for m in at.metric}["With failed attempts"] == "1"
+
+
+def test_a_named_quarter_and_custom_dates_that_keep_what_was_chosen(app_workspace: str) -> None:
+    at = open_app("viewer", page=RUNS)
+    period = next(s for s in at.selectbox if s.label == "Period")
+    assert "Q3 2026" in period.options  # a named quarter, offered because the workspace has its runs
+    period.set_value("2026-Q3").run()
+    assert (at.query_params["period"], at.query_params["quarter"]) in (("quarter", "2026-Q3"),
+                                                                       (["quarter"], ["2026-Q3"]))
+    assert at.metric[0].value == "59"
+    # switching to custom dates starts from the quarter that was shown, not from "the last 30 days"
+    next(s for s in at.selectbox if s.label == "Period").set_value("custom").run()
+    dates = {d.label: d.value for d in at.date_input}
+    assert dates == {"From": dt.date(2026, 7, 1), "To (included)": dt.date(2026, 9, 30)}
+    assert at.metric[0].value == "59"
+    # a chosen date stays chosen, in the URL
+    next(d for d in at.date_input if d.label == "From").set_value(dt.date(2026, 8, 1)).run()
+    assert {d.label: d.value for d in at.date_input}["From"] == dt.date(2026, 8, 1)
+    assert at.query_params["from"] in ("2026-08-01", ["2026-08-01"])
+    at.run()  # and survives another rerun
+    assert {d.label: d.value for d in at.date_input}["From"] == dt.date(2026, 8, 1)
+
+
+def test_empty_states_say_what_is_true(app_workspace: str) -> None:
+    at = open_app("viewer", page=RUNS, params={"period": "quarter", "quarter": "2025-Q1"})
+    said = " ".join(i.value for i in at.info)
+    assert "No runs match these filters" in said and "make run" not in said and "holds 59 runs" in said

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from ui.periods import PERIODS
+from ui.periods import PeriodChoice, parse_period
 from ui.text import md_repr, md_value
 
 # name: (script, url path, title, icon). Navigation (app.py) and every link read this table.
@@ -60,52 +60,34 @@ RUN_SORTS = ("completed", "triggered", "started", "duration", "definition", "sta
 TIME_FIELDS = ("triggered", "completed")
 
 
+RUNS_DEFAULT_PERIOD = "all"
+ANALYTICS_DEFAULT_PERIOD = "last_quarter"  # a completed quarter is what an audit committee reviews
+
+
 @dataclass(frozen=True)
 class RunsView:
     """What the Runs page shows; its URL form is the shareable view."""
 
     definitions: tuple[str, ...] = ()
     statuses: tuple[str, ...] = ()
-    period: str = "all"
-    start: dt.date | None = None  # custom period, first day included
-    end: dt.date | None = None  # custom period, last day included
+    period: PeriodChoice = PeriodChoice(RUNS_DEFAULT_PERIOD)
     time_field: str = "triggered"  # which time the period filters on
     sort: str = "completed"
     descending: bool = True
     outcome: str | None = None  # runs having at least one item with this outcome (analytics drill-down)
+    failed_attempts: bool = False  # runs with at least one failed attempt, recovered by retry or not
 
     def to_params(self) -> Params:
         d = RunsView()
         return _clean({
             "definition": list(self.definitions), "status": list(self.statuses),
-            "period": self.period if self.period != d.period else None,
-            "from": self.start.isoformat() if self.start and self.period == "custom" else None,
-            "to": self.end.isoformat() if self.end and self.period == "custom" else None,
+            **self.period.to_params(RUNS_DEFAULT_PERIOD),
             "on": self.time_field if self.time_field != d.time_field else None,
             "sort": self.sort if self.sort != d.sort else None,
             "order": None if self.descending else "asc",
             "outcome": self.outcome,
+            "attempts": "failed" if self.failed_attempts else None,
         })
-
-
-def _date(text: str | None, name: str, problems: list[str]) -> dt.date | None:
-    if not text:
-        return None
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        problems.append(f"'{name}={md_value(text)}' is not a date like 2026-07-01; it was ignored.")
-        return None
-
-
-def _date_range(first: str | None, last: str | None,
-                problems: list[str]) -> tuple[dt.date | None, dt.date | None]:
-    """``from``/``to`` params as dates, in order (swapped, with a sentence, when given backwards)."""
-    start, end = _date(first, "from", problems), _date(last, "to", problems)
-    if start and end and end < start:
-        problems.append("The 'to' date is before the 'from' date; they were swapped.")
-        start, end = end, start
-    return start, end
 
 
 def parse_runs_view(params: Mapping[str, list[str]], known_definitions: Sequence[str],
@@ -121,14 +103,8 @@ def parse_runs_view(params: Mapping[str, list[str]], known_definitions: Sequence
             problems.append(f"Unknown {key} {', '.join(map(md_repr, bad))} in the link; ignored.")
         return tuple(w for w in wanted if w in allowed)
 
-    view = RunsView(definitions=pick("definition", known_definitions), statuses=pick("status", known_statuses))
-    period = one("period") or "all"
-    if period not in PERIODS:
-        problems.append(f"Unknown period {md_repr(period)}; showing all time.")
-        period = "all"
-    start, end = _date_range(one("from"), one("to"), problems)
-    if start or end:
-        period = "custom"
+    definitions, statuses = pick("definition", known_definitions), pick("status", known_statuses)
+    period = parse_period(params, RUNS_DEFAULT_PERIOD, problems, md_value)
     time_field = one("on") or "triggered"
     if time_field not in TIME_FIELDS:
         problems.append(f"Unknown time field {md_repr(time_field)}; filtering on trigger time.")
@@ -141,8 +117,12 @@ def parse_runs_view(params: Mapping[str, list[str]], known_definitions: Sequence
     if outcome and outcome not in known_outcomes:
         problems.append(f"Unknown outcome {md_repr(outcome)}; ignored.")
         outcome = None
-    return replace(view, period=period, start=start, end=end, time_field=time_field, sort=sort,
-                   descending=one("order") != "asc", outcome=outcome), problems
+    attempts = one("attempts")
+    if attempts and attempts != "failed":
+        problems.append(f"Unknown attempts filter {md_repr(attempts)} (the one there is: attempts=failed); "
+                        "ignored.")
+    return RunsView(definitions, statuses, period, time_field, sort, one("order") != "asc", outcome,
+                    attempts == "failed"), problems
 
 
 def runs_link(view: RunsView | None = None, after: str | None = None) -> Link:
@@ -193,62 +173,28 @@ def audit_link(entity_kind: str | None = None, entity_id: str | None = None, act
 
 
 # --- Analytics: the period and definitions in the URL -----------------------------------------------
-ANALYTICS_PERIODS: dict[str, str] = {"last_quarter": "Last quarter", "this_quarter": "This quarter",
-                                     "quarter": "A chosen quarter", "custom": "Custom dates"}
-
-
 @dataclass(frozen=True)
 class AnalyticsView:
-    period: str = "last_quarter"  # a completed quarter is what an audit committee reviews
-    quarter: str | None = None  # "2026-Q3", with period "quarter"
-    start: dt.date | None = None  # custom, first day included
-    end: dt.date | None = None  # custom, last day included
+    period: PeriodChoice = PeriodChoice(ANALYTICS_DEFAULT_PERIOD)
     definitions: tuple[str, ...] = ()
 
     def to_params(self) -> Params:
-        return _clean({
-            "period": self.period if self.period != AnalyticsView.period else None,
-            "quarter": self.quarter if self.period == "quarter" else None,
-            "from": self.start.isoformat() if self.start and self.period == "custom" else None,
-            "to": self.end.isoformat() if self.end and self.period == "custom" else None,
-            "definition": list(self.definitions),
-        })
+        return _clean({**self.period.to_params(ANALYTICS_DEFAULT_PERIOD), "definition": list(self.definitions)})
 
 
 def parse_analytics_view(params: Mapping[str, list[str]],
                          known_definitions: Sequence[str]) -> tuple[AnalyticsView, list[str]]:
     """A view from URL params, and a sentence for every param that could not be used (never an error)."""
-    from ui.periods import parse_quarter
-
     problems: list[str] = []
-    one = lambda k: (params.get(k) or [None])[-1]  # noqa: E731
     wanted = params.get("definition") or []
     bad = [w for w in wanted if w not in known_definitions]
     if bad:
         problems.append(f"Unknown definition {', '.join(map(md_repr, bad))} in the link; ignored.")
-    definitions = tuple(w for w in wanted if w in known_definitions)
-    period = one("period") or AnalyticsView.period
-    if period not in ANALYTICS_PERIODS:
-        problems.append(f"Unknown period {md_repr(period)}; showing the last quarter.")
-        period = AnalyticsView.period
-    quarter = one("quarter")
-    if quarter and parse_quarter(quarter) is None:
-        problems.append(f"'quarter={md_value(quarter)}' is not a quarter like 2026-Q3; showing the last quarter.")
-        quarter, period = None, AnalyticsView.period
-    if quarter and period != "custom":
-        period = "quarter"
-    if period == "quarter" and not quarter:
-        problems.append("No quarter was named in the link; showing the last quarter.")
-        period = AnalyticsView.period
-    start, end = _date_range(one("from"), one("to"), problems)
-    if start or end:
-        period = "custom"
-    if period == "custom" and not (start and end):
+    period = parse_period(params, ANALYTICS_DEFAULT_PERIOD, problems, md_value)
+    if period.kind == "custom" and not (period.start and period.end):
         problems.append("A custom period needs both 'from' and 'to'; showing the last quarter.")
-        period, start, end = AnalyticsView.period, None, None
-    return AnalyticsView(period=period, quarter=quarter if period == "quarter" else None,
-                         start=start if period == "custom" else None, end=end if period == "custom" else None,
-                         definitions=definitions), problems
+        period = PeriodChoice(ANALYTICS_DEFAULT_PERIOD)
+    return AnalyticsView(period, tuple(w for w in wanted if w in known_definitions)), problems
 
 
 def analytics_link(view: AnalyticsView | None = None) -> Link:

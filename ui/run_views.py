@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from engine.statemachine import ITEM_OUTCOMES, RUN_STATUSES
-from store.run_queries import RunFilter, RunSort
+from engine.statemachine import ITEM_OUTCOMES, RUN_STATUSES, TERMINAL_RUN_STATUSES
+from store.run_queries import FailedFirst, RunFilter, RunSort
 from ui.colors import OUTCOME_COLORS, STATUS_MARKS
 from ui.links import RunsView, item_link, record_link, run_link, subject_link
 from ui.periods import resolve_period
@@ -37,16 +37,39 @@ def duration_seconds(started: dt.datetime | None, completed: dt.datetime | None)
 
 def run_filter(view: RunsView, today: dt.date) -> tuple[RunFilter, str]:
     """The store filter for a view, and the period's words for the page."""
-    period = resolve_period(view.period, today, view.start, view.end)
+    period = resolve_period(view.period, today)
     return RunFilter(definitions=view.definitions, statuses=view.statuses, start=period.start, end=period.end,
-                     time_field=view.time_field, outcome=view.outcome), period.label
+                     time_field=view.time_field, outcome=view.outcome,
+                     failed_attempts=view.failed_attempts), period.label
 
 
 def run_sort(view: RunsView) -> RunSort:
     return RunSort(view.sort, view.descending)
 
 
-def runs_frame(rows: list[dict[str, Any]], outcomes: dict[str, dict[str, int]]) -> pd.DataFrame:
+def failed_first_words(f: FailedFirst | None) -> str:
+    """``✕ 2 still failed · ↻ 16 recovered``: a run's items that failed at least once, and where they stand."""
+    if f is None or not f.items:
+        return ""
+    parts = [f"✕ {f.still_failed:,} still failed"] if f.still_failed else []
+    if f.recovered:
+        parts.append(f"↻ {f.recovered:,} recovered")
+    other = f.items - f.recovered - f.still_failed
+    if other:
+        parts.append(f"{other:,} retrying or skipped")
+    return " · ".join(parts)
+
+
+def run_time(value: dt.datetime | None, status: str) -> str:
+    """To the minute (seconds are on the run's page); an open run says so instead of an empty cell."""
+    if value is not None:
+        return f"{value:%Y-%m-%d %H:%M}"
+    return "— still open" if status not in TERMINAL_RUN_STATUSES else "—"
+
+
+def runs_frame(rows: list[dict[str, Any]], outcomes: dict[str, dict[str, int]],
+               failed_first: dict[str, FailedFirst] | None = None) -> pd.DataFrame:
+    failed_first = failed_first or {}
     return pd.DataFrame([{
         "Run": run_link(r["run_id"]).href,
         "Definition": f"{r['definition_id']} v{r['definition_version']}",
@@ -55,11 +78,16 @@ def runs_frame(rows: list[dict[str, Any]], outcomes: dict[str, dict[str, int]]) 
         "Subjects": r["subjects_matched"],
         "Actions": r["actions_invoked"],
         "Outcomes": outcome_breakdown(outcomes.get(r["run_id"], {})),
-        "Started": r["started_at"],
-        "Completed": r["completed_at"],
+        "Failed attempts": failed_first_words(failed_first.get(r["run_id"])),
+        "Triggered": run_time(r["triggered_at"], r["status"]),
+        "Completed": run_time(r["completed_at"], r["status"]),
         "Duration": fmt_duration(duration_seconds(r["started_at"], r["completed_at"])),
-    } for r in rows], columns=["Run", "Definition", "Trigger", "Status", "Subjects", "Actions", "Outcomes",
-                               "Started", "Completed", "Duration"])
+    } for r in rows], columns=RUNS_COLUMNS)
+
+
+RUNS_COLUMNS = ["Run", "Definition", "Trigger", "Status", "Subjects", "Actions", "Outcomes", "Failed attempts",
+                "Triggered", "Completed", "Duration"]
+
 
 
 def breakdown_figure(breakdown: list[dict[str, Any]]) -> go.Figure:

@@ -1,0 +1,27 @@
+"""How list tables sit on a page: tall enough to show a whole page of rows.
+
+Streamlit's default height shows about ten rows in a scroll box inside the page, so an officer paging
+through fifty runs saw a fifth of them and a second scroll bar. Every list is already a page (50 runs,
+100 items, 100 audit entries), so each is drawn whole.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+ROW_PX = 35  # Streamlit's table row height (the header row too)
+
+
+def table_height(rows: int, cap: int = 100) -> int | str:
+    """Pixels that show every row (up to ``cap``); ``"auto"`` for an empty table."""
+    if rows <= 0:
+        return "auto"
+    return ROW_PX * (min(rows, cap) + 1) + 3
+
+
+def show_table(data: Any, **kwargs: Any) -> Any:
+    """``st.dataframe`` as every list in the app draws it: no index, full width, every row of the page."""
+    kwargs.setdefault("height", table_height(len(data)))
+    return st.dataframe(data, hide_index=True, width="stretch", **kwargs)
