@@ -94,10 +94,10 @@ def _held_after_sigrids_retry(engine: Any) -> str:
     with engine.ws.transaction() as tx:
         tx.audit("member:sigrid", "item.retried", "run_item", item_id,
                  {"run_id": run_id, "previous_cause": "messaging system unavailable", "attempt": 2})
-        item_store.insert_attempts(tx, [dict(item_id=item_id, attempt=2, run_id=run_id, actor="member:sigrid",
-                                             started_at=now, finished_at=now, outcome="failed",
-                                             failure_cause="findings register timed out",
-                                             failure_class="transient", record_ref=None)])
+        item_store.insert_attempts(tx, [{"item_id": item_id, "attempt": 2, "run_id": run_id,
+                                         "actor": "member:sigrid", "started_at": now, "finished_at": now,
+                                         "outcome": "failed", "failure_cause": "findings register timed out",
+                                         "failure_class": "transient", "record_ref": None}])
     return item_id
 
 
@@ -157,8 +157,8 @@ def test_the_command_line_refuses_the_member_who_fired_the_run(tmp_path: Path) -
     item_id = "RUN-000001-000001"
     assert main(["--db", db, "--definitions", definitions, "approve", item_id, "--as", "sigrid"],
                 out=lines.append) == EXIT_REFUSED
-    assert lines == ["refused: sigrid started run RUN-000001 (run now) and so may not approve its items "
-                     "(four eyes); ask another approver."]
+    assert lines == [("refused: sigrid started run RUN-000001 (run now) and so may not approve its items "
+                      "(four eyes); ask another approver.")]
     ws = Workspace(db)
     try:
         with ws.read() as conn:
