@@ -80,10 +80,19 @@ def check_permission(ws: Workspace, actor: Actor, permission: str, entity_kind: 
     needed = " or ".join(PERMISSION_ROLES.get(permission, ["(no role)"]))
     message = (f"{actor.member_id} may not {permission.replace('_', ' ')} {entity_kind} {entity_id}: "
                f"that needs the {needed} role (has: {', '.join(sorted(actor.roles)) or 'none'}).")
+    audit_refusal(ws, actor, permission, entity_kind, entity_id, message)
+    raise NotAuthorized(message)
+
+
+def audit_refusal(ws: Workspace, actor: Actor, permission: str, entity_kind: str, entity_id: str, reason: str,
+                  **detail: str) -> None:
+    """Record a refused command as ``command.refused`` with the sentence the member was shown.
+
+    In its own transaction: the refusal is the only thing that happened, and it must stay in the trail
+    although the command raises (by role here; by a four-eyes rule in ``engine.commands``)."""
     with ws.transaction() as tx:
         tx.audit(actor.audit_name, "command.refused", entity_kind, entity_id,
-                 {"permission": permission, "reason": message})
-    raise NotAuthorized(message)
+                 {"permission": permission, "reason": reason, **detail})
 
 
 class SignInRefused(PermissionError):

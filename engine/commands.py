@@ -2,7 +2,9 @@
 
 Each command checks its actor's permission itself, checks eligibility with a ``check_*`` guard that
 raises a named error saying why not, and records the member's act in the audit log in the same
-transaction as the change it makes.
+transaction as the change it makes. Approving and dismissing are also held to four eyes: no member decides
+an item of a version they authored (approve), of a run they started, or that they retried; such a refusal
+is audited as a role refusal is.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
-from engine.authz import Actor, NotAuthorized, check_permission
+from engine.authz import Actor, NotAuthorized, audit_refusal, check_permission
 from engine.statemachine import (AWAITING_APPROVAL, DETERMINISTIC, ITEM_FAILED, TERMINAL_RUN_STATUSES)
 from engine.status import settle_run_status
 from store import items as item_store
@@ -42,6 +44,11 @@ class NotEligible(CommandRefused):
 
 class AlreadyDone(CommandRefused):
     pass
+
+
+class FourEyesRefused(CommandRefused):
+    """The member had a hand in the work they were asked to decide: they authored the definition version
+    the run pinned, started the run, or retried the item. A second pair of eyes must decide it."""
 
 
 def _run(engine: "Engine", run_id: str) -> dict:
@@ -186,19 +193,60 @@ def _check_awaiting(item: dict) -> None:
                           "there is nothing to decide.")
 
 
-def check_segregation_of_duties(engine: "Engine", actor: Actor, run: dict) -> None:
+def check_segregation_of_duties(engine: "Engine", actor: Actor, item: dict, run: dict) -> None:
+    """The author of the definition version a run pinned may not approve its actions; refused and audited."""
     with engine.ws.read() as conn:
         version = read_definition_version(conn, run["definition_id"], run["definition_version"])
     if version is not None and version.authored_by == actor.audit_name:
-        raise CommandRefused(f"{actor.member_id} authored version {version.version} of {run['definition_id']} "
-                             "and so may not approve its actions (segregation of duties); ask another approver.")
+        _refuse_four_eyes(engine, actor, "approve", item, "authored the definition version",
+                          f"{actor.member_id} authored version {version.version} of {run['definition_id']} "
+                          "and so may not approve its actions (segregation of duties); ask another approver.")
+
+
+@dataclass(frozen=True)
+class FourEyesConflict:
+    rule: str  # which four-eyes rule refused: "started the run" or "retried the item"
+    message: str  # the sentence the member is refused with
+
+
+def four_eyes_conflict(engine: "Engine", actor: Actor, item: dict, run: dict, act: str) -> FourEyesConflict | None:
+    """Why four eyes bar this member from deciding (``act``: approve or dismiss) this item, or None.
+
+    A member who started the run (run now) or retried the item would otherwise be the only person between
+    that work and its effect. Separate from ``check_four_eyes`` so a screen can disable its buttons with
+    the sentence the command would refuse with."""
+    if run["trigger_kind"] == "manual" and run["trigger_source"] == actor.audit_name:
+        return FourEyesConflict("started the run", f"{actor.member_id} started run {run['run_id']} (run now) and "
+                                f"so may not {act} its items (four eyes); ask another approver.")
+    with engine.ws.read() as conn:
+        actors = item_store.read_item_actors(conn, item["item_id"])
+    if actor.audit_name in actors:
+        return FourEyesConflict("retried the item", f"{actor.member_id} retried item {item['item_id']} and so "
+                                f"may not {act} it (four eyes); ask another approver.")
+    return None
+
+
+def check_four_eyes(engine: "Engine", actor: Actor, item: dict, run: dict, act: str) -> None:
+    """Refuse, and audit, a decision by the member who started the run or retried the item."""
+    conflict = four_eyes_conflict(engine, actor, item, run, act)
+    if conflict is not None:
+        _refuse_four_eyes(engine, actor, act, item, conflict.rule, conflict.message)
+
+
+def _refuse_four_eyes(engine: "Engine", actor: Actor, act: str, item: dict, rule: str, message: str) -> None:
+    # Audited as a role refusal is (``command.refused``, the sentence as the reason), with the rule that
+    # refused: the trail shows who tried to decide work they had a hand in.
+    audit_refusal(engine.ws, actor, act, "run_item", item["item_id"], message, four_eyes=rule,
+                  run_id=item["run_id"])
+    raise FourEyesRefused(message)
 
 
 def approve_item(engine: "Engine", actor: Actor, item_id: str) -> str:
     item, run = _item(engine, item_id)
     check_permission(engine.ws, actor, "approve", "run_item", item_id)
     _check_awaiting(item)
-    check_segregation_of_duties(engine, actor, run)
+    check_segregation_of_duties(engine, actor, item, run)
+    check_four_eyes(engine, actor, item, run, "approve")
     with engine.ws.transaction() as tx:
         if not item_store.decide_approval(tx, item_id, "approved", actor.audit_name, None):
             raise AlreadyDone(f"The approval of {item_id} was already decided; reload to see how.")
@@ -216,6 +264,7 @@ def dismiss_item(engine: "Engine", actor: Actor, item_id: str, reason: str) -> s
     if not reason or not reason.strip():
         raise CommandRefused("A dismissal needs a reason; it is recorded as the item's skip reason.")
     _check_awaiting(item)
+    check_four_eyes(engine, actor, item, run, "dismiss")
     with engine.ws.transaction() as tx:
         if not item_store.decide_approval(tx, item_id, "dismissed", actor.audit_name, reason.strip()):
             raise AlreadyDone(f"The approval of {item_id} was already decided; reload to see how.")

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from engine.statemachine import AWAITING_APPROVAL, IN_FLIGHT, ITEM_FAILED, ITEM_PENDING, SKIPPED
 from store.bulk import (Columns, append_columns, append_packed, append_rows, columns_of, pack, update_columns,
                         update_rows)
-from store.schema import approvals, item_attempts, run_items
+from store.schema import approvals, audit_log, item_attempts, run_items
 from store.workspace import Tx
 
 if TYPE_CHECKING:
@@ -142,6 +142,17 @@ def insert_attempts(tx: Tx, rows: Sequence[dict[str, Any]] | Columns) -> None:
 def read_attempts(conn: sa.Connection, item_id: str) -> list[dict[str, Any]]:
     q = sa.select(item_attempts).where(item_attempts.c.item_id == item_id).order_by(item_attempts.c.attempt)
     return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def read_item_actors(conn: sa.Connection, item_id: str) -> set[str]:
+    """Everyone who retried the item or started an attempt at it: the four-eyes check asks whether the
+    member deciding it is among them. A member's retry is audited as ``item.retried`` when it is claimed,
+    before its attempt is written, so the audit entry counts even where the attempt never landed."""
+    retried = sa.select(audit_log.c.actor).where(audit_log.c.entity_kind == "run_item",
+                                                 audit_log.c.entity_id == item_id,
+                                                 audit_log.c.event == "item.retried")
+    attempted = sa.select(item_attempts.c.actor).where(item_attempts.c.item_id == item_id)
+    return set(conn.execute(sa.union(retried, attempted)).scalars())
 
 
 def skip_unstarted_items(tx: Tx, run_id: str, reason: str) -> list[str]:

@@ -2,8 +2,12 @@
 
 The world holds only facts about the credit union — accounts and when their KYC review falls due,
 suppliers and their attestation expiries, incidents and reviews, exception closures, AML monitor
-results, regulator signals, a messaging outage and the approvers' decisions. It never says what a run
+results, regulator signals, messaging outages and the approvers' decisions. It never says what a run
 should produce: the quarter's figures come out of the engine running the definitions over it.
+
+After the worked example's quarter the world leaves work for whoever opens the demo (``leftover_monday``):
+the messaging gateway goes down again during the latest KYC run, and nobody retries it yet; and one
+account of that week has lost its manager, so its request has nobody to go to.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from engine.schedule import fire_times
 UTC = dt.timezone.utc
 QUARTER_START = dt.datetime(2026, 7, 1, tzinfo=UTC)
 QUARTER_END = dt.datetime(2026, 10, 1, tzinfo=UTC)  # exclusive
+# The second outage, from the fire time of the KYC run it hits: it begins a few deliveries in (each takes
+# 10 s) and lasts two minutes, so a run of 30 or more accounts has 12 transient failures and goes on after.
+LEFTOVER_OUTAGE = (dt.timedelta(minutes=2), dt.timedelta(minutes=4))
 KYC_CRON = CronTrigger.from_crontab("0 6 * * mon", timezone="UTC")
 SUPPLIER_CRON = CronTrigger.from_crontab("0 7 1 * *", timezone="UTC")
 MANAGERS = ["a.okafor", "b.lindqvist", "c.mendes", "d.haddad", "e.novak", "f.tanaka"]
@@ -56,6 +63,17 @@ def _at(day: dt.datetime, hour: int, minute: int = 0) -> dt.datetime:
     return day.replace(hour=hour, minute=minute, second=0, microsecond=0)
 
 
+def leftover_monday(until: dt.datetime) -> dt.datetime | None:
+    """The KYC fire whose run the demo leaves unrecovered: the last one before ``until``, if it falls after
+    the worked example's quarter (whose figures never change), else None.
+
+    Computed from ``until`` because ``make run`` seeds up to the real present: it is the latest run, so no
+    later run meets the same accounts again. Its outage is over by the present unless the demo is seeded
+    within minutes of a Monday's fire; a retry then fails transiently again until the outage ends."""
+    mondays = fire_times(KYC_CRON, QUARTER_END, until) if until > QUARTER_END else []
+    return mondays[-1] if mondays else None
+
+
 def build_world(seed: int = 2026, until: dt.datetime | None = None) -> World:
     rng = random.Random(seed)
     until = until or QUARTER_END
@@ -77,9 +95,15 @@ def build_world(seed: int = 2026, until: dt.datetime | None = None) -> World:
     weekly += [rng.randint(30, 60) for _ in later_mondays]
     outage_week = mondays[6]
     skip_weeks = {mondays[2]: 3, mondays[4]: 3, mondays[8]: 3, mondays[11]: 3}
+    leftover = leftover_monday(until)
     for monday, count in zip(mondays + later_mondays, weekly):
         week = [account((monday - dt.timedelta(days=rng.randint(0, 6))).date()) for _ in range(count)]
         week.sort(key=lambda a: a["account_id"])
+        if monday == leftover:
+            # Its manager left the credit union and the core system exports the account unassigned: the
+            # evidence request resolves to no recipient, which no retry can fix (the account needs a manager).
+            # The week's last account, so its item comes after the outage's, and no draw of ``rng`` moves.
+            week[-1]["manager"] = ""
         w.accounts.extend(week)
         # Some accounts close while the run is still delivering: the run meets them inactive.
         for a in rng.sample(week[20:], skip_weeks.get(monday, 0)):
@@ -90,6 +114,11 @@ def build_world(seed: int = 2026, until: dt.datetime | None = None) -> World:
         "starts_at": outage_week, "ends_at": outage_week + dt.timedelta(minutes=3),
         "reason": "messaging gateway maintenance overran"}))
     w.happenings.append((_at(outage_week + dt.timedelta(days=1), 9, 12), "retry_failed_kyc", {}))
+    if leftover is not None:  # down again during the latest run; this time nobody has retried yet
+        starts, ends = LEFTOVER_OUTAGE
+        w.happenings.append((leftover - dt.timedelta(minutes=1), "outage", {
+            "starts_at": leftover + starts, "ends_at": leftover + ends,
+            "reason": "messaging gateway down again: its TLS certificate expired"}))
 
     # Suppliers: attestations expiring within 45 days of each monthly run.
     firsts = fire_times(SUPPLIER_CRON, QUARTER_START, until)
