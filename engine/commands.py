@@ -19,6 +19,7 @@ from store import items as item_store
 from store import runs as run_store
 from store.definitions import read_definition_version, set_definition_enabled
 from store.errors import StoreError
+from store.matching import count_matching_subjects
 
 if TYPE_CHECKING:
     from engine.runtime import Engine
@@ -283,6 +284,26 @@ def run_now(engine: "Engine", actor: Actor, definition_id: str, background: bool
     if not enabled:
         raise NotEligible(f"{definition_id} is disabled; an admin must enable it before it can run.")
     return engine.fire(definition_id, kind="manual", actor_name=actor.audit_name, background=background)
+
+
+@dataclass(frozen=True)
+class RunNowPreview:
+    """What "run now" would do at this moment: asked before it is done, so an operator confirms knowingly."""
+
+    definition_id: str
+    title: str
+    subject_kind: str
+    subjects: int
+    actions: tuple[str, ...]
+
+
+def preview_run_now(engine: "Engine", definition_id: str) -> RunNowPreview:
+    """How many subjects the definition's latest version would match now (read only: no run, no audit)."""
+    definition, _, _ = engine.catalog.latest(definition_id)
+    with engine.ws.read() as conn:
+        n = count_matching_subjects(conn, definition.condition, engine.clock.now())
+    return RunNowPreview(definition_id, definition.title, definition.condition.subject, n,
+                         tuple(a.actioner for a in definition.actions))
 
 
 def set_enabled(engine: "Engine", actor: Actor, definition_id: str, enabled: bool) -> None:

@@ -17,6 +17,7 @@ import yaml
 from apscheduler.triggers.cron import CronTrigger
 
 from engine.actioners.specs import ACTIONER_SPECS
+from engine.schedule import describe_cron
 from engine.conditions import OPS, Clause, Compare, Condition, DaysAfterTrigger, Related
 from engine.templates import DEFINITION_FIELDS, ROOTS, TRIGGER_FIELDS, placeholders
 from store.registers import EVENT_TYPES, REGISTERS
@@ -44,8 +45,10 @@ class Trigger:
     source: str | None = None
 
     def describe(self) -> str:
-        return {"schedule": f"schedule '{self.cron}' ({self.timezone})", "event": f"event {self.event}",
-                "signal": f"signal from {self.source}"}[self.kind]
+        """In words: "Mondays 06:00 UTC", "event incident.closed", "signal from regulator-feed"."""
+        if self.kind == "schedule":
+            return describe_cron(self.cron or "", self.timezone)
+        return f"event {self.event}" if self.kind == "event" else f"signal from {self.source}"
 
     def cron_trigger(self) -> CronTrigger:
         return CronTrigger.from_crontab(self.cron or "", timezone=self.timezone)
@@ -79,6 +82,8 @@ class Definition:
     approval_required: bool
     enabled: bool
     content: str = field(repr=False, compare=False, default="")
+    # Hours an approval may wait before the Approvals page flags it overdue (policies.approval.due_within_hours).
+    approval_due_within_hours: float | None = None
 
     @property
     def content_hash(self) -> str:
@@ -302,11 +307,20 @@ def parse_definition(text: str, path: str) -> Definition:
     if not isinstance(retry.max_attempts, int) or retry.max_attempts < 1:
         raise v.fail("policies.retry.max_attempts", "a whole number of at least 1", retry.max_attempts)
     approval = v.mapping(policies.get("approval", {}) or {}, "policies.approval")
+    v.unknown_keys(approval, {"required", "due_within_hours"}, "policies.approval.")
+    required = approval.get("required", False)
+    if not isinstance(required, bool):
+        raise v.fail("policies.approval.required", "true or false", required)
+    due = approval.get("due_within_hours")
+    if due is not None and (isinstance(due, bool) or not isinstance(due, (int, float)) or not 0 < due < 1e6):
+        raise v.fail("policies.approval.due_within_hours", "a positive number of hours", due,
+                     "write how many hours an approval may wait, e.g. due_within_hours: 72")
     enabled = doc.get("enabled", True)
     if not isinstance(enabled, bool):
         raise v.fail("enabled", "true or false", enabled)
     return Definition(def_id, v.string(doc, "title"), str(doc.get("description", "")).strip(), trigger,
-                      condition, actions, retry, bool(approval.get("required", False)), enabled, text)
+                      condition, actions, retry, required, enabled, text,
+                      approval_due_within_hours=float(due) if due is not None else None)
 
 
 @dataclass

@@ -9,12 +9,12 @@ import pandas as pd
 import streamlit as st
 
 from engine.catalog import UnknownDefinition
-from engine.commands import COMMAND_REFUSALS, run_now, set_enabled
+from engine.commands import COMMAND_REFUSALS, preview_run_now, run_now, set_enabled
 from store.definitions import read_definition_rejections, read_definition_versions, read_definitions
 from ui.links import definition_link, query_params_dict, run_link
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
-from ui.text import fmt_time, md_escape, md_repr, md_value
+from ui.text import fmt_duration, fmt_time, md_escape, md_repr, md_value
 from ui.tables import show_table
 
 engine = current_engine()
@@ -35,9 +35,13 @@ now = engine.clock.now()
 
 
 def _trigger(definition_id: str, version: int) -> tuple[str, str]:
+    """The trigger in words ("Mondays 06:00 UTC") and when it next fires, with how long until then."""
     d = engine.catalog.get(definition_id, version)
-    nxt = d.trigger.cron_trigger().get_next_fire_time(None, now) if d.trigger.kind == "schedule" else None
-    return d.trigger.describe(), fmt_time(nxt) if nxt else "on its trigger"
+    if d.trigger.kind != "schedule":
+        return d.trigger.describe(), "on its trigger"
+    nxt = d.trigger.cron_trigger().get_next_fire_time(None, now)
+    return d.trigger.describe(), (f"{nxt:%a %d %b %Y %H:%M} UTC (in {fmt_duration((nxt - now).total_seconds())})"
+                                  if nxt else "never again")
 
 
 table = []
@@ -78,15 +82,34 @@ numbers = [v.version for v in versions]
 st.subheader(f"{row['title']}")
 left, right = st.columns(2)
 may_run, may_manage = actor.may("run_now"), actor.may("manage_definitions")
-if left.button("Run now", type="primary", disabled=not may_run or not row["enabled"],
+confirming = st.session_state.get("automations_confirm") == chosen
+if left.button("Run now", type="primary", disabled=not may_run or not row["enabled"] or confirming,
                help="Needs the operator role" if not may_run else None if row["enabled"] else "Disabled"):
-    try:
-        made = run_now(engine, actor, chosen, background=True)
-        st.session_state["automations_result"] = ("ok", "Started " + (", ".join(made) or "no run (nothing fired)"))
-        st.session_state["automations_runs"] = made
-    except (*COMMAND_REFUSALS, UnknownDefinition) as exc:
-        st.session_state["automations_result"] = ("error", md_escape(exc))
+    st.session_state["automations_confirm"] = chosen
     st.rerun()
+if confirming:
+    # Asked first, naming what it would act on now: a run acts on every subject it matches, at once.
+    preview = preview_run_now(engine, chosen)
+    with st.container(border=True):
+        st.markdown(f"**Run {md_escape(row['title'])} ({md_escape(chosen)}) now?** It would match "
+                    f"**{preview.subjects:,}** {md_escape(preview.subject_kind)} now and, for each, "
+                    f"{md_escape(', '.join(preview.actions))}. The run is recorded as started by you, so you will "
+                    "not be able to approve its items (four eyes).")
+        yes, no, _ = st.columns([2, 1, 4])
+        if yes.button(f"Yes, run it on {preview.subjects:,} {preview.subject_kind}", type="primary",
+                      key="run-now-confirm"):
+            st.session_state.pop("automations_confirm", None)
+            try:
+                made = run_now(engine, actor, chosen, background=True)
+                st.session_state["automations_result"] = ("ok", "Started " + (", ".join(made)
+                                                                             or "no run (nothing fired)"))
+                st.session_state["automations_runs"] = made
+            except (*COMMAND_REFUSALS, UnknownDefinition) as exc:
+                st.session_state["automations_result"] = ("error", md_escape(exc))
+            st.rerun()
+        if no.button("Cancel", key="run-now-cancel"):
+            st.session_state.pop("automations_confirm", None)
+            st.rerun()
 for made_run in st.session_state.pop("automations_runs", []):
     rl = run_link(made_run)
     left.page_link(rl.page, query_params=rl.params, label=f"Open {made_run}", icon=":material/play_circle:")

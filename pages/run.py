@@ -7,8 +7,8 @@ import streamlit as st
 from engine.authz import PERMISSION_ROLES
 from engine.reporting.bundle import build_run_bundle
 from engine.statemachine import TERMINAL_RUN_STATUSES
-from store.run_queries import count_items_by_action_and_outcome, read_entity_audit, read_items_page, \
-    read_run_detail
+from store.run_queries import count_failed_first_items, count_items_by_action_and_outcome, read_entity_audit, \
+    read_items_page, read_run_detail
 from ui.colors import STATUS_BADGES
 from ui.links import audit_link, definition_link, query_params_dict, run_link, runs_link
 from ui.run_actions import render_cancel, render_retry, show_last_result
@@ -68,8 +68,12 @@ def render_facts() -> dict[str, int]:
         left.plotly_chart(breakdown_figure(breakdown), config={"displayModeBar": False})
         right.dataframe(breakdown,
                         column_config={"action": "Action", "outcome": "Outcome", "items": "Items"})
-    else:
+    elif current["started_at"] is None:
         st.info("No items yet: the run has not matched its subjects.")
+    else:
+        subject = engine.catalog.get(current["definition_id"], current["definition_version"]).condition.subject
+        st.info(f"This run matched no subjects: its condition held for none of the {md_escape(subject)} when it "
+                f"ran ({fmt_time(current['started_at'])}), so no action was taken.")
     counts: dict[str, int] = {}
     for b in breakdown:
         counts[b["outcome"]] = counts.get(b["outcome"], 0) + b["items"]
@@ -82,6 +86,21 @@ if live:
     counts = st.fragment(render_facts, run_every="2s")() or {}
 else:
     counts = render_facts()
+
+# --- items that failed before they succeeded: a clean-looking run can hide an outage ---------------------
+with engine.ws.read() as conn:
+    failed_first = count_failed_first_items(conn, [run_id]).get(run_id)
+if failed_first:
+    words = [f"**{failed_first.items:,}** {'item' if failed_first.items == 1 else 'items'} failed at first"]
+    if failed_first.recovered:
+        words.append(f"{failed_first.recovered:,} recovered on a retry")
+    if failed_first.still_failed:
+        words.append(f"{failed_first.still_failed:,} still failed")
+    rest = failed_first.items - failed_first.recovered - failed_first.still_failed
+    if rest:
+        words.append(f"{rest:,} retrying, skipped or awaiting a decision")
+    fl = run_link(run_id, failed_attempts=True)
+    st.warning(" · ".join(words) + f" — [show them]({fl.href})", icon=":material/history:")
 
 # --- definition and trigger -----------------------------------------------------------------------------
 left, right = st.columns(2)
@@ -127,19 +146,23 @@ outcome = (params.get("outcome") or [None])[-1]
 if outcome and outcome not in KNOWN_OUTCOMES:
     st.warning(f"Unknown outcome {md_repr(outcome)} in the link; showing every item.")
     outcome = None
-options = ["all", *[o for o in KNOWN_OUTCOMES if counts.get(o)]]
-picked = st.segmented_control("Outcome", options, default=outcome if outcome in options else "all",
-                              format_func=lambda o: "All" if o == "all" else f"{o} ({counts.get(o, 0):,})")
-picked = None if picked in (None, "all") else picked
-if picked != outcome:
-    st.query_params.from_dict(run_link(run_id, picked).params)
+failed_attempts = (params.get("attempts") or [None])[-1] == "failed"
+options = ["all", *[o for o in KNOWN_OUTCOMES if counts.get(o)], *(["failed-first"] if failed_first else [])]
+current_option = "failed-first" if failed_attempts else outcome if outcome in options else "all"
+labels = {"all": "All", "failed-first": f"failed at first ({failed_first.items:,})" if failed_first else ""}
+picked = st.segmented_control("Outcome", options, default=current_option,
+                              format_func=lambda o: labels.get(o) or f"{o} ({counts.get(o, 0):,})")
+if picked != current_option:
+    st.query_params.from_dict(run_link(run_id, None if picked in (None, "all", "failed-first") else picked,
+                                       failed_attempts=picked == "failed-first").params)
     st.rerun()
 try:
     after = int((params.get("from") or ["0"])[-1])
 except ValueError:
     after = 0
 with engine.ws.read() as conn:
-    items, next_position = read_items_page(conn, run_id, outcome, after_position=after)
+    items, next_position = read_items_page(conn, run_id, None if failed_attempts else outcome,
+                                           after_position=after, failed_attempts=failed_attempts)
 if items:
     show_table(items_frame(items), column_config={
         "Item": st.column_config.LinkColumn("Item", display_text=r"item\?id=(.*)"),
@@ -149,11 +172,11 @@ if items:
 else:
     st.info("No items with this outcome.")
 nav = st.columns([1, 1, 6])
-if after and nav[0].button("⏮ First items"):
-    st.query_params.from_dict(run_link(run_id, outcome).params)
+if after and nav[0].button("First items", icon=":material/first_page:"):
+    st.query_params.from_dict(run_link(run_id, outcome, failed_attempts).params)
     st.rerun()
-if next_position and nav[1].button("More items ▶"):
-    st.query_params.from_dict({**run_link(run_id, outcome).params, "from": str(next_position)})
+if next_position and nav[1].button("More items", icon=":material/navigate_next:"):
+    st.query_params.from_dict({**run_link(run_id, outcome, failed_attempts).params, "from": str(next_position)})
     st.rerun()
 
 # --- audit ----------------------------------------------------------------------------------------------

@@ -108,6 +108,12 @@ def match_subjects(conn: sa.Connection, condition: Condition, trigger_at: dt.dat
     return [dict(r) for r in conn.execute(_match_query(conn, condition, trigger_at, only_ids)).mappings().all()]
 
 
+def count_matching_subjects(conn: sa.Connection, condition: Condition, at: dt.datetime) -> int:
+    """How many subjects the condition's ``where`` clauses hold for at ``at`` (what a run would match)."""
+    q = _match_query(conn, condition, at, None).order_by(None).subquery()
+    return int(conn.execute(sa.select(sa.func.count()).select_from(q)).scalar_one())
+
+
 def iter_match_subjects(conn: sa.Connection, condition: Condition, trigger_at: dt.datetime,
                         only_ids: Sequence[str] | None = None, chunk: int = 10_000
                         ) -> Iterator[list[dict[str, Any]]]:

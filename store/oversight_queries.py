@@ -92,8 +92,9 @@ def read_failed_items(conn: sa.Connection, f: FailedFilter, limit: int | None = 
 def read_open_approvals_oldest_first(conn: sa.Connection) -> list[dict[str, Any]]:
     q = (sa.select(approvals.c.item_id, approvals.c.run_id, approvals.c.definition_id,
                    approvals.c.definition_version, approvals.c.opened_at, run_items.c.subject_label,
-                   run_items.c.action, run_items.c.parameters)
-         .select_from(approvals.join(run_items, run_items.c.item_id == approvals.c.item_id))
+                   run_items.c.action, run_items.c.parameters, runs.c.trigger_kind, runs.c.trigger_source)
+         .select_from(approvals.join(run_items, run_items.c.item_id == approvals.c.item_id)
+                      .join(runs, runs.c.run_id == approvals.c.run_id))
          .where(approvals.c.decision.is_(None), run_items.c.outcome == "awaiting-approval")
          .order_by(approvals.c.opened_at, approvals.c.item_id))
     return [dict(r) for r in conn.execute(q).mappings()]

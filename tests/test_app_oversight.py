@@ -6,8 +6,9 @@ import pytest
 import sqlalchemy as sa
 
 from engine.authz import NotAuthorized, load_actor
-from engine.commands import approve_item, set_enabled
+from engine.commands import CommandRefused, approve_item, preview_run_now, set_enabled
 from engine.signals import deliver_signal
+from store.matching import count_matching_subjects
 from tests.apptest_support import app_engine, app_workspace, open_app  # noqa: F401 (fixture)
 from tests.test_app_runs import _run_failed_on_outage, sql
 from ui.links import PAGES
@@ -119,13 +120,27 @@ def test_a_record_traces_to_its_item_and_the_subject_to_its_items(app_workspace:
 def test_run_now_and_enable_disable_are_role_checked_and_audited(app_workspace: str) -> None:
     at = open_app("sigrid", page=PAGES["automations"][0], params={"id": "supplier-attestation-renewal"})
     assert _button(at, "Disable").disabled  # admins only
+    runs_before = sql("SELECT count(*) FROM runs")
     _button(at, "Run now").click().run()
+    # asked first, naming the automation and what it would match now; nothing has run yet
+    engine = app_engine()
+    preview = preview_run_now(engine, "supplier-attestation-renewal")
+    with engine.ws.read() as conn:
+        definition = engine.catalog.latest("supplier-attestation-renewal")[0]
+        assert preview.subjects == count_matching_subjects(conn, definition.condition, engine.clock.now())
+    asked = " ".join(m.value for m in at.markdown)
+    assert (f"Run Supplier attestation renewal (supplier\\-attestation\\-renewal) now?** It would match "
+            f"**{preview.subjects:,}** suppliers now") in asked, asked
+    assert sql("SELECT count(*) FROM runs") == runs_before and _button(at, "Run now").disabled
+    _button(at, "Cancel").click().run()
+    assert sql("SELECT count(*) FROM runs") == runs_before and not _button(at, "Run now").disabled
+    _button(at, "Run now").click().run()
+    _button(at, f"Yes, run it on {preview.subjects:,} suppliers").click().run()
     assert any(s.value.startswith("Started RUN-") for s in at.success)
     at = open_app("admin", page=PAGES["automations"][0], params={"id": "supplier-attestation-renewal"})
     assert _button(at, "Run now").disabled  # operators only
     _button(at, "Disable").click().run()
     assert sql("SELECT enabled FROM definitions WHERE definition_id = 'supplier-attestation-renewal'") == [(False,)]
-    engine = app_engine()
     with pytest.raises(NotAuthorized):
         set_enabled(engine, load_actor(engine.ws, "sigrid"), "supplier-attestation-renewal", True)
 
@@ -143,3 +158,35 @@ def test_members_are_listed_for_admins_only(app_workspace: str) -> None:
     assert len(at.dataframe[0].value) == 4
     at = open_app("viewer", page=PAGES["members"][0])
     assert list(at.dataframe[0].value["Member"]) == ["viewer"]
+
+
+def test_approvals_say_how_long_each_waited_flag_the_overdue_and_link_their_ids(app_workspace: str) -> None:
+    fresh, old = _awaiting(2)
+    engine = app_engine()
+    with engine.ws.transaction() as tx:  # the second has waited 100 hours; its definition allows 72
+        tx.conn.execute(sa.text("UPDATE approvals SET opened_at = opened_at - INTERVAL 100 HOUR WHERE item_id = :i"),
+                        {"i": old})
+    at = open_app("sigrid", page=PAGES["approvals"][0])
+    assert not at.exception
+    flagged = [e.value for e in at.error]
+    assert len(flagged) == 1 and flagged[0].startswith("Waiting 4 days 4 h: overdue by 28 h")
+    assert flagged[0].endswith("(due within 72 h)")
+    assert any(i.value.startswith("Waiting ") and i.value.endswith("due within 72 h") for i in at.info)
+    summary = " ".join(m.value for m in at.markdown)
+    assert "**2** waiting · oldest has waited **4 days 4 h** · :red[**1 overdue**]" in summary
+    run_id = old.rsplit("-", 1)[0]
+    assert f"Item [{old}](item?id={old}) of run [{run_id}](run?id={run_id})" in summary
+
+
+def test_the_member_who_started_a_run_sees_why_they_may_not_decide_it(app_workspace: str) -> None:
+    engine = app_engine()
+    sigrid = load_actor(engine.ws, "sigrid")
+    [item] = _awaiting(1)
+    with engine.ws.transaction() as tx:  # as if sigrid had started it with run now
+        tx.conn.execute(sa.text("UPDATE runs SET trigger_kind = 'manual', trigger_source = 'member:sigrid' "
+                                "WHERE run_id = :r"), {"r": item.rsplit("-", 1)[0]})
+    at = open_app("sigrid", page=PAGES["approvals"][0])
+    assert at.button(key=f"approve-{item}").disabled
+    assert any("four eyes" in w.value and "started run" in w.value for w in at.warning)
+    with pytest.raises(CommandRefused, match=r"four eyes"):
+        approve_item(engine, sigrid, item)

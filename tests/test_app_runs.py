@@ -267,3 +267,27 @@ def test_empty_states_say_what_is_true(app_workspace: str) -> None:
     at = open_app("viewer", page=RUNS, params={"period": "quarter", "quarter": "2025-Q1"})
     said = " ".join(i.value for i in at.info)
     assert "No runs match these filters" in said and "make run" not in said and "holds 59 runs" in said
+
+
+def test_a_run_says_how_many_items_failed_first_and_links_them(app_workspace: str) -> None:
+    [(run_id,)] = sql("SELECT DISTINCT run_id FROM item_attempts WHERE outcome = 'failed' "
+                      "AND run_id IN (SELECT run_id FROM runs WHERE triggered_at < '2026-10-01')")
+    at = open_app("viewer", page=RUN, params={"id": run_id})
+    assert not at.exception
+    [line] = [w.value for w in at.warning if "failed at first" in w.value]
+    assert line == (f"**18** items failed at first · 18 recovered on a retry — "
+                    f"[show them](run?id={run_id}&attempts=failed)")
+    at = open_app("viewer", page=RUN, params={"id": run_id, "attempts": "failed"})
+    items = next(d.value for d in at.dataframe if "Item" in d.value.columns)
+    assert len(items) == 18 and set(items["Outcome"]) == {"succeeded"} and set(items["Attempts"]) == {2}
+
+
+def test_a_completed_run_that_matched_nothing_says_so(app_workspace: str) -> None:
+    engine = app_engine()
+    with engine.ws.transaction() as tx:  # no attestation falls due any more
+        tx.conn.execute(sa.text("UPDATE suppliers SET attestation_expires = DATE '2099-01-01'"))
+    [run_id] = engine.fire("supplier-attestation-renewal", kind="manual", actor_name="member:sigrid")
+    at = open_app("viewer", page=RUN, params={"id": run_id})
+    said = " ".join(i.value for i in at.info)
+    assert "This run matched no subjects: its condition held for none of the suppliers when it ran" in said
+    assert "has not matched its subjects" not in said

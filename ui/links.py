@@ -133,8 +133,9 @@ def runs_link(view: RunsView | None = None, after: str | None = None) -> Link:
 
 
 # --- One thing each ------------------------------------------------------------------------------------
-def run_link(run_id: str, outcome: str | None = None) -> Link:
-    return Link("run", _clean({"id": run_id, "outcome": outcome}))
+def run_link(run_id: str, outcome: str | None = None, failed_attempts: bool = False) -> Link:
+    """A run's page, its items filtered to one outcome or to those with a failed attempt."""
+    return Link("run", _clean({"id": run_id, "outcome": outcome, "attempts": "failed" if failed_attempts else None}))
 
 
 def item_link(item_id: str) -> Link:

@@ -67,6 +67,18 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{hours} h {m:02d} min"
 
 
+def fmt_age(seconds: float) -> str:
+    """How long something has waited, in the units a person weighs it in: "4 min", "27 h", "13 days 22 h"."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 3600:
+        return f"{max(1, int(seconds // 60))} min"
+    hours = int(seconds // 3600)
+    if hours < 48:
+        return f"{hours} h {int(seconds % 3600 // 60):02d} min"
+    days, rest = divmod(hours, 24)
+    return f"{days} days {rest} h"
+
+
 def fmt_time(value: Any) -> str:
     """UTC timestamps as people read them in an audit: to the second, with the zone."""
     if value is None:

@@ -85,14 +85,14 @@ class AutomationFacts:
 
 
 def _runs_sentence(a: AutomationFacts) -> str:
-    """E.g. "13 runs, as many as its schedule '0 6 * * mon' (UTC) called for; all 13 completed"."""
+    """E.g. "13 runs, as many as its schedule (Mondays 06:00 UTC) called for; all 13 completed"."""
     runs = int(a.row["runs"])
     text = plural(runs, "run")
     c = a.firing
     if c is not None:
         expected = f"{'at least ' if c.at_least else ''}{c.expected:,}"
         if c.trigger_kind == "schedule":
-            basis = f"its schedule {c.trigger.removeprefix('schedule ')}"
+            basis = f"its schedule ({c.trigger})"
             text += (f", as many as {basis} called for" if not c.flagged else
                      f" where {basis} called for {expected} ({c.verdict})")
         else:
@@ -120,7 +120,7 @@ def _no_runs_sentence(a: AutomationFacts) -> str:
         return "No runs in this period."
     expected = f"{'at least ' if c.at_least else ''}{c.expected:,}"
     if c.trigger_kind == "schedule":
-        text = f"No runs in this period; its schedule {c.trigger.removeprefix('schedule ')} called for " + \
+        text = f"No runs in this period; its schedule ({c.trigger}) called for " + \
             ("none" if c.expected == 0 else f"{expected} ({c.verdict})")
     else:
         what = (f"{c.trigger.removeprefix('event ')} events" if c.trigger_kind == "event" else

@@ -32,7 +32,7 @@ class DisabledSpan:
 @dataclass(frozen=True)
 class FiringCheck:
     definition_id: str
-    trigger: str  # in words: "schedule '0 6 * * mon' (UTC)", "event incident.closed", ...
+    trigger: str  # in words: "Mondays 06:00 UTC", "event incident.closed", ...
     trigger_kind: str
     expected: int
     actual: int

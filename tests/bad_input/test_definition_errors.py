@@ -57,6 +57,17 @@ CASES: dict[str, tuple[str, str]] = {
         "incident_reviews, exceptions, aml_monitor_results, rule_changes, findings, evidence_requests, "
         "assessments, lifecycle_instances); found 'acounts'. Fix: did you mean 'accounts'? Otherwise use one "
         "of the subject kinds listed"),
+    "unknown-approval-key": (
+        GOOD.replace("approval: {required: false}", "approval: {required: false, due_in: 3}"),
+        "{path}: field 'policies.approval.due_in': expected one of due_within_hours, required; found 'due_in'. "
+        "Fix: remove it or correct its spelling"),
+    "approval-due-not-a-number": (
+        GOOD.replace("approval: {required: false}", "approval: {required: true, due_within_hours: soon}"),
+        "{path}: field 'policies.approval.due_within_hours': expected a positive number of hours; found 'soon'. "
+        "Fix: write how many hours an approval may wait, e.g. due_within_hours: 72"),
+    "approval-required-not-a-flag": (
+        GOOD.replace("approval: {required: false}", "approval: {required: sometimes}"),
+        "{path}: field 'policies.approval.required': expected true or false; found 'sometimes'."),
     "bad-cron": (
         GOOD.replace('"0 6 * * mon"', '"61 6 * * mon"'),
         "{path}: field 'trigger.cron': expected " + CRON + "; found '61 6 * * mon'. Fix: correct the expression "

@@ -90,6 +90,7 @@ def test_sigrid_retries_transient_failures_and_sees_the_outcome_and_audit(server
 def test_sigrid_cancels_a_running_run(server: AppServer, page) -> None:  # noqa: ANN001
     sign_in(page, server, "sigrid", path="automations?id=slow-evidence")
     main(page).get_by_role("button", name="Run now").click()
+    main(page).get_by_role("button", name=re.compile(r"^Yes, run it on \d+ accounts$")).click()  # confirmed
     started = main(page).get_by_text(re.compile(r"^Open RUN-\d+$"))
     started.wait_for()
     run_id = started.inner_text().removeprefix("Open ")
