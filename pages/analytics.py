@@ -98,13 +98,20 @@ if totals["runs"] == 0:
 st.subheader("Per automation")
 per = a.per_definition.with_columns(
     pl.Series("Runs page", [runs_link(runs_view(d)).href for d in a.per_definition["definition_id"]]))
-show_table(per.select("Runs page", "definition_id", "title", "trigger_kind", "runs", "subjects_matched",
-                        "items", "actions_invoked", *OUTCOME_COLUMNS, "attention_runs"), column_config={
-                 "Runs page": st.column_config.LinkColumn("Runs", display_text="open runs",
-                                                          help="This automation's runs in the period"),
-                 "definition_id": "Automation", "title": "Title", "trigger_kind": "Trigger",
-                 "runs": "Runs", "subjects_matched": "Subjects matched", "items": "Items",
-                 "actions_invoked": "Actions invoked", "attention_runs": "Needing attention"})
+# Thirteen columns fit the page's width only this narrow (no column hidden past the right edge).
+narrow = {"runs": "Runs", "subjects_matched": "Subjects", "items": "Items", "actions_invoked": "Actions",
+          "succeeded": "✓ succeeded", "failed": "✕ failed", "skipped": "skipped", "awaiting-approval": "awaiting",
+          "idempotent-replay": "replayed", "attention_runs": "attention"}
+show_table(per.select("Runs page", "definition_id", "trigger_kind", "runs", "subjects_matched", "items",
+                      "actions_invoked", *OUTCOME_COLUMNS, "attention_runs"), column_config={
+    "Runs page": st.column_config.LinkColumn("Runs page", display_text="open runs", width=80,
+                                             help="This automation's runs in the period"),
+    "definition_id": st.column_config.TextColumn("Automation", width=185),
+    "trigger_kind": st.column_config.TextColumn("Trigger", width=72),
+    **{c: st.column_config.NumberColumn(label, width=64 if len(label) < 9 else 84,
+                                        help="runs completed-with-failures or failed" if c == "attention_runs"
+                                        else None)
+       for c, label in narrow.items()}})
 table_downloads(engine.ws, actor, a, "per-automation")
 
 # --- expected against actual firing --------------------------------------------------------------------------

@@ -3,7 +3,6 @@ filter (no page cap), with the plan first, a progress bar and a summary."""
 
 from __future__ import annotations
 
-import datetime as dt
 
 import pandas as pd
 import streamlit as st
@@ -11,8 +10,11 @@ import streamlit as st
 from engine.bulk_retry import plan_bulk_retry
 from engine.commands import COMMAND_REFUSALS, retry_items
 from store.oversight_queries import FailedFilter, count_failed_items_by_cause, read_failed_items
+from store.analytics import read_run_time_range
 from store.run_queries import read_definition_ids
 from ui.links import failed_items_link, item_link, query_params_dict, run_link
+from ui.period_picker import pick_period
+from ui.periods import parse_period, resolve_period
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
 from ui.text import md_escape, md_repr, md_value
@@ -32,35 +34,29 @@ with engine.ws.read() as conn:
     definitions = read_definition_ids(conn)
 
 
-def _date(name: str) -> dt.date | None:
-    text = (params.get(name) or [None])[-1]
-    if not text:
-        return None
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        st.warning(f"'{name}={md_value(text)}' is not a date like 2026-07-01; it was ignored.")
-        return None
-
-
+problems: list[str] = []
+choice = parse_period(params, "all", problems, md_value)
+for p in problems:
+    st.warning(p)
 definition = (params.get("definition") or [None])[-1]
 if definition and definition not in definitions:
     st.warning(f"Unknown definition {md_repr(definition)} in the link; showing all.")
     definition = None
-start, end = _date("from"), _date("to")
-c1, c2, c3 = st.columns([3, 2, 2])
+c1, c2 = st.columns([3, 2])
+dates_row = st.container()
 picked_def = c1.selectbox("Definition", [None, *definitions], index=([None, *definitions].index(definition)),
                           format_func=lambda d: d or "All definitions")
-picked_start = c2.date_input("Triggered from", value=start)
-picked_end = c3.date_input("Triggered to (included)", value=end)
-if (picked_def, picked_start, picked_end) != (definition, start, end):
-    st.query_params.from_dict(failed_items_link(picked_def, picked_start, picked_end).params)
+today = engine.clock.now().date()
+with engine.ws.read() as conn:
+    first_run, _ = read_run_time_range(conn)
+picked = pick_period(c2, choice, today, first_run.date() if first_run else None, dates_place=dates_row)
+if (picked_def, picked) != (definition, choice):
+    st.query_params.from_dict(failed_items_link(picked_def, picked).params)
     st.rerun()
+period = resolve_period(choice, today)
+st.caption(f"Runs triggered in: {period.label}")
 
-utc = dt.timezone.utc
-f = FailedFilter(definition=definition,
-                 start=dt.datetime.combine(start, dt.time(), utc) if start else None,
-                 end=dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), utc) if end else None)
+f = FailedFilter(definition=definition, start=period.start, end=period.end)
 with engine.ws.read() as conn:
     groups = count_failed_items_by_cause(conn, f)
 if not groups:
@@ -73,7 +69,7 @@ show_table(pd.DataFrame(groups).rename(columns={"definition_id": "Definition", "
 
 st.subheader("Bulk retry")
 st.caption("Takes every eligible failed item in this view, however many; the plan comes first.")
-plan_key = ("failed_items_plan", definition, start, end)
+plan_key = ("failed_items_plan", definition, period.start, period.end)
 if st.button("Plan a bulk retry", icon=":material/checklist:"):
     with engine.ws.read() as conn:
         st.session_state["failed_items_plan"] = (plan_key, plan_bulk_retry(read_failed_items(conn, f, limit=None)))

@@ -91,16 +91,18 @@ else:
 with engine.ws.read() as conn:
     failed_first = count_failed_first_items(conn, [run_id]).get(run_id)
 if failed_first:
-    words = [f"**{failed_first.items:,}** {'item' if failed_first.items == 1 else 'items'} failed at first"]
-    if failed_first.recovered:
-        words.append(f"{failed_first.recovered:,} recovered on a retry")
-    if failed_first.still_failed:
-        words.append(f"{failed_first.still_failed:,} still failed")
-    rest = failed_first.items - failed_first.recovered - failed_first.still_failed
-    if rest:
-        words.append(f"{rest:,} retrying, skipped or awaiting a decision")
+    n, rec, still = failed_first.items, failed_first.recovered, failed_first.still_failed
+    if rec == n:
+        said = f"**{n:,}** {'item' if n == 1 else 'items'} failed at first and {'was' if n == 1 else 'were'} " \
+               "recovered by a retry"
+    else:
+        parts = [f"{rec:,} recovered by a retry"] if rec else []
+        parts += [f"{still:,} still failed"] if still else []
+        if n - rec - still:
+            parts.append(f"{n - rec - still:,} retrying, skipped or awaiting a decision")
+        said = f"**{n:,}** {'item' if n == 1 else 'items'} failed at least once: " + ", ".join(parts)
     fl = run_link(run_id, failed_attempts=True)
-    st.warning(" · ".join(words) + f" — [show them]({fl.href})", icon=":material/history:")
+    st.warning(f"{said} — [show them]({fl.href})", icon=":material/history:")
 
 # --- definition and trigger -----------------------------------------------------------------------------
 left, right = st.columns(2)

@@ -16,7 +16,7 @@ from ui.colors import STATUS_MARKS
 from ui.links import RUN_SORTS, parse_runs_view, query_params_dict, run_link, runs_link
 from ui.period_picker import pick_period
 from ui.run_views import ATTENTION, KNOWN_OUTCOMES, KNOWN_STATUSES, highlight_attention, run_filter, run_sort, \
-    runs_frame
+    RUNS_WIDTHS, runs_frame
 from ui.tables import table_height
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
@@ -111,16 +111,22 @@ event = st.dataframe(
     frame.style.apply(highlight_attention, axis=None), hide_index=True, width="stretch",
     height=table_height(len(rows)), on_select="rerun", selection_mode="single-row", key="runs-table",
     column_config={
-        "Run": st.column_config.LinkColumn("Run", display_text=r"run\?id=(.*)", help="Open the run"),
-        "Subjects": st.column_config.NumberColumn("Subjects", width="small", help="Subjects matched"),
-        "Actions": st.column_config.NumberColumn("Actions", width="small", help="Actions invoked"),
-        "Triggered": st.column_config.TextColumn("Triggered (UTC)"),
-        "Completed": st.column_config.TextColumn("Completed (UTC)"),
-        "Failed attempts": st.column_config.TextColumn(
-            "Failed attempts", help="Items that failed at least once: still failed, or recovered by a retry"),
+        "Run": st.column_config.LinkColumn("Run", display_text=r"run\?id=(.*)", help="Open the run",
+                                           width=RUNS_WIDTHS["Run"], pinned=True),
+        "Definition": st.column_config.TextColumn("Definition", width=RUNS_WIDTHS["Definition"]),
+        "Trigger": st.column_config.TextColumn("Trigger", width=RUNS_WIDTHS["Trigger"]),
+        "Status": st.column_config.TextColumn("Status", width=RUNS_WIDTHS["Status"]),
+        "Subjects": st.column_config.NumberColumn("Subjects", width=RUNS_WIDTHS["Subjects"],
+                                                  help="Subjects matched"),
+        "Actions": st.column_config.NumberColumn("Actions", width=RUNS_WIDTHS["Actions"], help="Actions invoked"),
+        "Outcomes": st.column_config.TextColumn(
+            "Outcomes", width=RUNS_WIDTHS["Outcomes"],
+            help="Items by outcome now; ↻ counts items that failed at first and a retry recovered"),
+        "Triggered": st.column_config.TextColumn("Triggered (UTC)", width=RUNS_WIDTHS["Triggered"]),
+        "Completed": st.column_config.TextColumn("Completed (UTC)", width=RUNS_WIDTHS["Completed"]),
     })
-st.caption(f"{len(rows)} runs on this page · ⚠ completed-with-failures and ✕ failed are highlighted; "
-           "“Failed attempts” shows failures a retry recovered too · select a row (or click its run id) to "
+st.caption(f"{len(rows)} runs on this page · ⚠ completed-with-failures and ✕ failed are highlighted; ↻ marks "
+           "items that failed at first and were recovered by a retry · select a row (or click its run id) to "
            "open it.")
 if event.selection.rows:
     chosen_run = rows[event.selection.rows[0]]["run_id"]

@@ -233,7 +233,7 @@ def test_runs_whose_failures_were_recovered_are_found_and_marked(app_workspace: 
                       "AND run_id IN (SELECT run_id FROM runs WHERE triggered_at < '2026-10-01')")
     assert list(frame["Run"]) == [f"run?id={run_id}"]
     row = frame.iloc[0]
-    assert row["Status"] == "✓ completed" and row["Failed attempts"] == "↻ 18 recovered"
+    assert row["Status"] == "✓ completed" and row["Outcomes"].endswith(" · ↻ 18 recovered")
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["With failed attempts"] == "1" and metrics["Runs in view"] == "1"
     # the toggle writes the filter into the URL; unfiltered, the quarter's 59 runs come back
@@ -275,7 +275,7 @@ def test_a_run_says_how_many_items_failed_first_and_links_them(app_workspace: st
     at = open_app("viewer", page=RUN, params={"id": run_id})
     assert not at.exception
     [line] = [w.value for w in at.warning if "failed at first" in w.value]
-    assert line == (f"**18** items failed at first · 18 recovered on a retry — "
+    assert line == (f"**18** items failed at first and were recovered by a retry — "
                     f"[show them](run?id={run_id}&attempts=failed)")
     at = open_app("viewer", page=RUN, params={"id": run_id, "attempts": "failed"})
     items = next(d.value for d in at.dataframe if "Item" in d.value.columns)

@@ -8,7 +8,6 @@ link and its reader can never drift apart.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
@@ -157,10 +156,10 @@ def definition_link(definition_id: str, version: int | None = None, compare: int
                                         "compare": str(compare) if compare else None}))
 
 
-def failed_items_link(definition_id: str | None = None, start: dt.date | None = None,
-                      end: dt.date | None = None) -> Link:
-    return Link("failed", _clean({"definition": definition_id, "from": start.isoformat() if start else None,
-                                  "to": end.isoformat() if end else None}))
+def failed_items_link(definition_id: str | None = None, period: PeriodChoice | None = None) -> Link:
+    """Failed items, of one definition and runs triggered in a period (all time by default)."""
+    return Link("failed", _clean({"definition": definition_id,
+                                  **(period or PeriodChoice(RUNS_DEFAULT_PERIOD)).to_params(RUNS_DEFAULT_PERIOD)}))
 
 
 def approvals_link() -> Link:

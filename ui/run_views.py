@@ -16,7 +16,6 @@ from store.run_queries import FailedFirst, RunFilter, RunSort
 from ui.colors import OUTCOME_COLORS, STATUS_MARKS
 from ui.links import RunsView, item_link, record_link, run_link, subject_link
 from ui.periods import resolve_period
-from ui.text import fmt_duration
 
 OUTCOME_MARKS = {"succeeded": "✓", "failed": "✕", "skipped": "skipped", "awaiting-approval": "awaiting approval",
                  "idempotent-replay": "replayed", "pending": "pending", "in-flight": "in flight"}
@@ -47,17 +46,16 @@ def run_sort(view: RunsView) -> RunSort:
     return RunSort(view.sort, view.descending)
 
 
-def failed_first_words(f: FailedFirst | None) -> str:
-    """``✕ 2 still failed · ↻ 16 recovered``: a run's items that failed at least once, and where they stand."""
-    if f is None or not f.items:
-        return ""
-    parts = [f"✕ {f.still_failed:,} still failed"] if f.still_failed else []
-    if f.recovered:
-        parts.append(f"↻ {f.recovered:,} recovered")
-    other = f.items - f.recovered - f.still_failed
-    if other:
-        parts.append(f"{other:,} retrying or skipped")
-    return " · ".join(parts)
+def recovered_words(f: FailedFirst | None) -> str:
+    """`` · ↻ 18 recovered``: items that failed and a later attempt recovered (still-failed ones are the ✕)."""
+    return f" · ↻ {f.recovered:,} recovered" if f is not None and f.recovered else ""
+
+
+def trigger_words(run: dict[str, Any]) -> str:
+    """What fired the run, briefly: schedule, event, signal, or who ran it now."""
+    if run["trigger_kind"] == "manual":
+        return f"run now by {str(run['trigger_source']).removeprefix('member:')}"
+    return str(run["trigger_kind"])
 
 
 def run_time(value: dt.datetime | None, status: str) -> str:
@@ -73,20 +71,23 @@ def runs_frame(rows: list[dict[str, Any]], outcomes: dict[str, dict[str, int]],
     return pd.DataFrame([{
         "Run": run_link(r["run_id"]).href,
         "Definition": f"{r['definition_id']} v{r['definition_version']}",
-        "Trigger": f"{r['trigger_kind']} · {r['trigger_source']}",
+        "Trigger": trigger_words(r),
         "Status": f"{STATUS_MARKS.get(r['status'], '')} {r['status']}",
         "Subjects": r["subjects_matched"],
         "Actions": r["actions_invoked"],
-        "Outcomes": outcome_breakdown(outcomes.get(r["run_id"], {})),
-        "Failed attempts": failed_first_words(failed_first.get(r["run_id"])),
+        "Outcomes": outcome_breakdown(outcomes.get(r["run_id"], {})) + recovered_words(failed_first.get(r["run_id"])),
         "Triggered": run_time(r["triggered_at"], r["status"]),
         "Completed": run_time(r["completed_at"], r["status"]),
-        "Duration": fmt_duration(duration_seconds(r["started_at"], r["completed_at"])),
     } for r in rows], columns=RUNS_COLUMNS)
 
 
-RUNS_COLUMNS = ["Run", "Definition", "Trigger", "Status", "Subjects", "Actions", "Outcomes", "Failed attempts",
-                "Triggered", "Completed", "Duration"]
+RUNS_COLUMNS = ["Run", "Definition", "Trigger", "Status", "Subjects", "Actions", "Outcomes", "Triggered",
+                "Completed"]
+# Pixel widths that fit the main column of a 1440-pixel screen with the sidebar open (about 1,040 px, the
+# selection column's 30 included), so no column hides past the right edge; a long definition id is cut
+# with an ellipsis instead.
+RUNS_WIDTHS = {"Run": 95, "Definition": 160, "Trigger": 80, "Status": 168, "Subjects": 62, "Actions": 58,
+               "Outcomes": 145, "Triggered": 112, "Completed": 112}
 
 
 
