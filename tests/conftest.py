@@ -278,3 +278,21 @@ def demo_quarter_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     engine.shutdown()
     engine.ws.close()
     return path
+
+
+DEMO_TODAY = dt.datetime(2026, 12, 3, 12, 0, tzinfo=UTC)  # a Thursday of Q4 2026, as `make run` seeds it
+
+
+@pytest.fixture(scope="session")
+def demo_today_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The demo as ``make run`` seeds it on 2026-12-03: the worked example's quarter and the current one,
+    whose latest KYC run is left with failures for a new user to retry. Closed, so SQL can open it."""
+    from engine.demo.seed import seed_demo
+
+    path = str(tmp_path_factory.mktemp("demo-today") / "ws.duckdb")
+    definitions = Path(__file__).resolve().parent.parent / "definitions"
+    engine = seed_demo(path, definitions, until=DEMO_TODAY, say=lambda _: None)
+    engine.shutdown()
+    engine.ws.close()
+    return path
+

@@ -25,6 +25,7 @@ from engine.demo.world import QUARTER_END, build_world, leftover_monday
 from engine.runtime import Engine
 from store.oversight_queries import FailedFilter, read_failed_items
 from store.workspace import Workspace
+from tests.conftest import DEMO_TODAY
 
 UTC = dt.timezone.utc
 UNTIL = dt.datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -37,14 +38,9 @@ NO_RECIPIENT = "evidence_requests.create needs 'recipient', but it resolved to n
 
 
 @pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from engine.demo.seed import seed_demo
-
-    path = str(tmp_path_factory.mktemp("demo-now") / "ws.duckdb")
-    engine = seed_demo(path, DEFINITIONS, until=UNTIL, say=lambda _: None)
-    engine.shutdown()
-    engine.ws.close()
-    return path
+def seeded(demo_today_path: str) -> str:
+    assert UNTIL == DEMO_TODAY
+    return demo_today_path
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,56 @@
+"""A new user's first minutes with the demo, as ``make run`` leaves it on 2026-12-03: sign in, find the run
+that needs attention, see how many items failed, retry them, and read why the one that cannot be retried
+is refused — all in a real browser against ``streamlit run`` (the product's named workflow)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.browser.conftest import AppServer, screenshot, sign_in
+
+
+@pytest.fixture(scope="module")
+def server(demo_today_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    tmp = tmp_path_factory.mktemp("first-minutes")
+    ws = tmp / "ws.duckdb"
+    shutil.copyfile(demo_today_path, ws)
+    if Path(demo_today_path + ".wal").exists():
+        shutil.copyfile(demo_today_path + ".wal", str(ws) + ".wal")
+    s = AppServer(ws, tmp / "streamlit.log")
+    yield s
+    s.stop()
+
+
+def main(page):  # noqa: ANN001, ANN201
+    return page.locator('[data-testid="stMain"]')
+
+
+def test_a_new_user_retries_the_demos_failed_items(server: AppServer, page) -> None:  # noqa: ANN001
+    sign_in(page, server, "sigrid")
+    main(page).get_by_text("completed-with-failures 1").first.wait_for()  # the Runs page says one needs a look
+    page.goto(f"{server.url}/?status=completed-with-failures")
+    cell = main(page).locator('[role="gridcell"]', has_text="run?id=").first
+    cell.wait_for(state="attached")
+    run_id = (cell.text_content() or "").split("id=", 1)[1]
+    screenshot(page, "first-minutes-runs")
+    page.goto(f"{server.url}/run?id={run_id}")
+    main(page).get_by_text("13 items failed at least once: 13 still failed").wait_for()
+    main(page).get_by_text(re.compile(r"Retry failed items \(13 failed\)")).click()
+    main(page).get_by_text("12 eligible for a retry").wait_for()
+    screenshot(page, "first-minutes-retry-plan")
+    main(page).get_by_role("button", name="Retry 12 eligible items").click()
+    main(page).get_by_text("Retry finished: 12 succeeded").wait_for(timeout=60_000)
+    screenshot(page, "first-minutes-retried")
+    # the one that failed deterministically says why a retry is refused
+    page.goto(f"{server.url}/run?id={run_id}&outcome=failed")
+    cell = main(page).locator('[role="gridcell"]', has_text="item?id=").first
+    cell.wait_for(state="attached")
+    page.goto(f"{server.url}/item?id={(cell.text_content() or '').split('id=', 1)[1]}")
+    main(page).get_by_text("resolved to nothing").first.wait_for()
+    main(page).get_by_text("failed deterministically").first.wait_for()
+    screenshot(page, "first-minutes-deterministic")
