@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,13 +20,14 @@ import plotly.graph_objects as go
 import polars as pl
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
-from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, PageBreak, SimpleDocTemplate
 
 from engine.authz import Actor
 from engine.reporting import brief_sections as sec
 from engine.reporting.analytics import Analytics, AnalyticsPeriod, build_analytics
+from engine.reporting.brief_footer import canvas_with_footer
 from engine.reporting.brief_text import AutomationFacts, automation_sentences, duration, group_skips
+from engine.reporting.chart_layout import fit_layout
 from engine.reporting.charts import CHARTS
 from engine.reporting.exports import MIME, ExportedFile, chart_renderer, embed_chart_provenance
 from engine.reporting.integrity import IntegrityStatement, build_integrity_statement
@@ -109,13 +109,13 @@ def generate_brief(ws: Workspace, actor: Actor, period: AnalyticsPeriod, progres
     charts = []
     wanted = [c for c in BRIEF_CHARTS if c in CHARTS]
     for i, key in enumerate(wanted):
-        title, build = CHARTS[key]
+        title = CHARTS[key][0]
         say(0.3 + 0.45 * i / len(wanted), f"Rendering chart {i + 1} of {len(wanted)}: {title}")
-        fig = _for_print(build(analytics))
-        if not _plots_something(fig):  # no failures, no approvals, all zeros: the text says so instead
+        fig = print_chart(key, analytics)
+        if fig is None:  # no failures, no approvals, all zeros: the text says so instead
             continue
         png = chart_renderer.render(fig, "png", width=CHART_WIDTH_PX)
-        charts.append((title, png, int(fig.layout.height or 420)))
+        charts.append((title, png, int(fig.layout.height)))
     say(0.8, "Laying out the PDF")
     data = BriefData(period, prov, analytics, statement, automations, decisions, runs, charts,
                      base_url_from_env(base_url))
@@ -157,7 +157,8 @@ def _story(data: BriefData) -> list[Flowable]:
     word = "the quarter" if "(Q" in data.period.label else "the period"
     titles = {r["definition_id"]: r["title"] for r in a.per_definition.to_dicts()}
     limited = [titles.get(d, d) for d in data.period.definitions] if data.period.definitions else None
-    story: list[Flowable] = [*sec.title_block(data.provenance, limited), *sec.headline_block(totals, st, word),
+    story: list[Flowable] = [*sec.title_block(data.provenance, limited),
+                             *sec.headline_block(totals, st, word),
                              *sec.integrity_glance(st), *sec.reading_guide(data.base_url), PageBreak(),
                              *sec.integrity_block(st), PageBreak()]
 
@@ -211,64 +212,22 @@ def _plots_something(fig: go.Figure) -> bool:
     return False
 
 
-def _for_print(fig: go.Figure) -> go.Figure:
-    """Small changes for paper: a log axis labelled at every minor tick is noise (label the powers of ten
-    only), and a legend under the plot can cover long rotated labels (put it at the right)."""
+def print_chart(key: str, analytics: Analytics) -> go.Figure | None:
+    """A chart as the brief prints it: laid out for CHART_WIDTH_PX (margins from its labels, the legend at
+    the right; ``chart_layout``), or None when it would plot nothing. A log axis labelled at every minor
+    tick is noise on paper, so it is labelled at the powers of ten only."""
+    fig = CHARTS[key][1](analytics)
+    if not _plots_something(fig):
+        return None
     if fig.layout.xaxis.type == "log":
         fig.update_xaxes(dtick=1)
-    fig.update_layout(legend=dict(orientation="v", x=1.01, y=1, xanchor="left", yanchor="top"))
-    return fig
+    return fit_layout(fig, CHART_WIDTH_PX)
 
 
 def _waited(d: dict[str, Any]) -> str:
     if d["decided_at"] is None:
         return "open"
     return duration((d["decided_at"] - d["opened_at"]).total_seconds())
-
-
-def _canvas_with_footer(prov: Provenance) -> type[Canvas]:
-    """A canvas that holds its pages until the end, so every footer can say "page N of M"."""
-    one_line = (f"Runledger · {Path(prov.workspace).name} · {prov.period} · "
-                + "; ".join(f"{k}: {v}" for k, v in prov.filters.items())
-                + f" · generated {prov.generated_at:%Y-%m-%d %H:%M} UTC by {prov.generated_by}")
-
-    class FooterCanvas(Canvas):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._pages: list[dict[str, Any]] = []
-
-        def showPage(self) -> None:  # noqa: N802 - reportlab's name
-            self._pages.append(dict(self.__dict__))
-            self._startPage()
-
-        def save(self) -> None:
-            for state in self._pages:
-                self.__dict__.update(state)
-                self._decorate(len(self._pages))
-                super().showPage()
-            super().save()
-
-        def _decorate(self, total: int) -> None:
-            width, _ = A4
-            self.saveState()
-            self.setStrokeColor(sec.RULE)
-            self.setLineWidth(0.4)
-            self.line(20 * mm, 15 * mm, width - 20 * mm, 15 * mm)
-            self.setFillColor(sec.MUTED)
-            self.setFont(sec.FONT, 6.6)
-            line, room = one_line, width - 40 * mm - 60
-            while self.stringWidth(line, sec.FONT, 6.6) > room and len(line) > 20:
-                line = line[:-2].rstrip() + "…"
-            self.drawString(20 * mm, 11 * mm, line)
-            self.drawRightString(width - 20 * mm, 11 * mm, f"Page {self._pageNumber} of {total}")
-            self.drawString(20 * mm, 7.5 * mm, f"Audit chain head: entry {prov.chain_seq}, {prov.chain_head}")
-            if self._pageNumber > 1:
-                self.drawString(20 * mm, A4[1] - 11 * mm, f"Audit committee brief · {prov.period}")
-                self.drawRightString(width - 20 * mm, A4[1] - 11 * mm,
-                                     f"generated {prov.generated_at:%Y-%m-%d %H:%M} UTC by {prov.generated_by}")
-            self.restoreState()
-
-    return FooterCanvas
 
 
 def render_pdf(data: BriefData) -> bytes:
@@ -278,6 +237,7 @@ def render_pdf(data: BriefData) -> bytes:
     buf = io.BytesIO()
     doc = SimpleDocTemplate(buf, pagesize=A4, leftMargin=20 * mm, rightMargin=20 * mm, topMargin=17 * mm,
                             bottomMargin=20 * mm, title=title, author=prov.generated_by, subject=prov.one_line(),
-                            creator="Runledger", keywords=[f"{k}: {v}" for k, v in prov.items()])
-    doc.build(_story(data), canvasmaker=_canvas_with_footer(prov))
+                            creator="Runledger",
+                            keywords=[f"{k}: {v}" for k, v in prov.items()])
+    doc.build(_story(data), canvasmaker=canvas_with_footer(prov))
     return embed_chart_provenance(buf.getvalue(), "pdf", prov, title)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -18,40 +17,19 @@ from reportlab.lib import colors
 from reportlab.lib.enums import TA_RIGHT
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
-from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Flowable, Image, KeepTogether, Paragraph, Spacer, Table, TableStyle
 
 from engine.palette import OUTCOME_COLORS, STATUS_COLORS
 from engine.reporting.brief_text import OUTCOME_WORDS, plural
+from engine.reporting.fonts import BOLD, FONT
 from engine.reporting.integrity import IntegrityStatement
 from engine.reporting.provenance import Provenance
 
-FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 INK, MUTED, RULE, SHADE = colors.HexColor("#1f2933"), colors.HexColor("#616e7c"), colors.HexColor("#cbd2d9"), \
     colors.HexColor("#f3f5f7")
 PASS, FAIL, LINK = colors.HexColor(OUTCOME_COLORS["succeeded"]), colors.HexColor(OUTCOME_COLORS["failed"]), \
     colors.HexColor("#1f5fbf")
 CONTENT_WIDTH = 170 * mm  # A4 (210 mm) less 20 mm margins
-
-
-def register_fonts() -> tuple[str, str]:
-    """DejaVu Sans (it has ✓, ✗, → and every accent a member's name may carry), else Helvetica."""
-    if "DejaVuSans" in pdfmetrics.getRegisteredFontNames():
-        return "DejaVuSans", "DejaVuSans-Bold"
-    try:
-        for name, file in (("DejaVuSans", "DejaVuSans.ttf"), ("DejaVuSans-Bold", "DejaVuSans-Bold.ttf"),
-                           ("DejaVuSans-Oblique", "DejaVuSans-Oblique.ttf"),
-                           ("DejaVuSans-BoldOblique", "DejaVuSans-BoldOblique.ttf")):
-            pdfmetrics.registerFont(TTFont(name, str(FONT_DIR / file)))
-    except Exception:  # noqa: BLE001 - a machine without DejaVu still gets a brief, in Helvetica
-        return "Helvetica", "Helvetica-Bold"
-    pdfmetrics.registerFontFamily("DejaVuSans", normal="DejaVuSans", bold="DejaVuSans-Bold",
-                                  italic="DejaVuSans-Oblique", boldItalic="DejaVuSans-BoldOblique")
-    return "DejaVuSans", "DejaVuSans-Bold"
-
-
-FONT, BOLD = register_fonts()
 
 
 def _style(name: str, size: float, leading: float, font: str = FONT, color: Any = INK,
