@@ -268,3 +268,12 @@ def test_the_brief_charts_text_lies_inside_and_apart(analytics: Analytics, varia
         return
     view, boxes = svg_text_boxes(chart_renderer.render(fig, "svg", width=CHART_WIDTH_PX))
     assert_text_fits(boxes, view, f"brief's {variant} {chart}")
+
+
+def test_a_brief_without_runledger_base_url_says_its_links_assume_the_default(briefs: dict[str, bytes]) -> None:
+    reader = PdfReader(io.BytesIO(briefs["quarter"]))
+    first = " ".join(reader.pages[0].extract_text().split())
+    note = "Links assume the default http://localhost:8501/ because RUNLEDGER_BASE_URL was not set."
+    assert note in first
+    assert reader.metadata is not None and reader.metadata["/RunledgerLinks"] == note
+    assert note in str(reader.metadata.get("/Keywords"))

@@ -11,7 +11,6 @@ Every page carries the provenance in its footer; the PDF's document info carries
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ from reportlab.platypus import Flowable, PageBreak, SimpleDocTemplate
 from engine.authz import Actor
 from engine.reporting import brief_sections as sec
 from engine.reporting.analytics import Analytics, AnalyticsPeriod, build_analytics
+from engine.reporting.base_url import LinkBase, resolve_base_url
 from engine.reporting.brief_footer import canvas_with_footer
 from engine.reporting.brief_text import AutomationFacts, automation_sentences, duration, group_skips
 from engine.reporting.chart_layout import fit_layout
@@ -42,13 +42,6 @@ BRIEF_CHARTS = ("outcomes-by-automation", "outcome-trend", "failure-causes", "fi
 CHART_WIDTH_PX = 780  # printed 170 mm wide: the charts' 12 px text comes out at about 7 pt
 APPENDIX_LIMIT = 5_000  # beyond this the appendix says how many more there are and links the Runs page
 APPROVALS_LIMIT = 500
-DEFAULT_BASE_URL = "http://localhost:8501/"
-
-
-def base_url_from_env(explicit: str | None = None) -> str:
-    """Where the app is served, so a link in a PDF opens the run: ``RUNLEDGER_BASE_URL`` or localhost."""
-    url = explicit or os.environ.get("RUNLEDGER_BASE_URL") or DEFAULT_BASE_URL
-    return url if url.endswith("/") else url + "/"
 
 
 def brief_file_name(period: AnalyticsPeriod) -> str:
@@ -67,7 +60,11 @@ class BriefData:
     decisions: list[dict[str, Any]]
     runs: list[dict[str, Any]]
     charts: list[tuple[str, bytes, int]]  # (title, PNG, height in px at CHART_WIDTH_PX)
-    base_url: str
+    links: LinkBase
+
+    @property
+    def base_url(self) -> str:
+        return self.links.url
 
     def run_href(self, run_id: str) -> str:
         return self.base_url + run_link(run_id).href
@@ -86,7 +83,10 @@ def _say(progress: Progress | None) -> Progress:
 
 def generate_brief(ws: Workspace, actor: Actor, period: AnalyticsPeriod, progress: Progress | None = None,
                    base_url: str | None = None) -> ExportedFile:
-    """Build the brief for ``period``; raises ``NotAuthorized`` (audited) when ``actor`` may not export."""
+    """Build the brief for ``period``; raises ``NotAuthorized`` (audited) when ``actor`` may not export.
+
+    ``base_url`` is where the app that asks is served (the Analytics page passes its own address); without
+    it the links use ``RUNLEDGER_BASE_URL`` or, unset, the default, and the provenance says which."""
     say = _say(progress)
     say(0.0, "Checking the export permission")
     name = brief_file_name(period)
@@ -118,7 +118,7 @@ def generate_brief(ws: Workspace, actor: Actor, period: AnalyticsPeriod, progres
         charts.append((title, png, int(fig.layout.height)))
     say(0.8, "Laying out the PDF")
     data = BriefData(period, prov, analytics, statement, automations, decisions, runs, charts,
-                     base_url_from_env(base_url))
+                     resolve_base_url(base_url))
     content = render_pdf(data)
     say(0.95, "Recording the export in the audit log")
     digest = record_export(ws, actor, "brief", name, "pdf", content, prov)
@@ -157,7 +157,7 @@ def _story(data: BriefData) -> list[Flowable]:
     word = "the quarter" if "(Q" in data.period.label else "the period"
     titles = {r["definition_id"]: r["title"] for r in a.per_definition.to_dicts()}
     limited = [titles.get(d, d) for d in data.period.definitions] if data.period.definitions else None
-    story: list[Flowable] = [*sec.title_block(data.provenance, limited),
+    story: list[Flowable] = [*sec.title_block(data.provenance, limited, data.links.note()),
                              *sec.headline_block(totals, st, word),
                              *sec.integrity_glance(st), *sec.reading_guide(data.base_url), PageBreak(),
                              *sec.integrity_block(st), PageBreak()]
@@ -238,6 +238,7 @@ def render_pdf(data: BriefData) -> bytes:
     doc = SimpleDocTemplate(buf, pagesize=A4, leftMargin=20 * mm, rightMargin=20 * mm, topMargin=17 * mm,
                             bottomMargin=20 * mm, title=title, author=prov.generated_by, subject=prov.one_line(),
                             creator="Runledger",
-                            keywords=[f"{k}: {v}" for k, v in prov.items()])
+                            keywords=[f"{k}: {v}" for k, v in prov.items()] + [f"Links: {data.links.note()}"])
     doc.build(_story(data), canvasmaker=canvas_with_footer(prov))
-    return embed_chart_provenance(buf.getvalue(), "pdf", prov, title)
+    return embed_chart_provenance(buf.getvalue(), "pdf", prov, title,
+                                  extra={"/RunledgerLinks": data.links.note(), "/RunledgerBaseURL": data.links.url})

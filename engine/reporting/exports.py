@@ -103,7 +103,9 @@ def _png_text_chunk(keyword: str, text: str) -> bytes:
     return struct.pack(">I", len(data)) + b"tEXt" + data + struct.pack(">I", zlib.crc32(b"tEXt" + data))
 
 
-def embed_chart_provenance(content: bytes, fmt: str, provenance: Provenance, title: str) -> bytes:
+def embed_chart_provenance(content: bytes, fmt: str, provenance: Provenance, title: str,
+                           extra: dict[str, str] | None = None) -> bytes:
+    """The provenance inside the file; ``extra`` adds PDF document-info entries (the brief's links)."""
     meta = json.dumps(provenance.as_dict(), sort_keys=True)
     if fmt == "png":  # text chunks right after IHDR (8-byte signature + 25-byte IHDR chunk)
         head, tail = content[:33], content[33:]
@@ -120,7 +122,7 @@ def embed_chart_provenance(content: bytes, fmt: str, provenance: Provenance, tit
 
         writer = PdfWriter(clone_from=PdfReader(io.BytesIO(content)))
         writer.add_metadata({"/Title": title, "/Creator": "Runledger", "/Subject": provenance.one_line(),
-                             "/RunledgerProvenance": meta})
+                             "/RunledgerProvenance": meta, **(extra or {})})
         out = io.BytesIO()
         writer.write(out)
         return out.getvalue()
