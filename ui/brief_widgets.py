@@ -24,12 +24,15 @@ def render_brief(ws: Workspace, actor: Actor, period: AnalyticsPeriod) -> None:
     refusal = export_refusal(actor)
     if st.button("Generate the brief (PDF)", type="primary", disabled=refusal is not None, help=refusal,
                  icon=":material/picture_as_pdf:"):
+        from engine.reporting.base_url import base_url_from_page
         from engine.reporting.brief import generate_brief
 
         bar = st.progress(0.0, text="Starting…")
+        # The brief's run links open this app, at the address this browser reached it by.
+        here = base_url_from_page(st.context.url, st.get_option("server.baseUrlPath"))
         try:
             brief = generate_brief(ws, actor, period, progress=lambda f, msg: bar.progress(min(max(f, 0.0), 1.0),
-                                                                                          text=msg))
+                                                                                          text=msg), base_url=here)
         except NotAuthorized as exc:
             bar.empty()
             st.error(str(exc))

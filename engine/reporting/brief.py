@@ -11,8 +11,6 @@ Every page carries the provenance in its footer; the PDF's document info carries
 from __future__ import annotations
 
 import io
-import os
-from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,13 +19,15 @@ import plotly.graph_objects as go
 import polars as pl
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
-from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, PageBreak, SimpleDocTemplate
 
 from engine.authz import Actor
 from engine.reporting import brief_sections as sec
 from engine.reporting.analytics import Analytics, AnalyticsPeriod, build_analytics
+from engine.reporting.base_url import LinkBase, resolve_base_url
+from engine.reporting.brief_footer import canvas_with_footer
 from engine.reporting.brief_text import AutomationFacts, automation_sentences, duration, group_skips
+from engine.reporting.chart_layout import fit_layout
 from engine.reporting.charts import CHARTS
 from engine.reporting.exports import MIME, ExportedFile, chart_renderer, embed_chart_provenance
 from engine.reporting.integrity import IntegrityStatement, build_integrity_statement
@@ -42,13 +42,6 @@ BRIEF_CHARTS = ("outcomes-by-automation", "outcome-trend", "failure-causes", "fi
 CHART_WIDTH_PX = 780  # printed 170 mm wide: the charts' 12 px text comes out at about 7 pt
 APPENDIX_LIMIT = 5_000  # beyond this the appendix says how many more there are and links the Runs page
 APPROVALS_LIMIT = 500
-DEFAULT_BASE_URL = "http://localhost:8501/"
-
-
-def base_url_from_env(explicit: str | None = None) -> str:
-    """Where the app is served, so a link in a PDF opens the run: ``RUNLEDGER_BASE_URL`` or localhost."""
-    url = explicit or os.environ.get("RUNLEDGER_BASE_URL") or DEFAULT_BASE_URL
-    return url if url.endswith("/") else url + "/"
 
 
 def brief_file_name(period: AnalyticsPeriod) -> str:
@@ -67,7 +60,11 @@ class BriefData:
     decisions: list[dict[str, Any]]
     runs: list[dict[str, Any]]
     charts: list[tuple[str, bytes, int]]  # (title, PNG, height in px at CHART_WIDTH_PX)
-    base_url: str
+    links: LinkBase
+
+    @property
+    def base_url(self) -> str:
+        return self.links.url
 
     def run_href(self, run_id: str) -> str:
         return self.base_url + run_link(run_id).href
@@ -86,7 +83,10 @@ def _say(progress: Progress | None) -> Progress:
 
 def generate_brief(ws: Workspace, actor: Actor, period: AnalyticsPeriod, progress: Progress | None = None,
                    base_url: str | None = None) -> ExportedFile:
-    """Build the brief for ``period``; raises ``NotAuthorized`` (audited) when ``actor`` may not export."""
+    """Build the brief for ``period``; raises ``NotAuthorized`` (audited) when ``actor`` may not export.
+
+    ``base_url`` is where the app that asks is served (the Analytics page passes its own address); without
+    it the links use ``RUNLEDGER_BASE_URL`` or, unset, the default, and the provenance says which."""
     say = _say(progress)
     say(0.0, "Checking the export permission")
     name = brief_file_name(period)
@@ -109,16 +109,16 @@ def generate_brief(ws: Workspace, actor: Actor, period: AnalyticsPeriod, progres
     charts = []
     wanted = [c for c in BRIEF_CHARTS if c in CHARTS]
     for i, key in enumerate(wanted):
-        title, build = CHARTS[key]
+        title = CHARTS[key][0]
         say(0.3 + 0.45 * i / len(wanted), f"Rendering chart {i + 1} of {len(wanted)}: {title}")
-        fig = _for_print(build(analytics))
-        if not _plots_something(fig):  # no failures, no approvals, all zeros: the text says so instead
+        fig = print_chart(key, analytics)
+        if fig is None:  # no failures, no approvals, all zeros: the text says so instead
             continue
         png = chart_renderer.render(fig, "png", width=CHART_WIDTH_PX)
-        charts.append((title, png, int(fig.layout.height or 420)))
+        charts.append((title, png, int(fig.layout.height)))
     say(0.8, "Laying out the PDF")
     data = BriefData(period, prov, analytics, statement, automations, decisions, runs, charts,
-                     base_url_from_env(base_url))
+                     resolve_base_url(base_url))
     content = render_pdf(data)
     say(0.95, "Recording the export in the audit log")
     digest = record_export(ws, actor, "brief", name, "pdf", content, prov)
@@ -157,7 +157,8 @@ def _story(data: BriefData) -> list[Flowable]:
     word = "the quarter" if "(Q" in data.period.label else "the period"
     titles = {r["definition_id"]: r["title"] for r in a.per_definition.to_dicts()}
     limited = [titles.get(d, d) for d in data.period.definitions] if data.period.definitions else None
-    story: list[Flowable] = [*sec.title_block(data.provenance, limited), *sec.headline_block(totals, st, word),
+    story: list[Flowable] = [*sec.title_block(data.provenance, limited, data.links.note()),
+                             *sec.headline_block(totals, st, word),
                              *sec.integrity_glance(st), *sec.reading_guide(data.base_url), PageBreak(),
                              *sec.integrity_block(st), PageBreak()]
 
@@ -211,64 +212,22 @@ def _plots_something(fig: go.Figure) -> bool:
     return False
 
 
-def _for_print(fig: go.Figure) -> go.Figure:
-    """Small changes for paper: a log axis labelled at every minor tick is noise (label the powers of ten
-    only), and a legend under the plot can cover long rotated labels (put it at the right)."""
+def print_chart(key: str, analytics: Analytics) -> go.Figure | None:
+    """A chart as the brief prints it: laid out for CHART_WIDTH_PX (margins from its labels, the legend at
+    the right; ``chart_layout``), or None when it would plot nothing. A log axis labelled at every minor
+    tick is noise on paper, so it is labelled at the powers of ten only."""
+    fig = CHARTS[key][1](analytics)
+    if not _plots_something(fig):
+        return None
     if fig.layout.xaxis.type == "log":
         fig.update_xaxes(dtick=1)
-    fig.update_layout(legend=dict(orientation="v", x=1.01, y=1, xanchor="left", yanchor="top"))
-    return fig
+    return fit_layout(fig, CHART_WIDTH_PX)
 
 
 def _waited(d: dict[str, Any]) -> str:
     if d["decided_at"] is None:
         return "open"
     return duration((d["decided_at"] - d["opened_at"]).total_seconds())
-
-
-def _canvas_with_footer(prov: Provenance) -> type[Canvas]:
-    """A canvas that holds its pages until the end, so every footer can say "page N of M"."""
-    one_line = (f"Runledger · {Path(prov.workspace).name} · {prov.period} · "
-                + "; ".join(f"{k}: {v}" for k, v in prov.filters.items())
-                + f" · generated {prov.generated_at:%Y-%m-%d %H:%M} UTC by {prov.generated_by}")
-
-    class FooterCanvas(Canvas):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._pages: list[dict[str, Any]] = []
-
-        def showPage(self) -> None:  # noqa: N802 - reportlab's name
-            self._pages.append(dict(self.__dict__))
-            self._startPage()
-
-        def save(self) -> None:
-            for state in self._pages:
-                self.__dict__.update(state)
-                self._decorate(len(self._pages))
-                super().showPage()
-            super().save()
-
-        def _decorate(self, total: int) -> None:
-            width, _ = A4
-            self.saveState()
-            self.setStrokeColor(sec.RULE)
-            self.setLineWidth(0.4)
-            self.line(20 * mm, 15 * mm, width - 20 * mm, 15 * mm)
-            self.setFillColor(sec.MUTED)
-            self.setFont(sec.FONT, 6.6)
-            line, room = one_line, width - 40 * mm - 60
-            while self.stringWidth(line, sec.FONT, 6.6) > room and len(line) > 20:
-                line = line[:-2].rstrip() + "…"
-            self.drawString(20 * mm, 11 * mm, line)
-            self.drawRightString(width - 20 * mm, 11 * mm, f"Page {self._pageNumber} of {total}")
-            self.drawString(20 * mm, 7.5 * mm, f"Audit chain head: entry {prov.chain_seq}, {prov.chain_head}")
-            if self._pageNumber > 1:
-                self.drawString(20 * mm, A4[1] - 11 * mm, f"Audit committee brief · {prov.period}")
-                self.drawRightString(width - 20 * mm, A4[1] - 11 * mm,
-                                     f"generated {prov.generated_at:%Y-%m-%d %H:%M} UTC by {prov.generated_by}")
-            self.restoreState()
-
-    return FooterCanvas
 
 
 def render_pdf(data: BriefData) -> bytes:
@@ -278,6 +237,8 @@ def render_pdf(data: BriefData) -> bytes:
     buf = io.BytesIO()
     doc = SimpleDocTemplate(buf, pagesize=A4, leftMargin=20 * mm, rightMargin=20 * mm, topMargin=17 * mm,
                             bottomMargin=20 * mm, title=title, author=prov.generated_by, subject=prov.one_line(),
-                            creator="Runledger", keywords=[f"{k}: {v}" for k, v in prov.items()])
-    doc.build(_story(data), canvasmaker=_canvas_with_footer(prov))
-    return embed_chart_provenance(buf.getvalue(), "pdf", prov, title)
+                            creator="Runledger",
+                            keywords=[f"{k}: {v}" for k, v in prov.items()] + [f"Links: {data.links.note()}"])
+    doc.build(_story(data), canvasmaker=canvas_with_footer(prov))
+    return embed_chart_provenance(buf.getvalue(), "pdf", prov, title,
+                                  extra={"/RunledgerLinks": data.links.note(), "/RunledgerBaseURL": data.links.url})

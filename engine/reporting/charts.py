@@ -6,6 +6,9 @@ the ``Analytics`` frames and returns a Plotly figure; ``CHARTS`` names them for 
 
 from __future__ import annotations
 
+import datetime as dt
+import html
+import math
 from collections.abc import Callable
 
 import plotly.graph_objects as go
@@ -13,6 +16,7 @@ import polars as pl
 
 from engine.palette import OUTCOME_COLORS, STATUS_COLORS
 from engine.reporting.analytics import OUTCOME_COLUMNS, Analytics, bucket_labels
+from engine.reporting.chart_layout import fit_layout, name_ticks, wrap_label
 from engine.reporting.provenance import Provenance
 
 FONT = dict(family="DejaVu Sans, Arial, sans-serif", size=12, color="#1f2933")
@@ -21,6 +25,8 @@ DECISION_COLORS = {"approved": OUTCOME_COLORS["succeeded"], "dismissed": OUTCOME
 CLASS_COLORS = {"transient": "#d9822b", "deterministic": OUTCOME_COLORS["failed"], "unknown": "#9aa5b1"}
 # One steady colour per definition (by its position in the sorted ids) for charts split by definition.
 DEFINITION_PALETTE = ["#2f6fde", "#d9822b", "#2e8540", "#8e44ad", "#1f8a9e", "#b7472a", "#5c6ac4", "#9c6b30"]
+NAME_PX = 165  # an automation's name on an axis: two lines of about 23 characters, the rest shortened
+CAUSE_PX = 330  # a failure cause: two lines of about 48 characters (its first clause, as before)
 
 
 def _layout(fig: go.Figure, title: str, height: int = 380, **kw: object) -> go.Figure:
@@ -30,6 +36,12 @@ def _layout(fig: go.Figure, title: str, height: int = 380, **kw: object) -> go.F
     fig.update_xaxes(showgrid=False, linecolor="#cbd2d9")
     fig.update_yaxes(gridcolor="#eef0f3", zeroline=False)
     return fig
+
+
+def _largest(counts: pl.Series) -> int:
+    """The largest of some counts; 0 when there are none."""
+    top = counts.max() if counts.len() else None
+    return int(top) if isinstance(top, (int, float)) else 0
 
 
 def _counts_axis(fig: go.Figure, axis: str, largest: int) -> None:
@@ -47,20 +59,55 @@ def _empty(fig: go.Figure, text: str) -> go.Figure:
 
 
 def outcome_trend(a: Analytics) -> go.Figure:
-    """Items per week by outcome, stacked: a change in the mix shows as a change in colour."""
+    """Items per week by outcome, stacked: a change in the mix shows as a change in colour.
+
+    The time axis is the period itself, first day to last: a week that straddles the period's start or end
+    is drawn over its days inside the period only (its bar is narrower), never past the axis's ends."""
     fig = go.Figure()
     w = a.weekly_outcomes
+    start, end = a.period.start, a.period.end
     for outcome in [*OUTCOME_COLUMNS, *sorted(set(w["outcome"].to_list()) - set(OUTCOME_COLUMNS))]:
         part = w.filter(pl.col("outcome") == outcome)
         if part.height:
-            fig.add_bar(x=part["week"].to_list(), y=part["items"].to_list(), name=outcome,
-                        marker_color=OUTCOME_COLORS.get(outcome, "#9aa5b1"),
+            weeks = part["week"].to_list()
+            spans = [_week_span(week, start, end) for week in weeks]
+            fig.add_bar(x=weeks, y=part["items"].to_list(), name=outcome, offset=[o for o, _ in spans],
+                        width=[wd for _, wd in spans], marker_color=OUTCOME_COLORS.get(outcome, "#9aa5b1"),
                         customdata=[outcome] * part.height,
                         hovertemplate="week of %{x|%Y-%m-%d}<br>%{y:,} items " + outcome + "<extra></extra>")
     _layout(fig, "Item outcomes by week (runs triggered that week)", barmode="stack")
-    fig.update_xaxes(tickformat="%d %b", title=None)
+    ticks = _period_ticks(start, end)
+    fig.update_xaxes(type="date", range=[start, end], tickmode="array", tickvals=ticks,
+                     ticktext=[f"{t:%d %b}" for t in ticks], title=None)
     fig.update_yaxes(title="items")
+    _counts_axis(fig, "y", _largest(w.group_by("week").agg(pl.col("items").sum())["items"]))
     return fig if w.height else _empty(fig, "No items in this period")
+
+
+_DAY_MS = 86_400_000
+_BAR_GAP_DAYS = 0.8  # white between two weeks' bars
+
+
+def _week_span(week: dt.datetime, start: dt.datetime, end: dt.datetime) -> tuple[float, float]:
+    """(offset from the week's Monday, width), in ms, of the week's bar: its days inside the period."""
+    lo, hi = max(week, start), min(week + dt.timedelta(days=7), end)
+    days = max((hi - lo).total_seconds() / 86_400 - _BAR_GAP_DAYS, 0.2)
+    offset = (lo - week).total_seconds() / 86_400 + _BAR_GAP_DAYS / 2
+    return offset * _DAY_MS, days * _DAY_MS
+
+
+def _period_ticks(start: dt.datetime, end: dt.datetime, most: int = 8) -> list[dt.datetime]:
+    """The first and the last day, and Mondays between them (every n-th, so that at most ``most`` print);
+    a Monday closer than 8 days to either end is left out, so no two labels crowd each other."""
+    first, last = start, end - dt.timedelta(days=1)
+    mondays = []
+    day = first + dt.timedelta(days=(7 - first.weekday()) % 7)
+    while day <= last:
+        if (day - first).days >= 8 and (last - day).days >= 8:
+            mondays.append(day)
+        day += dt.timedelta(days=7)
+    step = max(1, math.ceil(len(mondays) / max(most - 2, 1)))
+    return sorted({first, *mondays[::step], last})
 
 
 def outcomes_by_definition(a: Analytics) -> go.Figure:
@@ -74,6 +121,8 @@ def outcomes_by_definition(a: Analytics) -> go.Figure:
                         hovertemplate="%{y}<br>%{x:,} items " + outcome + "<extra></extra>")
     _layout(fig, "Item outcomes by automation", height=120 + 42 * max(d.height, 1), barmode="stack")
     fig.update_xaxes(title="items")
+    name_ticks(fig, "y", d["definition_id"].to_list(), NAME_PX)
+    _counts_axis(fig, "x", _largest(d["items"]))
     return fig if int(d["items"].sum()) else _empty(fig, "No items in this period")
 
 
@@ -90,6 +139,7 @@ def firing(a: Analytics) -> go.Figure:
     _layout(fig, "Expected against actual firing (⚠ = mismatch)", height=130 + 46 * max(frame.height, 1),
             barmode="group")
     fig.update_yaxes(autorange="reversed")
+    name_ticks(fig, "y", labels, NAME_PX)
     fig.update_xaxes(title="runs")
     _counts_axis(fig, "x", max([*frame["expected"].to_list(), *frame["actual"].to_list(), 0]))
     return fig if frame.height else _empty(fig, "No automations in scope")
@@ -98,7 +148,10 @@ def firing(a: Analytics) -> go.Figure:
 def failure_causes(a: Analytics, top: int = 10) -> go.Figure:
     """The most frequent failure causes (failed attempts, recovered or not), coloured by class."""
     c = a.failure_causes.head(top).reverse()
-    labels = [f"{_wrap(r['failure_cause'] or '', 48)}<br><i>{r['definition_id']}</i>" for r in c.iter_rows(named=True)]
+    # Plotly reads <a href>, <b> and <br> in labels as markup: wrap_label escapes each line of a cause after
+    # cutting it, so a cause's own tags print as the characters they are; only our <br> and <i> format.
+    labels = [f"{wrap_label(r['failure_cause'] or '', CAUSE_PX)}<br><i>{html.escape(r['definition_id'])}</i>"
+              for r in c.iter_rows(named=True)]
     fig = go.Figure()
     for cls in ("transient", "deterministic", "unknown"):
         idx = [i for i, r in enumerate(c.iter_rows(named=True)) if r["failure_class"] == cls]
@@ -110,7 +163,7 @@ def failure_causes(a: Analytics, top: int = 10) -> go.Figure:
                                       "%{customdata[1]:,} still failed<extra></extra>")
     _layout(fig, f"Top failure causes (failed attempts, top {top})", height=150 + 56 * max(c.height, 1))
     fig.update_xaxes(title="failed attempts")
-    _counts_axis(fig, "x", int(c["attempts"].max() or 0) if c.height else 0)
+    _counts_axis(fig, "x", _largest(c["attempts"]))
     return fig if c.height else _empty(fig, "No failed attempts in this period")
 
 
@@ -127,6 +180,7 @@ def completion_distribution(a: Analytics) -> go.Figure:
     _layout(fig, "Time from trigger to completion (closed runs)", barmode="stack")
     fig.update_xaxes(categoryorder="array", categoryarray=bucket_labels(), title=None)
     fig.update_yaxes(title="runs")
+    _counts_axis(fig, "y", _largest(b.group_by("bucket").agg(pl.col("runs").sum())["runs"]))
     return fig if b.height else _empty(fig, "No closed runs in this period")
 
 
@@ -144,24 +198,10 @@ def approvals(a: Analytics) -> go.Figure:
                         hovertemplate="%{x}<br>%{y:,} " + decision + "<br>%{customdata}<extra></extra>")
     _layout(fig, "Approvals by decision (open = still awaiting)", barmode="stack")
     fig.update_yaxes(title="items")
-    totals = ap.group_by("definition_id").agg(pl.col("approvals").sum())["approvals"] if ap.height else []
-    _counts_axis(fig, "y", int(max(totals, default=0)))
+    if ap.height:
+        name_ticks(fig, "x", sorted(set(ap["definition_id"].to_list())), NAME_PX)
+    _counts_axis(fig, "y", _largest(ap.group_by("definition_id").agg(pl.col("approvals").sum())["approvals"]))
     return fig if ap.height else _empty(fig, "No approvals in this period")
-
-
-def _wrap(text: str, width: int, lines: int = 2) -> str:
-    """Break a long cause into at most ``lines`` chart lines (an ellipsis marks what was cut).
-
-    Plotly reads ``<a href>``, ``<b>`` and ``<br>`` in labels as markup, so each line is escaped after it is
-    cut: a cause's own tags print as the characters they are, and only our ``<br>`` breaks lines."""
-    import html
-    import textwrap
-
-    parts = textwrap.wrap(text, width) or [""]
-    if len(parts) > lines:
-        parts = parts[:lines]
-        parts[-1] = parts[-1][: width - 1] + "…"
-    return "<br>".join(html.escape(p, quote=False) for p in parts)
 
 
 def _hours(seconds: float | None) -> str:
@@ -180,14 +220,7 @@ CHARTS: dict[str, tuple[str, Callable[[Analytics], go.Figure]]] = {
 }
 
 
-def with_provenance(fig: go.Figure, provenance: Provenance) -> go.Figure:
-    """A copy with the provenance printed under the chart, so a pasted image still says where it came from."""
-    out = go.Figure(fig)
-    bottom = (out.layout.margin.b or 10) + 40
-    # The legend moves to the right so that, however many entries wrap, it never covers the footer line.
-    out.update_layout(margin=dict(b=bottom), height=(out.layout.height or 380) + 40,
-                      legend=dict(orientation="v", x=1.01, y=1, xanchor="left", yanchor="top"))
-    out.add_annotation(text=provenance.one_line(), showarrow=False, xref="paper", yref="paper", x=0, y=0,
-                       yshift=-bottom + 6, xanchor="left", yanchor="bottom",
-                       font=dict(size=9, color="#616e7c"))
-    return out
+def with_provenance(fig: go.Figure, provenance: Provenance, width: int) -> go.Figure:
+    """The chart as a file of ``width`` px: laid out to its labels, the provenance printed under it, so a
+    pasted image still says where it came from (the legend sits right of the plot, clear of that line)."""
+    return fit_layout(fig, width, footer=provenance.one_line())

@@ -48,6 +48,22 @@ class ExportedFile:
 
 
 # --- charts ----------------------------------------------------------------------------------------------
+EXPORT_WIDTH_PX = 1000  # every exported chart; the brief prints its own at brief.CHART_WIDTH_PX
+
+
+async def _print_pdf_edge_to_edge(tab: Any) -> str:
+    """Kaleido 1.5 prints its PDF with 0.1 in margins on a page the size of the figure, so chromium shrinks
+    the figure into the smaller printable area and pushes its last 7 pt off the page (the provenance footer
+    with it). Printing with no margins gives a page that is exactly the figure, as the PNG and SVG are."""
+    from kaleido._kaleido_tab import _devtools_utils as devtools
+
+    response = await tab.send_command("Page.printToPDF", params={
+        "printBackground": True, "marginTop": 0, "marginBottom": 0, "marginLeft": 0, "marginRight": 0,
+        "preferCSSPageSize": True, "pageRanges": "1"})
+    devtools._raise_error(response)
+    return response.get("result", {}).get("data")
+
+
 class _ChartRenderer:
     """One kaleido export server per process, started on first use and serialised by a lock."""
 
@@ -55,17 +71,28 @@ class _ChartRenderer:
         self._lock = threading.Lock()
         self._started = False
 
-    def render(self, fig: go.Figure, fmt: str, width: int = 1000) -> bytes:
+    def render(self, fig: go.Figure, fmt: str, width: int = EXPORT_WIDTH_PX) -> bytes:
         import kaleido
 
         with self._lock:
             if not self._started:
+                self._print_pdf_without_margins()
                 kaleido.start_sync_server(silence_warnings=True)
                 atexit.register(kaleido.stop_sync_server, silence_warnings=True)
                 self._started = True
             height = int(fig.layout.height or 420)
             opts = {"format": fmt, "width": width, "height": height, "scale": 2 if fmt == "png" else 1}
             return bytes(kaleido.calc_fig_sync(fig, opts=opts))
+
+    @staticmethod
+    def _print_pdf_without_margins() -> None:
+        """Swap kaleido's PDF print step for one without margins (see ``_print_pdf_edge_to_edge``). It is a
+        private function of the pinned kaleido: if a new version moves it, fail loudly rather than cut PDFs."""
+        from kaleido._kaleido_tab import _devtools_utils as devtools
+
+        if not callable(getattr(devtools, "print_pdf", None)):
+            raise RuntimeError("kaleido changed: its print_pdf step is gone; re-check PDF margins (exports.py)")
+        devtools.print_pdf = _print_pdf_edge_to_edge
 
 
 chart_renderer = _ChartRenderer()
@@ -76,7 +103,9 @@ def _png_text_chunk(keyword: str, text: str) -> bytes:
     return struct.pack(">I", len(data)) + b"tEXt" + data + struct.pack(">I", zlib.crc32(b"tEXt" + data))
 
 
-def embed_chart_provenance(content: bytes, fmt: str, provenance: Provenance, title: str) -> bytes:
+def embed_chart_provenance(content: bytes, fmt: str, provenance: Provenance, title: str,
+                           extra: dict[str, str] | None = None) -> bytes:
+    """The provenance inside the file; ``extra`` adds PDF document-info entries (the brief's links)."""
     meta = json.dumps(provenance.as_dict(), sort_keys=True)
     if fmt == "png":  # text chunks right after IHDR (8-byte signature + 25-byte IHDR chunk)
         head, tail = content[:33], content[33:]
@@ -93,7 +122,7 @@ def embed_chart_provenance(content: bytes, fmt: str, provenance: Provenance, tit
 
         writer = PdfWriter(clone_from=PdfReader(io.BytesIO(content)))
         writer.add_metadata({"/Title": title, "/Creator": "Runledger", "/Subject": provenance.one_line(),
-                             "/RunledgerProvenance": meta})
+                             "/RunledgerProvenance": meta, **(extra or {})})
         out = io.BytesIO()
         writer.write(out)
         return out.getvalue()
@@ -101,8 +130,9 @@ def embed_chart_provenance(content: bytes, fmt: str, provenance: Provenance, tit
 
 
 def render_chart(fig: go.Figure, fmt: str, provenance: Provenance, title: str) -> bytes:
-    return embed_chart_provenance(chart_renderer.render(with_provenance(fig, provenance), fmt), fmt,
-                                  provenance, title)
+    """The file a member downloads: laid out for its width (``chart_layout``), footer and metadata added."""
+    static = with_provenance(fig, provenance, EXPORT_WIDTH_PX)
+    return embed_chart_provenance(chart_renderer.render(static, fmt, EXPORT_WIDTH_PX), fmt, provenance, title)
 
 
 # --- tables ----------------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ import zipfile
 from io import BytesIO
 from pathlib import Path
 
+from pypdf import PdfReader
+
 from tests.browser.conftest import AppServer, screenshot, sign_in
 
 Q3 = "analytics?quarter=2026-Q3"
@@ -69,7 +71,15 @@ def test_the_brief_is_generated_and_downloaded(app_server: AppServer, page) -> N
     download.wait_for(timeout=60_000)
     with page.expect_download(timeout=90_000) as dl:
         download.click()
-    assert Path(dl.value.path()).read_bytes().startswith(b"%PDF")
+    pdf = Path(dl.value.path()).read_bytes()
+    assert pdf.startswith(b"%PDF")
+    # Its run links open this very app, at the address the browser used (not the localhost default).
+    reader = PdfReader(BytesIO(pdf))
+    links = [str(a.get_object().get("/A", {}).get("/URI", "")) for p in reader.pages for a in p.get("/Annots") or []]
+    runs = [u for u in links if "run?id=RUN-" in u]
+    assert runs and all(u.startswith(f"{app_server.url}/run?id=RUN-") for u in runs), runs[:3]
+    assert f"Links point to {app_server.url}/, the address the app was served at." in \
+        " ".join(reader.pages[0].extract_text().split())
     screenshot(page, "analytics-brief")
 
 
