@@ -1,7 +1,7 @@
 """Runledger's Streamlit app: page config, sign-in, navigation and the shared sidebar. Nothing else.
 
 The workspace and the live engine are opened once per server process (``ui.runtime``); every page is a
-URL, listed in ``ui.links.PAGES``.
+URL, listed in ``core.links.PAGES``.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from store.errors import StoreError
-from ui.links import DEFAULT_PAGE, PAGES
+from core.links import DEFAULT_PAGE, PAGES
 from ui.runtime import open_engine
 from ui.session import current_actor, render_cookie_update
 from ui.signin import render_sidebar_member, render_sign_in

@@ -35,7 +35,7 @@ UTC = dt.timezone.utc
 
 def store_calls(ws: Any, period: Any) -> None:
     """The store half of ``build_analytics``: the same queries in one read transaction."""
-    from store import analytics as q
+    from store.views import analytics as q
     from store.definitions import read_definitions
 
     f = q.AnalyticsFilter(period.start, period.end, period.definitions)
@@ -59,8 +59,9 @@ def main() -> None:
     p.add_argument("--demo", help="a seeded demo workspace, to time the brief for its quarter")
     p.add_argument("--repeat", type=int, default=20)
     a = p.parse_args()
-    from engine.reporting.analytics import AnalyticsPeriod, build_analytics
-    from store.analytics import read_run_time_range
+    from core.periods import AnalyticsPeriod
+    from reporting.analytics import build_analytics
+    from store.views.analytics import read_run_time_range
     from store.workspace import Workspace
 
     ws = Workspace(a.db, read_only=True)
@@ -81,9 +82,9 @@ def main() -> None:
     analytics = build_analytics(ws, quarter)
     print(f"\nQuarter figures: {analytics.totals}")
 
-    from engine.reporting.charts import CHARTS
-    from engine.reporting.exports import render_chart
-    from engine.reporting.provenance import Provenance
+    from reporting.charts import CHARTS
+    from reporting.exports import render_chart
+    from reporting.provenance import Provenance
 
     prov = Provenance(a.db, quarter.label, generated_by="bench", chain_head="0" * 64)
     t = time.perf_counter()

@@ -6,10 +6,10 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from store.oversight_queries import FailedFilter, count_failed_items_by_cause, read_failed_items
-from store.run_queries import (RunFilter, RunSort, count_items_by_action_and_outcome, count_outcomes_for_runs,
-                               count_runs_by_status, read_entity_audit, read_item_detail, read_items_page,
-                               read_run_detail, read_runs_page)
+from store.views.oversight import FailedFilter, count_failed_items_by_cause, read_failed_items
+from store.views.run_pages import (RunFilter, RunSort, count_items_by_action_and_outcome,
+                                   count_outcomes_for_runs, count_runs_by_status, read_entity_audit,
+                                   read_item_detail, read_items_page, read_run_detail, read_runs_page)
 
 UTC = dt.timezone.utc
 Q = (dt.datetime(2026, 7, 1, tzinfo=UTC), dt.datetime(2026, 10, 1, tzinfo=UTC))

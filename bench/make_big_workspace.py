@@ -36,7 +36,7 @@ DEFINITIONS = [
 def prepare(path: str) -> None:
     """Schema via migrations, the demo members (the browser benchmark signs in as sigrid) and the demo
     definitions via the real loader, in a workspace of our own."""
-    from engine.demo.seed import seed_members_and_sources
+    from demo.seed import seed_members_and_sources
     from engine.runtime import Engine
     from store.workspace import Workspace
 

@@ -1,5 +1,7 @@
+"""``python -m engine``: the process entry, handed straight to the command-line app (``cli.main``)."""
+
 import sys
 
-from engine.cli import main
+from cli.main import main
 
 sys.exit(main())

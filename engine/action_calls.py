@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from engine.actioners.base import ActionContext, ActionRequest, CreatedRecord
 from engine.settings import number_from_env
-from engine.statemachine import SUCCEEDED
+from core.states import SUCCEEDED
 from store.records import RECORD_TABLES, field_value_types, insert_idempotency, insert_records, read_idempotency
 from store.workspace import Workspace
 

@@ -8,25 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass
 
 import argon2
 
+from core.roles import PERMISSION_ROLES, Actor
 from engine.settings import number_from_env
 from store.members import count_recent_sign_in_failures, read_member
 from store.workspace import Workspace
-
-ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
-    "viewer": frozenset({"view"}),
-    "auditor": frozenset({"view", "export"}),
-    # The compliance officer who operates the automations also reports on them (the spec's Sigrid produces
-    # the audit committee brief), so operators export as auditors do; viewers only look.
-    "operator": frozenset({"view", "retry", "cancel", "run_now", "export"}),
-    "approver": frozenset({"view", "approve", "dismiss"}),
-    "admin": frozenset({"view", "manage_definitions", "manage_members"}),
-}
-PERMISSION_ROLES = {p: sorted(r for r, ps in ROLE_PERMISSIONS.items() if p in ps)
-                    for p in set().union(*ROLE_PERMISSIONS.values())}
 
 _hasher = argon2.PasswordHasher()
 
@@ -42,19 +30,6 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
     except argon2.exceptions.InvalidHashError:
         return False
-
-
-@dataclass(frozen=True)
-class Actor:
-    member_id: str
-    roles: frozenset[str]
-
-    @property
-    def audit_name(self) -> str:
-        return f"member:{self.member_id}"
-
-    def may(self, permission: str) -> bool:
-        return any(permission in ROLE_PERMISSIONS.get(r, frozenset()) for r in self.roles)
 
 
 class NotAuthorized(PermissionError):

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Mapping, NamedTuple
 
 from engine.clock import Clock
-from engine.statemachine import SUCCEEDED
+from core.states import SUCCEEDED
 from store.bulk import same
 
 GC_PAUSE_MIN_ITEMS = 256

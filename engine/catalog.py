@@ -7,9 +7,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from engine.definitions import Definition, LoadReport, content_hash, load_definition_files, parse_definition
+from core.definitions import Definition, LoadReport, content_hash, load_definition_files, parse_definition
 from store.definitions import (read_definition_version, read_definitions, record_definition_rejection,
                                save_definition_version)
+from engine.vocabulary import workspace_vocabulary
 from store.workspace import Workspace
 
 
@@ -20,12 +21,13 @@ class UnknownDefinition(LookupError):
 class DefinitionCatalog:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
+        self.vocabulary = workspace_vocabulary(ws)
         self._parsed: dict[tuple[str, int], Definition] = {}
         self._lock = threading.Lock()
 
     def load_directory(self, directory: str | Path, actor: str) -> LoadReport:
         """Version every valid file whose content changed; record each rejected file once."""
-        report = load_definition_files(directory)
+        report = load_definition_files(directory, self.vocabulary)
         with self.ws.transaction() as tx:
             for path, d in report.definitions:
                 save_definition_version(tx, definition_id=d.id, title=d.title, trigger_kind=d.trigger.kind,
@@ -45,7 +47,7 @@ class DefinitionCatalog:
             stored = read_definition_version(conn, definition_id, version)
         if stored is None:
             raise UnknownDefinition(f"no automation {definition_id!r} at version {version}")
-        d = parse_definition(stored.content, f"{definition_id}@v{version}")
+        d = parse_definition(stored.content, f"{definition_id}@v{version}", self.vocabulary)
         with self._lock:
             self._parsed[key] = d
         return d

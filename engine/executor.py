@@ -27,12 +27,12 @@ from engine.actioners.base import ActionContext, ActionFailed, ActionRequest, ac
 from engine.batching import Batch, BatchSizer, Reads, Settlement, gc_paused
 from engine.catalog import DefinitionCatalog
 from engine.clock import Clock
-from engine.definitions import Definition
+from core.definitions import Definition
 from engine.resume import WorkRegistry
-from engine.statemachine import (AWAITING_APPROVAL, DETERMINISTIC, IDEMPOTENT_REPLAY, IN_FLIGHT, ITEM_FAILED,
-                                 SKIPPED, SUCCEEDED, TRANSIENT, check_item_transition)
+from core.states import (AWAITING_APPROVAL, DETERMINISTIC, IDEMPOTENT_REPLAY, IN_FLIGHT, ITEM_FAILED, SKIPPED,
+                         SUCCEEDED, TRANSIENT, check_item_transition)
 from engine.status import settle_run_status
-from engine.templates import TemplateError, compile_template
+from core.templates import TemplateError, compile_template
 from store import items as item_store
 from store import runs as run_store
 from store.audit import json_encoder
@@ -40,7 +40,8 @@ from store.bulk import same
 from store.matching import check_subjects, iter_match_subjects
 from store.records import insert_idempotency, insert_records, read_idempotency
 from store.registers import REGISTERS
-from store.workspace import Tx, Workspace
+from store.tx import Tx
+from store.workspace import Workspace
 
 log = logging.getLogger("runledger.executor")
 MATCH_CHUNK = 10_000  # subjects matched (and their items appended) at a time

@@ -20,9 +20,8 @@ from engine.actioners.messaging import MessagingIntegration
 from engine.actioners.modules import default_actioners
 from engine.catalog import DefinitionCatalog
 from engine.clock import Clock, SystemClock
-from engine.definitions import LoadReport
+from core.definitions import LoadReport
 from engine.executor import Executor
-from engine.intake import start_intake
 from engine.resume import is_interrupted, resume_every_seconds
 from engine.status import settle_run_status
 from store import items as item_store
@@ -53,7 +52,7 @@ class Engine:
                                  batch_max=batch_max, batch_target_seconds=batch_target_seconds)
         self.scheduler: BackgroundScheduler | None = None
         self.intake_port = intake_port  # None: $RUNLEDGER_INTAKE_PORT or the default; 0: any free port
-        self.intake: Any = None  # the intake endpoint (engine.intake.IntakeServer) while live
+        self.intake: Any = None  # the intake endpoint (engine.intake.server.IntakeServer) while live
         self._dispatch_lock = threading.Lock()
         self._workers: list[threading.Thread] = []  # background runs started by "run now"
 
@@ -228,7 +227,8 @@ class Engine:
 
     # --- live mode ----------------------------------------------------------------------------------
     def start(self) -> None:
-        """Recover, let APScheduler fire cron triggers and poll events and retries, then open the intake."""
+        """Recover, and let APScheduler fire cron triggers and poll events and retries. (``engine.serve.
+        start_live`` also opens the intake endpoint, which reaches the engine, never the other way.)"""
         if self.scheduler is not None:
             return
         self.load_definitions()
@@ -241,7 +241,6 @@ class Engine:
                                id="resume-interrupted")
         self.reschedule()
         self.scheduler.start()
-        self.intake = start_intake(self, self.intake_port)
 
     def reschedule(self) -> None:
         """(Re)create one cron job per enabled schedule definition."""

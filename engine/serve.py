@@ -6,8 +6,16 @@ import signal
 import threading
 from typing import Callable
 
+from engine.intake.server import start_intake
 from engine.runtime import Engine
 from store.workspace import Workspace
+
+
+def start_live(engine: Engine) -> None:
+    """The engine live: recovery, the scheduler, then the intake endpoint (other processes reach it there)."""
+    engine.start()
+    if engine.intake is None:
+        engine.intake = start_intake(engine, engine.intake_port)
 
 
 def serve_forever(path: str, definitions_dir: str, out: Callable[[str], None]) -> int:
@@ -17,7 +25,7 @@ def serve_forever(path: str, definitions_dir: str, out: Callable[[str], None]) -
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        engine.start()
+        start_live(engine)
         out(f"engine serving {path}; next fires: "
             + ", ".join(f"{k} at {v:%Y-%m-%d %H:%M} UTC" for k, v in engine.next_fire_times().items() if v))
         if engine.intake is not None:

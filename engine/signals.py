@@ -11,8 +11,8 @@ import datetime as dt
 import re
 from typing import TYPE_CHECKING, Any
 
-from engine.json_body import BadJson, read_json
-from store.intake import read_source
+from core.json_body import BadJson, read_json
+from store.sources import read_source
 from store.registers import REGISTERS, insert_signal_subject, record_trigger_event, to_jsonable
 
 if TYPE_CHECKING:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from engine.statemachine import (CANCELLED, COMPLETED, COMPLETED_WITH_FAILURES, FAILED, PENDING, RUNNING,
-                                 TERMINAL_RUN_STATUSES, check_run_transition, derive_run_status)
+from core.states import (CANCELLED, COMPLETED, COMPLETED_WITH_FAILURES, FAILED, PENDING, RUNNING,
+                         TERMINAL_RUN_STATUSES, check_run_transition, derive_run_status)
 from store import runs as run_store
 from store.run_counts import write_item_counts
-from store.workspace import Tx
+from store.tx import Tx
 
 RUN_EVENTS = {RUNNING: "run.started", COMPLETED: "run.completed",
               COMPLETED_WITH_FAILURES: "run.completed_with_failures", CANCELLED: "run.cancelled",

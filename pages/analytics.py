@@ -9,15 +9,16 @@ from dataclasses import replace
 import polars as pl
 import streamlit as st
 
-from engine.reporting import charts
-from engine.reporting.analytics import OUTCOME_COLUMNS, Analytics, AnalyticsPeriod, build_analytics
-from store.analytics import read_run_time_range
-from store.run_queries import read_definition_ids
+from reporting import charts
+from reporting.analytics import OUTCOME_COLUMNS, Analytics, build_analytics
+from core.periods import AnalyticsPeriod
+from store.views.analytics import read_run_time_range
+from store.views.run_pages import read_definition_ids
 from ui.brief_widgets import render_brief
 from ui.export_widgets import chart_downloads, table_downloads
-from ui.links import RunsView, parse_analytics_view, query_params_dict, runs_link
+from core.links import RunsView, parse_analytics_view, query_params_dict, runs_link
 from ui.period_picker import pick_period
-from ui.periods import PeriodChoice, resolve_period
+from core.periods import PeriodChoice, resolve_period
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
 from ui.text import fmt_duration

@@ -8,11 +8,12 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from store.oversight_queries import AuditFilter, read_audit_entry, read_audit_page, read_audit_vocabulary
-from ui.links import audit_link, query_params_dict
+from store.views.oversight import AuditFilter, read_audit_entry, read_audit_page, read_audit_vocabulary
+from core.links import audit_link, query_params_dict
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
-from ui.text import fmt_time, md_value, pretty_json
+from ui.text import fmt_time, pretty_json
+from core.markup import md_value
 from ui.tables import show_table
 
 engine = current_engine()

@@ -11,10 +11,11 @@ import streamlit as st
 from engine.catalog import UnknownDefinition
 from engine.commands import COMMAND_REFUSALS, preview_run_now, run_now, set_enabled
 from store.definitions import read_definition_rejections, read_definition_versions, read_definitions
-from ui.links import definition_link, query_params_dict, run_link
+from core.links import definition_link, query_params_dict, run_link
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
-from ui.text import fmt_duration, fmt_time, md_escape, md_repr, md_value
+from ui.text import fmt_duration, fmt_time
+from core.markup import md_escape, md_repr, md_value
 from ui.tables import show_table
 
 engine = current_engine()

@@ -7,17 +7,17 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from engine.bulk_retry import plan_bulk_retry
+from engine.commands import plan_bulk_retry
 from engine.commands import COMMAND_REFUSALS, retry_items
-from store.oversight_queries import FailedFilter, count_failed_items_by_cause, read_failed_items
-from store.analytics import read_run_time_range
-from store.run_queries import read_definition_ids
-from ui.links import failed_items_link, item_link, query_params_dict, run_link
+from store.views.oversight import FailedFilter, count_failed_items_by_cause, read_failed_items
+from store.views.analytics import read_run_time_range
+from store.views.run_pages import read_definition_ids
+from core.links import failed_items_link, item_link, query_params_dict, run_link
 from ui.period_picker import pick_period
-from ui.periods import parse_period, resolve_period
+from core.periods import parse_period, resolve_period
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
-from ui.text import md_escape, md_repr, md_value
+from core.markup import md_escape, md_repr, md_value
 from ui.tables import show_table
 
 engine = current_engine()

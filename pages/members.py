@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from engine.authz import ROLE_PERMISSIONS
+from core.roles import ROLE_PERMISSIONS
 from store.members import read_members
 from ui.runtime import current_engine
 from ui.session import actor_or_stop

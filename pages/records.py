@@ -6,13 +6,14 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from store.oversight_queries import RECORD_MODULES, read_items_for_subject, read_records, read_subject_row
+from store.views.oversight import RECORD_MODULES, read_items_for_subject, read_records, read_subject_row
 from store.records import read_record
 from store.registers import REGISTERS
-from ui.links import Link, item_link, query_params_dict, record_link, run_link, subject_link
+from core.links import Link, item_link, query_params_dict, record_link, run_link, subject_link
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
-from ui.text import fmt_time, md_repr, md_value, pretty_json
+from ui.text import fmt_time, pretty_json
+from core.markup import md_repr, md_value
 from ui.tables import show_table
 
 engine = current_engine()

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 import sqlalchemy as sa
 
-from store.workspace import Tx
+from store.tx import Tx
 
 if TYPE_CHECKING:  # pyarrow is imported only by the Arrow entry points, which the engine does not use
     import pyarrow as pa

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from store.schema import definition_rejections, definition_versions, definitions
-from store.workspace import Tx
+from store.tx import Tx
 
 
 @dataclass(frozen=True)

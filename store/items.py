@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import sqlalchemy as sa
 
-from engine.statemachine import AWAITING_APPROVAL, IN_FLIGHT, ITEM_FAILED, ITEM_PENDING, SKIPPED
+from core.states import AWAITING_APPROVAL, IN_FLIGHT, ITEM_FAILED, ITEM_PENDING, SKIPPED
 from store.bulk import (Columns, append_columns, append_packed, append_rows, columns_of, pack, update_columns,
                         update_rows)
 from store.schema import approvals, audit_log, item_attempts, run_items
-from store.workspace import Tx
+from store.tx import Tx
 
 if TYPE_CHECKING:
     import pyarrow as pa

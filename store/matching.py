@@ -12,7 +12,7 @@ from typing import Any, Iterator, Sequence
 
 import sqlalchemy as sa
 
-from engine.conditions import Clause, Compare, Condition, Related, literal_for
+from core.conditions import Clause, Compare, Condition, Related, literal_for
 from store.bulk import dicts
 from store.registers import REGISTERS
 

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from store.schema import members
-from store.workspace import Tx
+from store.tx import Tx
 
 
 def create_member(tx: Tx, member_id: str, display_name: str, password_hash: str, roles: list[str],

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from store import schema as s
 from store.bulk import Columns, append_columns, append_rows
-from store.workspace import Tx
+from store.tx import Tx
 
 RECORD_TABLES: dict[str, sa.Table] = {
     "findings": s.findings, "evidence_requests": s.evidence_requests, "assessments": s.assessments,

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from store import schema as s
 from store.bulk import append_rows
-from store.workspace import Tx
+from store.tx import Tx
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from store.schema import item_attempts, run_failure_causes, run_items, runs
-from store.workspace import Tx
+from store.tx import Tx
 
 # item outcome (or pre-outcome state) → the run column that counts it
 OUTCOME_COLUMN: dict[str, str] = {

@@ -6,9 +6,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from engine.statemachine import ITEM_FAILED, RunFacts
+from core.states import ITEM_FAILED, RunFacts
 from store.schema import run_items, run_number, runs, trigger_events
-from store.workspace import Tx
+from store.tx import Tx
 
 
 def create_run(tx: Tx, *, definition_id: str, definition_version: int, event: dict[str, Any],

@@ -12,9 +12,8 @@ import os
 import re
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Iterator
 
 import sqlalchemy as sa
 
@@ -26,6 +25,7 @@ except ImportError:  # pragma: no cover - PostgreSQL-only installs
     pass
 
 from store import audit as audit_mod
+from store.tx import Now, Tx
 from store.errors import SchemaTooNew, StoreError, WorkspaceHeld, WorkspaceUnreadable, WriteConflict, WriteFailed
 from store.migrations import SCHEMA_VERSION, read_schema_version, upgrade_schema
 from store.schema import audit_log
@@ -44,7 +44,6 @@ except ImportError:  # pragma: no cover - PostgreSQL-only installs
     _WRITE_FAILURES = (OSError,)
 
 DEFAULT_WORKSPACE = "data/workspace.duckdb"
-Now = Callable[[], dt.datetime]
 
 
 def utc_now() -> dt.datetime:
@@ -99,32 +98,6 @@ def _schema_too_new(found: int) -> SchemaTooNew:
     return SchemaTooNew(
         f"This workspace was written by a newer Runledger (schema {found}; this one knows up to "
         f"{SCHEMA_VERSION}). Nothing was changed. Upgrade Runledger to open it.")
-
-
-@dataclass
-class Tx:
-    """One open write transaction and the audit entries that will commit with it."""
-
-    conn: sa.Connection
-    now: Now
-    entries: list[audit_mod.AuditEntry] = field(default_factory=list)
-
-    def audit(self, actor: str, event: str, entity_kind: str, entity_id: str,
-              payload: dict[str, Any] | None = None, occurred_at: dt.datetime | None = None) -> None:
-        self.entries.append(audit_mod.AuditEntry(
-            occurred_at or self.now(), actor, event, entity_kind, entity_id, payload or {}))
-
-    def audit_many(self, actor: str, entity_kind: str, entries: Iterable[tuple[str, str, dict[str, Any]]],
-                   occurred_at: dt.datetime | None = None) -> None:
-        """Many entries by one actor on one kind of entity, at one instant: (event, entity id, payload)."""
-        at, entry = occurred_at or self.now(), audit_mod.AuditEntry
-        self.entries.extend([entry(at, actor, event, entity_kind, entity_id, payload or {})
-                             for event, entity_id, payload in entries])
-
-    @property
-    def raw(self) -> Any:
-        """The DB-API connection, for the DuckDB-native fast paths in ``store.bulk``."""
-        return self.conn.connection.dbapi_connection
 
 
 class Workspace:

@@ -51,7 +51,7 @@ def app_workspace(demo_quarter_path: str, tmp_path: Path, monkeypatch: pytest.Mo
 def open_app(member: str | None = "sigrid", page: str | None = None, params: dict[str, Any] | None = None,
              password: str | None = None, timeout: float = 30) -> AppTest:
     """The app signed in as ``member`` (demo password = name), on ``page`` (a script path such as
-    ``ui.links.PAGES['run'][0]``) with ``params`` as its query params."""
+    ``core.links.PAGES['run'][0]``) with ``params`` as its query params."""
     at = AppTest.from_file(APP, default_timeout=timeout)
     for k, v in (params or {}).items():
         at.query_params[k] = v

@@ -25,9 +25,10 @@ import sqlalchemy as sa
 
 from engine.actioners.base import ActionContext, ActionRequest, CreatedRecord, DeterministicFailure, TransientFailure
 from engine.actioners.modules import FindingsActioner, default_actioners
-from engine.authz import Actor, hash_password, load_actor
+from core.roles import Actor
+from engine.authz import hash_password, load_actor
 from engine.clock import SimulatedClock
-from engine.demo.seed import seed_members_and_sources
+from demo.seed import seed_members_and_sources
 from engine.executor import params_hash
 from engine.runtime import Engine
 from store import items as item_store
@@ -183,7 +184,7 @@ def build_engine(tmp_path: Path, definitions: Mapping[str, str] | None = None, *
         (defs / f"{def_id}.yaml").write_text(text)
     clock = SimulatedClock(START - dt.timedelta(hours=1))
     ws = Workspace(str(tmp_path / "ws.duckdb"), now=clock.now)
-    with mock.patch("engine.demo.seed.hash_password", quick_password_hash):
+    with mock.patch("demo.seed.hash_password", quick_password_hash):
         seed_members_and_sources(ws)
     with ws.transaction() as tx:
         insert_subjects(tx, "accounts", account_rows(accounts))
@@ -270,7 +271,7 @@ def actor(engine: Engine, member_id: str) -> Actor:
 @pytest.fixture(scope="session")
 def demo_quarter_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The demo workspace seeded through 2026-10-01 by the real engine, closed so SQL can open it."""
-    from engine.demo.seed import seed_demo
+    from demo.seed import seed_demo
 
     path = str(tmp_path_factory.mktemp("demo") / "ws.duckdb")
     definitions = Path(__file__).resolve().parent.parent / "definitions"
@@ -287,7 +288,7 @@ DEMO_TODAY = dt.datetime(2026, 12, 3, 12, 0, tzinfo=UTC)  # a Thursday of Q4 202
 def demo_today_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The demo as ``make run`` seeds it on 2026-12-03: the worked example's quarter and the current one,
     whose latest KYC run is left with failures for a new user to retry. Closed, so SQL can open it."""
-    from engine.demo.seed import seed_demo
+    from demo.seed import seed_demo
 
     path = str(tmp_path_factory.mktemp("demo-today") / "ws.duckdb")
     definitions = Path(__file__).resolve().parent.parent / "definitions"

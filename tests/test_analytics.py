@@ -19,9 +19,10 @@ from pypdf import PdfReader
 
 from engine.authz import NotAuthorized, load_actor
 from engine.commands import set_enabled
-from engine.reporting.analytics import AnalyticsPeriod, build_analytics
-from engine.reporting.exports import ExportRefused, export_chart, export_table, render_table
-from engine.reporting.provenance import Provenance
+from core.periods import AnalyticsPeriod
+from reporting.analytics import build_analytics
+from reporting.exports import ExportRefused, export_chart, export_table, render_table
+from reporting.provenance import Provenance
 from store.workspace import Workspace
 from tests.conftest import START, finding_definition
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import datetime as dt
 
 from tests.apptest_support import app_workspace, open_app  # noqa: F401 (fixture)
-from ui.links import PAGES
-from ui.periods import PeriodChoice, resolve_period
+from core.links import PAGES
+from core.periods import PeriodChoice, resolve_period
 
 PAGE = PAGES["analytics"][0]
 

@@ -11,7 +11,7 @@ from engine.signals import deliver_signal
 from store.matching import count_matching_subjects
 from tests.apptest_support import app_engine, app_workspace, open_app  # noqa: F401 (fixture)
 from tests.test_app_runs import _run_failed_on_outage, sql
-from ui.links import PAGES
+from core.links import PAGES
 
 
 def _button(at, label: str):  # noqa: ANN001, ANN202

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.apptest_support import app_engine, app_workspace, open_app  # noqa: F401 (fixture)
-from ui.links import run_link
+from core.links import run_link
 
 
 def _audit(event: str) -> list[dict]:

@@ -9,7 +9,7 @@ from store.errors import WriteConflict, WriteFailed
 from tests.apptest_support import app_workspace, open_app  # noqa: F401 (fixture)
 from tests.test_app_oversight import _awaiting
 from tests.test_app_runs import RUN, _running_run, sql
-from ui.links import PAGES
+from core.links import PAGES
 
 
 def _raise(error: Exception):  # noqa: ANN202

@@ -8,7 +8,7 @@ import pytest
 from conftest import FailsTransiently, actor, audit_of, finding_definition, fire_one, items_of, scalar
 
 from engine import commands
-from engine.cli import main
+from cli.main import main
 from store.audit import GENESIS_HASH, entry_hash
 from store.registers import insert_subjects
 from store.workspace import Workspace

@@ -26,11 +26,11 @@ import sqlalchemy as sa
 from pypdf import PdfReader
 
 from engine.authz import NotAuthorized, load_actor
-from engine.cli import EXIT_OK, EXIT_USAGE, main
-from engine.reporting.brief import generate_brief
-from engine.reporting.exports import ExportedFile
-from engine.reporting.integrity import build_integrity_statement
-from engine.reporting.periods import PeriodError, period_from_dates
+from cli.main import EXIT_OK, EXIT_USAGE, main
+from reporting.brief import generate_brief
+from reporting.exports import ExportedFile
+from reporting.integrity import build_integrity_statement
+from core.periods import PeriodError, period_from_dates
 from store.workspace import Workspace
 
 Q3 = period_from_dates(dt.date(2026, 7, 1), dt.date(2026, 9, 30))
@@ -214,7 +214,7 @@ def test_hostile_text_prints_literally_and_never_becomes_a_link(brief: Brief) ->
     uris = [str(a.get_object().get("/A", {}).get("/URI", "")) for page in brief.reader.pages
             for a in page.get("/Annots") or []]
     assert uris and not any("evil.example" in u for u in uris)
-    # The appendix links every run through ui.links, under the base URL given.
+    # The appendix links every run through core.links, under the base URL given.
     runs = one(brief.path, f"SELECT count(*) FROM runs r WHERE {IN_Q3}")
     run_uris = {u for u in uris if u.startswith("https://runledger.example/app/run?id=RUN-")}
     assert len(run_uris) == runs

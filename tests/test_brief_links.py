@@ -16,8 +16,8 @@ import pytest
 from pypdf import PdfReader
 
 from engine.authz import load_actor
-from engine.cli import EXIT_OK, main
-from engine.reporting.periods import period_from_dates
+from cli.main import EXIT_OK, main
+from core.periods import period_from_dates
 from store.workspace import Workspace
 
 AUGUST = period_from_dates(dt.date(2026, 8, 1), dt.date(2026, 8, 31), ["regulator-rule-change-intake"])
@@ -31,20 +31,20 @@ AUGUST = period_from_dates(dt.date(2026, 8, 1), dt.date(2026, 8, 31), ["regulato
     ("http://10.0.0.7:8501/", "", "http://10.0.0.7:8501/"),  # the app's default page
 ])
 def test_the_page_url_gives_the_apps_root(page_url: str, base_path: str, root: str) -> None:
-    from engine.reporting.base_url import base_url_from_page
+    from reporting.base_url import base_url_from_page
 
     assert base_url_from_page(page_url, base_path) == root
 
 
 @pytest.mark.parametrize("page_url", [None, "", "about:blank", "file:///tmp/x", "https://"])
 def test_no_usable_page_url_gives_none(page_url: str | None) -> None:
-    from engine.reporting.base_url import base_url_from_page
+    from reporting.base_url import base_url_from_page
 
     assert base_url_from_page(page_url) is None
 
 
 def test_the_app_address_wins_then_the_environment_then_the_default() -> None:
-    from engine.reporting.base_url import resolve_base_url
+    from reporting.base_url import resolve_base_url
 
     env = {"RUNLEDGER_BASE_URL": "https://grc.example.com/runledger"}
     assert resolve_base_url("https://app.example/", env).url == "https://app.example/"
@@ -81,7 +81,7 @@ def test_the_cli_links_to_runledger_base_url_and_says_so(demo_quarter_path: str,
 
 def test_a_brief_made_for_the_page_links_to_its_address(demo_quarter_path: str, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.reporting.brief import generate_brief
+    from reporting.brief import generate_brief
 
     monkeypatch.setenv("RUNLEDGER_BASE_URL", "https://not-this.example/")  # the page's own address wins
     ws = Workspace(str(shutil.copyfile(demo_quarter_path, tmp_path / "ws.duckdb")))

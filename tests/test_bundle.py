@@ -18,17 +18,17 @@ import pytest
 import sqlalchemy as sa
 
 from engine.authz import NotAuthorized, load_actor
-from engine.cli import main
+from cli.main import main
 from engine.commands import NotFound
-from engine.reporting import bundle_verify
-from engine.reporting.bundle import build_run_bundle
+from reporting import bundle_verify
+from reporting.bundle import build_run_bundle
 from store import items as item_store
-from store.bundle_queries import iter_run_attempts, iter_run_items
+from store.views.bundle import iter_run_attempts, iter_run_items
 from store.workspace import Workspace
 from tests.apptest_support import app_workspace, open_app  # noqa: F401 (fixture)
-from ui.links import PAGES
+from core.links import PAGES
 
-VERIFIER = Path(__file__).resolve().parent.parent / "engine" / "reporting" / "bundle_verify.py"
+VERIFIER = Path(__file__).resolve().parent.parent / "reporting" / "bundle_verify.py"
 FILES = {"README.txt", "run.json", "items.jsonl", "attempts.jsonl", "trigger_event.json", "approvals.json",
          "audit_entries.jsonl", "provenance.json", "manifest.json", "verify_bundle.py"}
 

@@ -29,12 +29,12 @@ from pypdf import PdfReader
 from reportlab.lib.units import mm
 
 from engine.authz import load_actor
-from engine.cli import EXIT_OK, main
-from engine.reporting.analytics import Analytics, build_analytics
-from engine.reporting.charts import CHARTS
-from engine.reporting.exports import export_chart, render_chart
-from engine.reporting.periods import period_from_dates
-from engine.reporting.provenance import Provenance
+from cli.main import EXIT_OK, main
+from reporting.analytics import Analytics, build_analytics
+from reporting.charts import CHARTS
+from reporting.exports import export_chart, render_chart
+from core.periods import period_from_dates
+from reporting.provenance import Provenance
 from store.workspace import Workspace
 from tests.geometry_support import (Box, overlapping_pairs, pdf_pages, png_border_ink, png_size,
                                     svg_text_boxes)
@@ -260,8 +260,8 @@ def test_the_brief_charts_are_complete_pictures(briefs: dict[str, bytes]) -> Non
 @pytest.mark.parametrize("variant,chart", CASES, ids=[f"{v}-{c}" for v, c in CASES])
 def test_the_brief_charts_text_lies_inside_and_apart(analytics: Analytics, variant: str, chart: str) -> None:
     """The figure the brief prints, drawn as SVG at the brief's width (its PNG has the same layout)."""
-    from engine.reporting.brief import CHART_WIDTH_PX, print_chart
-    from engine.reporting.exports import chart_renderer
+    from reporting.brief import CHART_WIDTH_PX, print_chart
+    from reporting.exports import chart_renderer
 
     fig = print_chart(chart, analytics if variant == "demo" else long_named(analytics))
     if fig is None:  # the brief leaves out a chart with nothing to plot

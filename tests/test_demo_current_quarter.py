@@ -19,11 +19,11 @@ import pytest
 
 from engine import commands
 from engine.authz import load_actor
-from engine.bulk_retry import plan_bulk_retry
+from engine.commands import plan_bulk_retry
 from engine.clock import SimulatedClock
-from engine.demo.world import QUARTER_END, build_world, leftover_monday
+from demo.world import QUARTER_END, build_world, leftover_monday
 from engine.runtime import Engine
-from store.oversight_queries import FailedFilter, read_failed_items
+from store.views.oversight import FailedFilter, read_failed_items
 from store.workspace import Workspace
 from tests.conftest import DEMO_TODAY
 

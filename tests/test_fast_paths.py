@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 import pytest
 
-from engine.conditions import Clause, Compare, Condition
+from core.conditions import Clause, Compare, Condition
 from engine.executor import _dumps_params, _dumps_sorted, _jsonable_for, params_hash
-from engine.templates import TemplateError, compile_template, render
+from core.templates import TemplateError, compile_template, render
 from store import audit
 from store.bulk import _array
 from store.matching import check_subjects

@@ -12,7 +12,7 @@ from conftest import (actor, attempts_of, audit_of, build_engine, finding_defini
                       items_of, quick_password_hash, run_of, scalar)
 
 from engine import commands
-from engine.cli import EXIT_OK, EXIT_REFUSED, main
+from cli.main import EXIT_OK, EXIT_REFUSED, main
 from store import items as item_store
 from store.members import create_member
 from store.workspace import Workspace

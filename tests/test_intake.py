@@ -20,12 +20,12 @@ from typing import Any, Iterator
 
 import sqlalchemy as sa
 
-from engine.cli import main as cli_main
-from engine.demo.seed import seed_members_and_sources
-from engine.intake import discovery_path, sign
+from cli.main import main as cli_main
+from demo.seed import seed_members_and_sources
+from engine.intake.server import discovery_path, sign
 from engine.runtime import Engine
 from engine.signals import MAX_PAYLOAD_BYTES
-from store.intake import read_source
+from store.sources import read_source
 from store.registers import insert_subjects
 from store.schema import audit_log, intake_requests, runs
 from store.workspace import Workspace

@@ -20,7 +20,7 @@ from conftest import (WrappedActioner, actor, attempts_of, audit_of, finding_def
 
 from engine import commands
 from engine.actioners.base import TransientFailure
-from engine.statemachine import derive_run_status
+from core.states import derive_run_status
 from store import items as item_store
 from store import runs as run_store
 from store.errors import WriteConflict
@@ -115,7 +115,9 @@ def _meet_before_writing(monkeypatch, engine, names: set[str]) -> None:
 def _pause_after_reading(monkeypatch, thread: str, until: threading.Event) -> None:
     """``thread`` stops right after its command has read the item and run (at the permission check, which
     comes before the eligibility checks) until ``until`` is set: it then acts on what it read."""
-    real = commands.check_permission
+    from engine.commands import approvals, automations, cancel, retry
+
+    real = retry.check_permission
     paused = set()
 
     def check_permission(ws, who, *args):
@@ -125,7 +127,8 @@ def _pause_after_reading(monkeypatch, thread: str, until: threading.Event) -> No
             assert until.wait(WAIT), "the other side never finished"
         return real(ws, who, *args)
 
-    monkeypatch.setattr(commands, "check_permission", check_permission)
+    for module in (approvals, automations, cancel, retry):  # each command checks its actor itself
+        monkeypatch.setattr(module, "check_permission", check_permission)
 
 
 def _add_olav(engine) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from engine.palette import OUTCOME_COLORS
+from reporting.palette import OUTCOME_COLORS
 from ui.run_views import KNOWN_OUTCOMES, breakdown_figure, highlight_attention
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 
-from engine.schedule import describe_cron
+from core.schedule import describe_cron
 
 UTC = dt.timezone.utc
 

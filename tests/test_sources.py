@@ -8,7 +8,7 @@ import pytest
 from engine.authz import NotAuthorized
 from engine.commands import CommandRefused
 from engine.signals import SignalRejected, deliver_signal
-from engine.sources import add_intake_source, list_intake_sources
+from engine.commands.sources import add_intake_source, list_intake_sources
 from tests.conftest import actor, audit_of
 
 

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from engine import statemachine as sm
+from core import states as sm
 
 RUN_PAIRS = list(itertools.product(sm.RUN_STATUSES, repeat=2))
 ITEM_PAIRS = list(itertools.product(sm.ITEM_STATES, repeat=2))

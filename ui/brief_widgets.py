@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from engine.authz import Actor, NotAuthorized
-from engine.reporting.analytics import AnalyticsPeriod
+from core.roles import Actor
+from engine.authz import NotAuthorized
+from core.periods import AnalyticsPeriod
 from store.workspace import Workspace
 from ui.export_widgets import export_refusal
 
@@ -24,8 +25,8 @@ def render_brief(ws: Workspace, actor: Actor, period: AnalyticsPeriod) -> None:
     refusal = export_refusal(actor)
     if st.button("Generate the brief (PDF)", type="primary", disabled=refusal is not None, help=refusal,
                  icon=":material/picture_as_pdf:"):
-        from engine.reporting.base_url import base_url_from_page
-        from engine.reporting.brief import generate_brief
+        from reporting.base_url import base_url_from_page
+        from reporting.brief import generate_brief
 
         bar = st.progress(0.0, text="Starting…")
         # The brief's run links open this app, at the address this browser reached it by.

@@ -11,10 +11,9 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from engine.authz import PERMISSION_ROLES, Actor
-from engine.reporting.analytics import Analytics
-from engine.reporting.exports import (CHART_FORMATS, MIME, TABLE_FORMATS, export_chart, export_file_name,
-                                      export_table)
+from core.roles import PERMISSION_ROLES, Actor
+from reporting.analytics import Analytics
+from reporting.exports import CHART_FORMATS, MIME, TABLE_FORMATS, export_chart, export_file_name, export_table
 from store.workspace import Workspace
 
 FORMAT_LABELS = {"png": "PNG", "svg": "SVG", "pdf": "PDF", "csv": "CSV", "xlsx": "Excel (XLSX)",

@@ -9,12 +9,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from engine.authz import Actor
+from core.roles import Actor
 from engine.commands import COMMAND_REFUSALS, cancel_run, plan_retry, retry_items
 from engine.runtime import Engine
-from engine.statemachine import TERMINAL_RUN_STATUSES
-from ui.links import item_link
-from ui.text import md_escape
+from core.states import TERMINAL_RUN_STATUSES
+from core.links import item_link
+from core.markup import md_escape
 
 _RESULT = "run_action_result"
 

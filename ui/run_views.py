@@ -11,11 +11,11 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from engine.statemachine import ITEM_OUTCOMES, RUN_STATUSES, TERMINAL_RUN_STATUSES
-from store.run_queries import FailedFirst, RunFilter, RunSort
+from core.states import ITEM_OUTCOMES, RUN_STATUSES, TERMINAL_RUN_STATUSES
+from store.views.run_pages import FailedFirst, RunFilter, RunSort
 from ui.colors import OUTCOME_COLORS, STATUS_MARKS
-from ui.links import RunsView, item_link, record_link, run_link, subject_link
-from ui.periods import resolve_period
+from core.links import RunsView, item_link, record_link, run_link, subject_link
+from core.periods import resolve_period
 
 OUTCOME_MARKS = {"succeeded": "✓", "failed": "✕", "skipped": "skipped", "awaiting-approval": "awaiting approval",
                  "idempotent-replay": "replayed", "pending": "pending", "in-flight": "in flight"}

@@ -10,6 +10,7 @@ import weakref
 import streamlit as st
 
 from engine.runtime import Engine
+from engine.serve import start_live
 from engine.settings import number_from_env
 from store.workspace import Workspace, resolve_workspace_path
 
@@ -52,7 +53,7 @@ def open_engine() -> Engine:
                     messaging_latency=number_from_env("RUNLEDGER_MESSAGING_LATENCY_SECONDS", 0, "seconds",
                                                       allow_zero=True))
     if os.environ.get("RUNLEDGER_ENGINE_LIVE", "1") != "0":  # tests may drive the engine themselves
-        engine.start()
+        start_live(engine)
     else:
         engine.load_definitions()
     with _open_lock:

@@ -20,7 +20,8 @@ from typing import Any
 
 import streamlit as st
 
-from engine.authz import Actor, UnknownMember, load_actor, sign_in, sign_out
+from core.roles import Actor
+from engine.authz import UnknownMember, load_actor, sign_in, sign_out
 from engine.runtime import Engine
 from engine.settings import number_from_env
 

@@ -12,9 +12,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from engine.actioners.specs import ActionerSpec
+from core.actions import ActionerSpec
 from engine.clock import Clock
-from engine.statemachine import DETERMINISTIC, TRANSIENT
+from core.states import DETERMINISTIC, TRANSIENT
 
 
 class ActionFailed(Exception):

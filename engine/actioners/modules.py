@@ -8,7 +8,7 @@ from typing import Any
 from engine.actioners.base import (ActionContext, ActionRequest, CreatedRecord, DeterministicFailure,
                                    record_id)
 from engine.actioners.messaging import MessagingIntegration
-from engine.actioners.specs import ACTIONER_SPECS, SEVERITIES, ActionerSpec
+from core.actions import ACTIONER_SPECS, SEVERITIES, ActionerSpec
 from store.audit import json_encoder
 
 _dumps_sorted = json_encoder(sort_keys=True)  # == json.dumps(v, sort_keys=True), built once

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from engine.cli import EXIT_REFUSED, EXIT_USAGE, main
-from engine.intake import discovery_path
+from cli.main import EXIT_REFUSED, EXIT_USAGE, main
+from engine.intake.server import discovery_path
 from store.workspace import Workspace
 from tests.conftest import build_engine, finding_definition
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.definitions import DefinitionError, load_definition_files
+from engine.vocabulary import workspace_vocabulary
+from core.definitions import DefinitionError, load_definition_files
 from tests.conftest import audit_of, finding_definition, items_of, run_of
 
 GOOD = finding_definition("good")
@@ -106,7 +107,7 @@ def test_each_error_class_has_one_exact_message_and_the_valid_file_still_loads(t
     bad = tmp_path / f"{name}.yaml"
     bad.write_text(text)
     (tmp_path / "fine.yaml").write_text(finding_definition("fine"))
-    report = load_definition_files(tmp_path)
+    report = load_definition_files(tmp_path, workspace_vocabulary())
     assert [d.id for _, d in report.definitions] == ["fine"]
     [err] = report.errors
     assert isinstance(err, DefinitionError) and err.path == str(bad)

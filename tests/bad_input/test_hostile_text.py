@@ -19,17 +19,17 @@ from streamlit.runtime.pages_manager import PagesManager
 
 from engine.actioners.base import ActionContext, ActionRequest, DeterministicFailure
 from engine.authz import load_actor
-from engine.reporting.analytics import build_analytics
-from engine.reporting.charts import failure_causes
-from engine.reporting.exports import export_table
-from engine.reporting.periods import period_from_dates
+from reporting.analytics import build_analytics
+from reporting.charts import failure_causes
+from reporting.exports import export_table
+from core.periods import period_from_dates
 from store.registers import insert_subjects
 from store.workspace import Workspace
 from tests import apptest_support
 from tests.apptest_support import open_app
 from tests.bad_input.test_hostile_urls import assert_inert
 from tests.conftest import WrappedActioner, build_engine, finding_definition
-from ui.links import PAGES
+from core.links import PAGES
 
 NAME = "<img src=x onerror=alert(1)> **BOLD** [click](http://evil.example)"
 CAUSE = ('=HYPERLINK("http://evil.example","click") <a href="http://evil.example">link</a> <b>bold</b> '
@@ -165,7 +165,7 @@ def test_exports_are_inert(workspace: str) -> None:
 
 
 def test_the_brief_prints_it_literally_without_a_link(workspace: str) -> None:
-    from engine.reporting.brief import generate_brief
+    from reporting.brief import generate_brief
 
     ws = Workspace(workspace)
     try:

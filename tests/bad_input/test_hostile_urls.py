@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.apptest_support import app_workspace, open_app  # noqa: F401 (fixture)
-from ui.links import PAGES
+from core.links import PAGES
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = "<img src=x onerror=alert(1)>"

@@ -9,7 +9,7 @@ import pytest
 
 from engine.action_calls import action_timeout_seconds
 from engine.authz import _sign_in_limits
-from engine.intake_client import answer_timeout_seconds
+from engine.intake.client import answer_timeout_seconds
 from engine.resume import resume_every_seconds
 from engine.settings import number_from_env
 

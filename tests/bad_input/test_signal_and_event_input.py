@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from engine.intake import IntakeServer, sign
-from engine.operations import BadRequest, perform
+from engine.intake.server import IntakeServer, sign
+from engine.commands.named import BadRequest, perform
 from engine.signals import MAX_PAYLOAD_BYTES, SignalRejected, deliver_signal
-from store.intake import read_source
+from store.sources import read_source
 from store.registers import UnknownSubject
 from tests.conftest import audit_of
 

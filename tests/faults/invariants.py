@@ -18,9 +18,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from engine.reporting.analytics import AnalyticsPeriod
-from engine.reporting.integrity import build_integrity_statement
-from engine.statemachine import ITEM_FAILED, RunFacts, derive_run_status
+from core.periods import AnalyticsPeriod
+from reporting.integrity import build_integrity_statement
+from core.states import ITEM_FAILED, RunFacts, derive_run_status
 from store.audit import verify_audit_chain
 from store.records import RECORD_TABLES
 from store.run_counts import COUNT_COLUMNS, item_count_values

@@ -45,7 +45,7 @@ sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 from engine.actioners.messaging import MessagingIntegration  # noqa: E402
 from engine.actioners.modules import default_actioners  # noqa: E402
 from engine.clock import SystemClock  # noqa: E402
-from engine.demo.seed import seed_members_and_sources, workspace_is_empty  # noqa: E402
+from demo.seed import seed_members_and_sources, workspace_is_empty  # noqa: E402
 from engine.executor import Executor  # noqa: E402
 from engine.runtime import Engine  # noqa: E402
 from invariants import rest_violations  # noqa: E402

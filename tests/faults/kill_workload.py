@@ -31,7 +31,8 @@ import sqlalchemy as sa
 from engine import commands
 from engine.actioners.base import ActionContext, ActionRequest, CreatedRecord, TransientFailure
 from engine.actioners.modules import FindingsActioner
-from engine.authz import Actor, load_actor
+from core.roles import Actor
+from engine.authz import load_actor
 from engine.executor import params_hash
 from engine.runtime import Engine, schedule_event_id
 from store import items as item_store
