@@ -19,9 +19,10 @@ from apscheduler.triggers.cron import CronTrigger
 from core.actions import ActionerSpec
 from core.conditions import OPS, Clause, Compare, Condition, DaysAfterTrigger, Related
 from core.schedule import describe_cron
+from core.states import EVENT, SCHEDULE, SIGNAL
 from core.templates import DEFINITION_FIELDS, ROOTS, TRIGGER_FIELDS, placeholders
 
-TRIGGER_KINDS = ("schedule", "event", "signal")
+TRIGGER_KINDS = (SCHEDULE, EVENT, SIGNAL)  # what a definition may declare; a run may also be manual
 ID_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
 
 

@@ -34,6 +34,16 @@ FINAL_ITEM_OUTCOMES = frozenset({SUCCEEDED, SKIPPED, IDEMPOTENT_REPLAY})
 
 TRANSIENT = "transient"
 DETERMINISTIC = "deterministic"
+FAILURE_CLASSES = (TRANSIENT, DETERMINISTIC)
+UNKNOWN_CLASS = "unknown"  # a failure recorded without a class (before classes were kept)
+
+# Approval decisions; NULL while open. ``cancelled``: the run was cancelled while the approval waited.
+APPROVED, DISMISSED, APPROVAL_CANCELLED, APPROVAL_OPEN = "approved", "dismissed", "cancelled", "open"
+APPROVAL_DECISIONS = (APPROVED, DISMISSED, APPROVAL_CANCELLED)
+
+# Trigger kinds a run records.
+SCHEDULE, EVENT, SIGNAL, MANUAL = "schedule", "event", "signal", "manual"
+RUN_TRIGGER_KINDS = (SCHEDULE, EVENT, SIGNAL, MANUAL)
 
 RUN_TRANSITIONS: Mapping[str, frozenset[str]] = {
     PENDING: frozenset({RUNNING, CANCELLED, FAILED}),
@@ -61,9 +71,19 @@ class TransitionRefused(Exception):
 
     def __init__(self, kind: str, entity_id: str, current: str, wanted: str) -> None:
         self.current, self.wanted = current, wanted
-        allowed = ", ".join(sorted((RUN_TRANSITIONS if kind == "run" else ITEM_TRANSITIONS)[current])) \
-            or "nothing: it is final"
+        allowed = ", ".join(sorted((RUN_TRANSITIONS if kind == "run" else ITEM_TRANSITIONS).get(current, ()))) \
+            or ("nothing: it is final" if current != "missing" else "nothing: there is no such row")
         super().__init__(f"{kind} {entity_id} is {current}; it cannot become {wanted} (allowed: {allowed})")
+
+
+def run_sources(wanted: str) -> frozenset[str]:
+    """The statuses a run may become ``wanted`` from: what the store's guarded write requires of the row."""
+    return frozenset(s for s, targets in RUN_TRANSITIONS.items() if wanted in targets)
+
+
+def item_sources(wanted: str) -> frozenset[str]:
+    """The states an item may become ``wanted`` from (``in-flight`` from pending, failed or awaiting approval)."""
+    return frozenset(s for s, targets in ITEM_TRANSITIONS.items() if wanted in targets)
 
 
 def check_run_transition(run_id: str, current: str, wanted: str) -> None:

@@ -29,8 +29,8 @@ from engine.catalog import DefinitionCatalog
 from engine.clock import Clock
 from core.definitions import Definition
 from engine.resume import WorkRegistry
-from core.states import (AWAITING_APPROVAL, DETERMINISTIC, IDEMPOTENT_REPLAY, IN_FLIGHT, ITEM_FAILED, SKIPPED,
-                         SUCCEEDED, TRANSIENT, check_item_transition)
+from core.states import (AWAITING_APPROVAL, DETERMINISTIC, IDEMPOTENT_REPLAY, ITEM_FAILED, SKIPPED,
+                         SUCCEEDED, TRANSIENT)
 from engine.status import settle_run_status
 from core.templates import TemplateError, compile_template
 from store import items as item_store
@@ -291,12 +291,10 @@ class Executor:
             if snapshot_json != stored:
                 s.snapshot_changed = True
             if reason is not None:
-                check_item_transition(item_id, IN_FLIGHT, SKIPPED)
                 updates.append((item_id, SKIPPED, None, reason, None, None, attempts, None, snapshot_json))
                 audit.append((ITEM_EVENTS[SKIPPED], item_id, {"run_id": run_id, "reason": reason}))
                 continue
             if d.approval_required and item_id not in approved:
-                check_item_transition(item_id, IN_FLIGHT, AWAITING_APPROVAL)
                 updates.append((item_id, AWAITING_APPROVAL, None, None, None, None, attempts, None, snapshot_json))
                 s.approvals.append(dict(approval_id=f"APR-{item_id}", item_id=item_id, run_id=run_id,
                                         definition_id=d.id, definition_version=run["definition_version"],
@@ -319,7 +317,6 @@ class Executor:
             if outcome == ITEM_FAILED and fclass == TRANSIENT and attempt < d.retry.max_attempts \
                     and not cancel_requested:
                 retry_due_at = now + d.retry.delay_after(attempt)
-            check_item_transition(item_id, IN_FLIGHT, outcome)
             updates.append((item_id, outcome, ref, None, cause, fclass, attempt, retry_due_at, snapshot_json))
             attempt_rows.append((item_id, attempt, now, finished, outcome, cause, fclass, ref))
             if outcome == SUCCEEDED:  # the actioner acted: its key enters the ledger with the record
@@ -395,7 +392,7 @@ class Executor:
         insert_idempotency(tx, s.ledger())
         item_store.insert_attempts(tx, s.attempts(run_id, actor))
         item_store.open_approvals(tx, s.approvals)
-        item_store.apply_item_outcomes(tx, updates)
+        item_store.settle_item_outcomes(tx, updates)
         run_store.add_actions_invoked(tx, run_id, s.invoked)
         tx.audit_many(actor, "run_item", s.audit, occurred_at=now)
         settle_run_status(tx, run_id, actor)

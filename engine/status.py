@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from core.states import (CANCELLED, COMPLETED, COMPLETED_WITH_FAILURES, FAILED, PENDING, RUNNING,
-                         TERMINAL_RUN_STATUSES, check_run_transition, derive_run_status)
+                         TERMINAL_RUN_STATUSES, derive_run_status)
 from store import runs as run_store
 from store.run_counts import write_item_counts
 from store.tx import Tx
@@ -15,7 +15,8 @@ RUN_EVENTS = {RUNNING: "run.started", COMPLETED: "run.completed",
 
 def settle_run_status(tx: Tx, run_id: str, actor: str) -> str:
     run = run_store.read_run(tx.conn, run_id)
-    assert run is not None, run_id
+    if run is None:
+        raise LookupError(f"there is no run {run_id} to settle")
     facts = run_store.read_run_facts(tx.conn, run)
     write_item_counts(tx, run, facts.outcome_counts)  # the counts the status comes from, kept on the run
     new = derive_run_status(facts)
@@ -25,16 +26,15 @@ def settle_run_status(tx: Tx, run_id: str, actor: str) -> str:
     if old == PENDING and new in TERMINAL_RUN_STATUSES and run["started_at"] is not None:
         # A run that started and finished in one step (it matched nothing) still passes through
         # running, so its trail says it started before it completed.
-        check_run_transition(run_id, old, RUNNING)
+        run_store.transition_run(tx, run_id, old, RUNNING)
         tx.audit(actor, RUN_EVENTS[RUNNING], "run", run_id, {"from": old, "to": RUNNING})
         old = RUNNING
-    check_run_transition(run_id, old, new)
-    values: dict[str, object] = {"status": new}
+    values: dict[str, object] = {}
     if new in TERMINAL_RUN_STATUSES:
         values["completed_at"] = tx.now()
     elif old == COMPLETED_WITH_FAILURES:
         values["completed_at"] = None
-    run_store.write_run_fields(tx, run_id, **values)
+    run_store.transition_run(tx, run_id, old, new, **values)
     event = "run.reopened" if old == COMPLETED_WITH_FAILURES else RUN_EVENTS[new]
     tx.audit(actor, event, "run", run_id, {"from": old, "to": new})
     return new

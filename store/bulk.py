@@ -124,13 +124,15 @@ def _source(table: sa.Table, columns: Columns, name: str) -> tuple[dict[str, str
     return exprs, arrays, params
 
 
-def _run_registered(tx: Tx, name: str, data: Any, sql: str, params: Sequence[Any] = ()) -> None:
-    """Run ``sql`` (which reads the registered ``data`` as ``name``) on the transaction's own connection."""
+def _run_registered(tx: Tx, name: str, data: Any, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    """Run ``sql`` (which reads the registered ``data`` as ``name``) on the transaction's own connection;
+    returns its result rows (an INSERT's or UPDATE's count, or what a RETURNING clause names)."""
     raw = tx.raw
     raw.complete()  # duckdb 2.0: a statement's unread result (an UPDATE's count) blocks the next one
     raw.register(name, data)
     try:
         raw.execute(sql, list(params)) if params else raw.execute(sql)
+        rows = raw.fetchall()
     except BaseException:
         # The failed statement aborted the transaction, so unregistering fails too: raise the cause (a
         # constraint the rows broke), not "transaction is aborted".
@@ -138,6 +140,7 @@ def _run_registered(tx: Tx, name: str, data: Any, sql: str, params: Sequence[Any
             raw.unregister(name)
         raise
     raw.unregister(name)
+    return rows
 
 
 def append_columns(tx: Tx, table: sa.Table, columns: Columns) -> None:
@@ -164,31 +167,48 @@ def append_rows(tx: Tx, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> N
     append_columns(tx, table, _rows_to_columns(rows))
 
 
-def update_columns(tx: Tx, table: sa.Table, key: str, columns: Columns) -> None:
+def update_columns(tx: Tx, table: sa.Table, key: str, columns: Columns,
+                   guard: tuple[str, Sequence[str]] | None = None) -> set[Any]:
     """Set each row's columns on the row with the same ``key`` (a column of ``columns``): one
-    ``UPDATE … FROM`` the registered columns."""
+    ``UPDATE … FROM`` the registered columns. ``guard`` (column, allowed values) updates only rows still
+    holding one of the values — a transition checked against the stored state in the write itself — and
+    the keys it kept from the update are returned (empty without a guard)."""
     n = _length(columns)
     if not n:
-        return
+        return set()
     others = [c for c in columns if c != key]
+    keys = columns[key]
     if not _use_fast_path(tx, n):
-        stmt = table.update().where(table.c[key] == sa.bindparam("_k")).values(
-            **{c: sa.bindparam(f"_{c}") for c in others})
-        tx.conn.execute(stmt, [{"_k": r[key], **{f"_{c}": r[c] for c in others}}
-                               for r in _columns_to_rows(columns)])
-        return
+        kept: set[Any] = set()
+        if guard is not None:  # a few rows: read which the guard keeps, then update only the others
+            kept = set(tx.conn.execute(sa.select(table.c[key]).where(
+                table.c[key].in_(list(keys)), table.c[guard[0]].not_in(list(guard[1])))).scalars())
+            kept |= set(keys) - set(tx.conn.execute(sa.select(table.c[key]).where(
+                table.c[key].in_(list(keys)))).scalars())  # rows that are gone are kept from it too
+        rows = [r for r in _columns_to_rows(columns) if r[key] not in kept]
+        if rows:
+            stmt = table.update().where(table.c[key] == sa.bindparam("_k")).values(
+                **{c: sa.bindparam(f"_{c}") for c in others})
+            tx.conn.execute(stmt, [{"_k": r[key], **{f"_{c}": r[c] for c in others}} for r in rows])
+        return kept
     name = f"_update_{next(_names)}"
     exprs, arrays, params = _source(table, {c: columns[c] for c in others}, name)
-    keys = columns[key]
     arrays[key] = _values(keys, table.c[key])  # type: ignore[arg-type]
     sets = ", ".join(f'"{c}" = {e}' for c, e in exprs.items())
+    guarded, returning = "", ""
+    if guard is not None:
+        guarded = f' AND "{table.name}"."{guard[0]}" IN ({", ".join("?" for _ in guard[1])})'
+        returning = f' RETURNING "{table.name}"."{key}"'
     # The keys' range, besides the join: the table is read only where it can hold them (zone maps skip
     # the rest) instead of joining every row of it — a workspace holds millions of items, a batch 4,000.
     # (DuckDB orders strings by their UTF-8 bytes, which is the order of min and max here.)
-    _run_registered(tx, name, arrays, f'UPDATE "{table.name}" SET {sets} FROM {name} '
-                                      f'WHERE "{table.name}"."{key}" BETWEEN ? AND ? '
-                                      f'AND "{table.name}"."{key}" = {name}."{key}"',
-                    [*params, min(keys), max(keys)])  # type: ignore[type-var]
+    rows = _run_registered(tx, name, arrays, f'UPDATE "{table.name}" SET {sets} FROM {name} '
+                                             f'WHERE "{table.name}"."{key}" BETWEEN ? AND ? '
+                                             f'AND "{table.name}"."{key}" = {name}."{key}"{guarded}{returning}',
+                           [*params, min(keys), max(keys), *(guard[1] if guard else ())])  # type: ignore[type-var]
+    if guard is None:
+        return set()
+    return set(keys) - {r[0] for r in rows}
 
 
 def update_rows(tx: Tx, table: sa.Table, key: str, rows: Sequence[Mapping[str, Any]]) -> None:

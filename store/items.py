@@ -1,7 +1,10 @@
 """Run items, their attempts and approvals.
 
-Claims are conditional updates (``… WHERE outcome = 'pending'``) checked by row count: the portable way
-to take work without ``SELECT … FOR UPDATE``, which DuckDB does not have.
+Every change of an item's outcome is one guarded statement: ``UPDATE … WHERE outcome IN (the states the
+core's transition table allows it from)``, checked by its row count. A row that was not in an allowed
+state is refused by name (``TransitionRefused``), and the transaction rolls back — the transition is
+checked against the stored state, not against what a caller believed it to be. (The portable way to take
+work without ``SELECT … FOR UPDATE``, which DuckDB does not have.)
 """
 
 from __future__ import annotations
@@ -11,9 +14,9 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import sqlalchemy as sa
 
-from core.states import AWAITING_APPROVAL, IN_FLIGHT, ITEM_FAILED, ITEM_PENDING, SKIPPED
-from store.bulk import (Columns, append_columns, append_packed, append_rows, columns_of, pack, update_columns,
-                        update_rows)
+from core.states import (APPROVAL_CANCELLED, APPROVED, AWAITING_APPROVAL, IN_FLIGHT, ITEM_FAILED, ITEM_PENDING,
+                         SKIPPED, TransitionRefused, check_item_transition, item_sources)
+from store.bulk import (Columns, append_columns, append_packed, append_rows, columns_of, pack, update_columns)
 from store.schema import approvals, audit_log, item_attempts, run_items
 from store.tx import Tx
 
@@ -89,8 +92,20 @@ def claim_pending_item_columns(tx: Tx, run_id: str, limit: int, after_position: 
             run_items.c.run_id == run_id, run_items.c.outcome == ITEM_PENDING,
             run_items.c.position.between(positions[0], positions[-1]))
             .values(outcome=IN_FLIGHT, retry_due_at=None, updated_at=tx.now()))
-        assert res.rowcount == len(positions), "claim raced inside the write lock"
+        if res.rowcount != len(positions):  # another writer moved one of them inside this transaction
+            _refuse(tx, taken["item_id"], IN_FLIGHT)
     return taken
+
+
+def _refuse(tx: Tx, item_ids: Sequence[str], wanted: str) -> None:
+    """Name the first item a guarded write could not move to ``wanted``, with the state it was in."""
+    allowed = item_sources(wanted)
+    rows = tx.conn.execute(sa.select(run_items.c.item_id, run_items.c.outcome).where(
+        run_items.c.item_id.in_(list(item_ids)), run_items.c.outcome.not_in(list(allowed)))
+        .order_by(run_items.c.item_id).limit(1)).first()
+    if rows is None:  # the row is gone
+        raise TransitionRefused("item", item_ids[0], "missing", wanted)
+    raise TransitionRefused("item", rows.item_id, rows.outcome, wanted)
 
 
 def as_claimed_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
@@ -99,17 +114,22 @@ def as_claimed_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]
 
 
 def claim_items(tx: Tx, item_ids: Sequence[str], from_outcomes: Sequence[str]) -> list[dict[str, Any]]:
-    """Mark the given items in flight if they are still in one of ``from_outcomes``; return those taken."""
+    """Mark the given items in flight if they are still in one of ``from_outcomes``; return those taken
+    (an item in another state is left alone: a retry or an approval that another member won)."""
     if not item_ids:
         return []
+    for outcome in from_outcomes:
+        check_item_transition(item_ids[0], outcome, IN_FLIGHT)
     cond = (run_items.c.item_id.in_(list(item_ids)), run_items.c.outcome.in_(list(from_outcomes)))
     taken = [dict(r) for r in tx.conn.execute(sa.select(run_items).where(*cond)
                                                 .order_by(run_items.c.position)).mappings().all()]
     if taken:
+        ids = [t["item_id"] for t in taken]
         res = tx.conn.execute(run_items.update().where(
-            run_items.c.item_id.in_([t["item_id"] for t in taken]), run_items.c.outcome.in_(list(from_outcomes)))
+            run_items.c.item_id.in_(ids), run_items.c.outcome.in_(list(from_outcomes)))
             .values(outcome=IN_FLIGHT, retry_due_at=None, updated_at=tx.now()))
-        assert res.rowcount == len(taken), "claim raced inside the write lock"
+        if res.rowcount != len(taken):
+            _refuse(tx, ids, IN_FLIGHT)
     return taken
 
 
@@ -124,12 +144,20 @@ def read_in_flight_items(conn: sa.Connection, run_id: str) -> list[dict[str, Any
     return read_items(conn, run_id, IN_FLIGHT)
 
 
-def apply_item_outcomes(tx: Tx, rows: Sequence[dict[str, Any]] | Columns) -> None:
-    """Write settled outcomes: rows that all carry the same columns, or the columns themselves."""
-    if isinstance(rows, Mapping):
-        update_columns(tx, run_items, "item_id", rows)
-    else:
-        update_rows(tx, run_items, "item_id", rows)
+def settle_item_outcomes(tx: Tx, columns: Columns) -> None:
+    """Write the outcomes a batch settled (columns: ``item_id``, ``outcome``, …): one guarded statement that
+    updates only items still in a state every outcome of the batch may follow (in flight); a row that is
+    not is refused by name and the batch rolls back."""
+    n = len(columns["item_id"])
+    if not n:
+        return
+    allowed = frozenset.intersection(*(item_sources(o) for o in set(columns["outcome"])))
+    kept = update_columns(tx, run_items, "item_id", columns, guard=("outcome", sorted(allowed)))
+    if kept:
+        wanted = dict(zip(columns["item_id"], columns["outcome"]))
+        first = min(kept)
+        stored = tx.conn.execute(sa.select(run_items.c.outcome).where(run_items.c.item_id == first)).scalar()
+        raise TransitionRefused("item", first, stored or "missing", wanted[first])
 
 
 def insert_attempts(tx: Tx, rows: Sequence[dict[str, Any]] | Columns) -> None:
@@ -160,11 +188,13 @@ def skip_unstarted_items(tx: Tx, run_id: str, reason: str) -> list[str]:
     ids = list(tx.conn.execute(sa.select(run_items.c.item_id).where(
         run_items.c.run_id == run_id, run_items.c.outcome.in_((ITEM_PENDING, AWAITING_APPROVAL)))).scalars())
     if ids:
-        tx.conn.execute(run_items.update().where(
+        res = tx.conn.execute(run_items.update().where(
             run_items.c.item_id.in_(ids), run_items.c.outcome.in_((ITEM_PENDING, AWAITING_APPROVAL)))
             .values(outcome=SKIPPED, skip_reason=reason, updated_at=tx.now()))
+        if res.rowcount != len(ids):
+            _refuse(tx, ids, SKIPPED)
         tx.conn.execute(approvals.update().where(approvals.c.item_id.in_(ids), approvals.c.decision.is_(None))
-                        .values(decision="cancelled", decided_at=tx.now(), reason=reason))
+                        .values(decision=APPROVAL_CANCELLED, decided_at=tx.now(), reason=reason))
     tx.conn.execute(run_items.update().where(
         run_items.c.run_id == run_id, run_items.c.outcome == ITEM_FAILED, run_items.c.retry_due_at.is_not(None))
         .values(retry_due_at=None))
@@ -190,7 +220,7 @@ def read_approval(conn: sa.Connection, item_id: str) -> dict[str, Any] | None:
 
 def read_approved_item_ids(conn: sa.Connection, item_ids: Sequence[str]) -> set[str]:
     q = sa.select(approvals.c.item_id).where(approvals.c.item_id.in_(list(item_ids)),
-                                             approvals.c.decision == "approved")
+                                             approvals.c.decision == APPROVED)
     return set(conn.execute(q).scalars())
 
 
@@ -207,11 +237,14 @@ def read_open_approvals(conn: sa.Connection) -> list[dict[str, Any]]:
     return [dict(r) for r in conn.execute(q).mappings()]
 
 
-def skip_item(tx: Tx, item_id: str, from_outcome: str, reason: str) -> bool:
+def skip_item(tx: Tx, item_id: str, from_outcome: str, reason: str) -> None:
+    """``from_outcome`` → skipped with ``reason`` (a dismissal); refused if the item is no longer so."""
+    check_item_transition(item_id, from_outcome, SKIPPED)
     res = tx.conn.execute(run_items.update().where(run_items.c.item_id == item_id,
                                                    run_items.c.outcome == from_outcome)
                           .values(outcome=SKIPPED, skip_reason=reason, updated_at=tx.now()))
-    return res.rowcount == 1
+    if res.rowcount != 1:
+        _refuse(tx, [item_id], SKIPPED)
 
 
 def claim_due_retries(tx: Tx, now: dt.datetime, limit: int = 1000) -> list[dict[str, Any]]:

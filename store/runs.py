@@ -6,7 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from core.states import ITEM_FAILED, RunFacts
+from core.states import ITEM_FAILED, RunFacts, TransitionRefused, check_run_transition
 from store.schema import run_items, run_number, runs, trigger_events
 from store.tx import Tx
 
@@ -60,7 +60,21 @@ def read_run_facts(conn: sa.Connection, run: dict[str, Any]) -> RunFacts:
 
 
 def write_run_fields(tx: Tx, run_id: str, **values: Any) -> None:
+    """Facts of a run other than its status (matched counts, start, a run-level failure)."""
+    if "status" in values:
+        raise ValueError("a run's status changes only through transition_run")
     tx.conn.execute(runs.update().where(runs.c.run_id == run_id).values(**values))
+
+
+def transition_run(tx: Tx, run_id: str, current: str, wanted: str, **values: Any) -> None:
+    """``current`` → ``wanted``, checked against the transition table and against the stored row in one
+    guarded statement; a run no longer ``current`` is refused by name (and the transaction rolls back)."""
+    check_run_transition(run_id, current, wanted)
+    res = tx.conn.execute(runs.update().where(runs.c.run_id == run_id, runs.c.status == current)
+                          .values(status=wanted, **values))
+    if res.rowcount != 1:
+        stored = tx.conn.execute(sa.select(runs.c.status).where(runs.c.run_id == run_id)).scalar()
+        raise TransitionRefused("run", run_id, stored or "missing", wanted)
 
 
 def add_actions_invoked(tx: Tx, run_id: str, n: int) -> None:

@@ -74,19 +74,19 @@ class ReportingFindings:
 def _report_writes() -> None:
     """Say when the items are being written and when a batch's settlement is open, from inside the
     transaction (the kill then lands while it is uncommitted or committing)."""
-    real_insert, real_apply, settled = item_store.insert_items, item_store.apply_item_outcomes, [0]
+    real_insert, real_apply, settled = item_store.insert_items, item_store.settle_item_outcomes, [0]
 
     def insert_items(tx: Any, rows: Any) -> None:
         say("matching")
         real_insert(tx, rows)
 
-    def apply_item_outcomes(tx: Any, rows: Any) -> None:
+    def settle_item_outcomes(tx: Any, rows: Any) -> None:
         settled[0] += 1
         say(f"settling {settled[0]}")
         real_apply(tx, rows)
 
     item_store.insert_items = insert_items  # type: ignore[assignment]
-    item_store.apply_item_outcomes = apply_item_outcomes  # type: ignore[assignment]
+    item_store.settle_item_outcomes = settle_item_outcomes  # type: ignore[assignment]
 
 
 def seed(ws: Workspace, subjects: int) -> None:

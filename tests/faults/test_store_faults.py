@@ -35,11 +35,11 @@ class WriteFault:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, nth: int, how: str, engine: Any) -> None:
         self.calls, self.nth, self.how, self.armed_commit = 0, nth, how, False
-        real_apply = item_store.apply_item_outcomes
+        real_apply = item_store.settle_item_outcomes
         dialect = engine.ws.engine.dialect
         real_commit = dialect.do_commit
 
-        def apply_item_outcomes(tx: Any, updates: Any) -> None:
+        def settle_item_outcomes(tx: Any, updates: Any) -> None:
             self.calls += 1
             real_apply(tx, updates)
             if self.calls != self.nth:
@@ -57,7 +57,7 @@ class WriteFault:
                                          'device')
             real_commit(dbapi_connection)
 
-        monkeypatch.setattr(item_store, "apply_item_outcomes", apply_item_outcomes)
+        monkeypatch.setattr(item_store, "settle_item_outcomes", settle_item_outcomes)
         monkeypatch.setattr(dialect, "do_commit", do_commit)
 
 
