@@ -32,6 +32,13 @@ ITEM_OUTCOMES = (SUCCEEDED, ITEM_FAILED, SKIPPED, AWAITING_APPROVAL, IDEMPOTENT_
 ITEM_STATES = (ITEM_PENDING, IN_FLIGHT, *ITEM_OUTCOMES)
 FINAL_ITEM_OUTCOMES = frozenset({SUCCEEDED, SKIPPED, IDEMPOTENT_REPLAY})
 
+OPEN_RUN_STATUSES = (PENDING, RUNNING)  # not yet closed: recovery and the retry loop look at these
+ATTENTION_STATUSES = (COMPLETED_WITH_FAILURES, FAILED)  # runs a reviewer should look at
+UNFINISHED_ITEM_STATES = (ITEM_PENDING, IN_FLIGHT)
+ACTED_OUTCOMES = (SUCCEEDED, IDEMPOTENT_REPLAY)  # the action happened (now or earlier): a record may exist
+CANCELLED_REASON = "cancelled"  # the skip reason of an item its run's cancellation stopped
+SKIP_KINDS = ("condition", "dismissed", CANCELLED_REASON)  # why items are skipped, in the integrity counts
+
 TRANSIENT = "transient"
 DETERMINISTIC = "deterministic"
 FAILURE_CLASSES = (TRANSIENT, DETERMINISTIC)

@@ -29,7 +29,7 @@ from engine.catalog import DefinitionCatalog
 from engine.clock import Clock
 from core.definitions import Definition
 from engine.resume import WorkRegistry
-from core.states import (AWAITING_APPROVAL, DETERMINISTIC, IDEMPOTENT_REPLAY, ITEM_FAILED, SKIPPED,
+from core.states import (AWAITING_APPROVAL, DETERMINISTIC, IDEMPOTENT_REPLAY, ITEM_FAILED, ITEM_PENDING, SKIPPED,
                          SUCCEEDED, TRANSIENT)
 from engine.status import settle_run_status
 from core.templates import TemplateError, compile_template
@@ -184,7 +184,7 @@ class Executor:
         # What every item of the run holds alike travels once, not as a list of 100,000 references.
         return dict(item_id=item_ids, run_id=same(run_id), position=positions, subject_kind=same(reg.kind),
                     subject_id=subject_ids, subject_label=labels, subject_snapshot=snapshots, action=actions,
-                    parameters=params_json, idempotency_key=keys, outcome=same("pending"), record_ref=same(None),
+                    parameters=params_json, idempotency_key=keys, outcome=same(ITEM_PENDING), record_ref=same(None),
                     skip_reason=same(None), failure_cause=same(None), failure_class=same(None),
                     attempts=same(0), retry_due_at=same(None), updated_at=same(self.clock.now()))
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from core.states import IN_FLIGHT, ITEM_PENDING, OPEN_RUN_STATUSES
 from engine.actioners.base import ActionContext
 from engine.actioners.messaging import MessagingIntegration
 from engine.actioners.modules import default_actioners
@@ -169,7 +170,7 @@ class Engine:
         for run in open_runs:
             with self.ws.read() as conn:
                 counts = run_store.read_run_facts(conn, run).outcome_counts
-            if run["started_at"] is not None and not counts.get("pending") and not counts.get("in-flight"):
+            if run["started_at"] is not None and not counts.get(ITEM_PENDING) and not counts.get(IN_FLIGHT):
                 continue  # waiting on approvals or scheduled retries: nothing was interrupted
             recovered.append(run["run_id"])
             self._recover_run(run, "engine:recovery", "run.recovery_started")
@@ -207,7 +208,7 @@ class Engine:
     def _still_open(self, run_id: str) -> bool:
         with self.ws.read() as conn:
             run = run_store.read_run(conn, run_id)
-        return run is not None and run["status"] in ("pending", "running")
+        return run is not None and run["status"] in OPEN_RUN_STATUSES
 
     def _recover_run(self, run: dict[str, Any], actor: str, event: str) -> None:
         """Match the run if it never was, replay its in-flight items, work its pending ones, settle it."""

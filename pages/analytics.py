@@ -9,6 +9,8 @@ from dataclasses import replace
 import polars as pl
 import streamlit as st
 
+from core.states import AWAITING_APPROVAL, IDEMPOTENT_REPLAY, ITEM_FAILED, SKIPPED, SUCCEEDED
+
 from reporting import charts
 from reporting.analytics import OUTCOME_COLUMNS, Analytics, build_analytics
 from core.periods import AnalyticsPeriod
@@ -83,9 +85,9 @@ m[0].metric("Runs", f"{totals['runs']:,}")
 m[1].metric("Items", f"{totals['items']:,}")
 m[2].metric("Actions invoked", f"{totals['actions_invoked']:,}",
             help="Items whose action was handed to its actioner at least once (docs/schema.md).")
-m[3].metric("Succeeded", f"{totals['succeeded']:,}")
-m[4].metric("Failed (now)", f"{totals['failed']:,}")
-m[5].metric("Skipped", f"{totals['skipped']:,}")
+m[3].metric("Succeeded", f"{totals[SUCCEEDED]:,}")
+m[4].metric("Failed (now)", f"{totals[ITEM_FAILED]:,}")
+m[5].metric("Skipped", f"{totals[SKIPPED]:,}")
 m[6].metric("Needing attention", f"{totals['attention_runs']:,}",
             help="completed-with-failures or failed")
 link = runs_link(runs_view())
@@ -101,8 +103,8 @@ per = a.per_definition.with_columns(
     pl.Series("Runs page", [runs_link(runs_view(d)).href for d in a.per_definition["definition_id"]]))
 # Thirteen columns fit the page's width only this narrow (no column hidden past the right edge).
 narrow = {"runs": "Runs", "subjects_matched": "Subjects", "items": "Items", "actions_invoked": "Actions",
-          "succeeded": "✓ succeeded", "failed": "✕ failed", "skipped": "skipped", "awaiting-approval": "awaiting",
-          "idempotent-replay": "replayed", "attention_runs": "attention"}
+          SUCCEEDED: "✓ succeeded", ITEM_FAILED: "✕ failed", SKIPPED: "skipped", AWAITING_APPROVAL: "awaiting",
+          IDEMPOTENT_REPLAY: "replayed", "attention_runs": "attention"}
 show_table(per.select("Runs page", "definition_id", "trigger_kind", "runs", "subjects_matched", "items",
                       "actions_invoked", *OUTCOME_COLUMNS, "attention_runs"), column_config={
     "Runs page": st.column_config.LinkColumn("Runs page", display_text="open runs", width=80,

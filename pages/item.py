@@ -8,6 +8,7 @@ import json
 import pandas as pd
 import streamlit as st
 
+from core.states import ITEM_FAILED
 from engine.commands import COMMAND_REFUSALS, NotEligible, check_retry_eligible, retry_item
 from store.views.run_pages import read_entity_audit, read_item_detail
 from ui.colors import OUTCOME_BADGES
@@ -58,7 +59,7 @@ if item["skip_reason"]:
     st.text(item["skip_reason"])
 
 # --- retry ----------------------------------------------------------------------------------------------
-if item["outcome"] == "failed":
+if item["outcome"] == ITEM_FAILED:
     try:
         check_retry_eligible(item, run)
         why_not = None

@@ -6,7 +6,7 @@ import streamlit as st
 
 from core.roles import PERMISSION_ROLES
 from reporting.bundle import build_run_bundle
-from core.states import TERMINAL_RUN_STATUSES
+from core.states import ITEM_FAILED, TERMINAL_RUN_STATUSES
 from store.views.run_pages import (count_failed_first_items, count_items_by_action_and_outcome,
                                    read_entity_audit, read_items_page, read_run_detail)
 from ui.colors import STATUS_BADGES
@@ -131,7 +131,7 @@ with right:
 
 # --- commands -------------------------------------------------------------------------------------------
 render_cancel(engine, actor, run)
-render_retry(engine, actor, run, counts.get("failed", 0))
+render_retry(engine, actor, run, counts.get(ITEM_FAILED, 0))
 may_export = actor.may("export")
 st.download_button(  # a callable: the zip is built, and its export audited, when the member clicks
     "Download evidence bundle (.zip)", data=lambda: build_run_bundle(engine, actor, run_id)[1],
@@ -149,7 +149,7 @@ outcome = (params.get("outcome") or [None])[-1]
 if outcome and outcome not in KNOWN_OUTCOMES:
     st.warning(f"Unknown outcome {md_repr(outcome)} in the link; showing every item.")
     outcome = None
-failed_attempts = (params.get("attempts") or [None])[-1] == "failed"
+failed_attempts = (params.get("attempts") or [None])[-1] == ITEM_FAILED  # ?attempts=failed
 options = ["all", *[o for o in KNOWN_OUTCOMES if counts.get(o)], *(["failed-first"] if failed_first else [])]
 current_option = "failed-first" if failed_attempts else outcome if outcome in options else "all"
 labels = {"all": "All", "failed-first": f"failed at first ({failed_first.items:,})" if failed_first else ""}

@@ -8,6 +8,8 @@ escapes it, because reportlab's Paragraph parses a mini-markup: a subject called
 
 from __future__ import annotations
 
+from core.states import ITEM_FAILED, ITEM_OUTCOMES, SUCCEEDED
+
 import io
 from collections.abc import Sequence
 from typing import Any
@@ -27,7 +29,7 @@ from reporting.provenance import Provenance
 
 INK, MUTED, RULE, SHADE = colors.HexColor("#1f2933"), colors.HexColor("#616e7c"), colors.HexColor("#cbd2d9"), \
     colors.HexColor("#f3f5f7")
-PASS, FAIL, LINK = colors.HexColor(OUTCOME_COLORS["succeeded"]), colors.HexColor(OUTCOME_COLORS["failed"]), \
+PASS, FAIL, LINK = colors.HexColor(OUTCOME_COLORS[SUCCEEDED]), colors.HexColor(OUTCOME_COLORS[ITEM_FAILED]), \
     colors.HexColor("#1f5fbf")
 CONTENT_WIDTH = 170 * mm  # A4 (210 mm) less 20 mm margins
 
@@ -197,7 +199,7 @@ def integrity_block(statement: IntegrityStatement) -> list[Flowable]:
 
 # --- automations ------------------------------------------------------------------------------------------
 def overview_table(per_definition: list[dict[str, Any]], expected: dict[str, int]) -> Table:
-    cols = ["succeeded", "failed", "skipped", "awaiting-approval", "idempotent-replay"]
+    cols = list(ITEM_OUTCOMES)
     rows: list[list[Any]] = [_head("Automation", "Runs", "Expected", "Items", "Actions", "Succeeded", "Failed",
                                    "Skipped", "Awaiting approval", "Replayed")]
     for d in per_definition:

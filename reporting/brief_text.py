@@ -6,6 +6,8 @@ subject name, cause or reason that looks like HTML or a link is printed as the c
 
 from __future__ import annotations
 
+from core.states import AWAITING_APPROVAL, COMPLETED, DISMISSED, IDEMPOTENT_REPLAY, ITEM_FAILED, SKIPPED, SUCCEEDED
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +22,8 @@ RECORD_NOUNS = {"findings": ("finding", "findings"),
                 "evidence_requests": ("evidence request", "evidence requests"),
                 "assessments": ("assessment", "assessments"),
                 "lifecycle_instances": ("lifecycle instance", "lifecycle instances")}
-OUTCOME_WORDS = {"succeeded": "succeeded", "failed": "failed", "skipped": "skipped",
-                 "awaiting-approval": "awaiting approval", "idempotent-replay": "idempotent replays"}
+OUTCOME_WORDS = {SUCCEEDED: "succeeded", ITEM_FAILED: "failed", SKIPPED: "skipped",
+                 AWAITING_APPROVAL: "awaiting approval", IDEMPOTENT_REPLAY: "idempotent replays"}
 NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 
 
@@ -105,7 +107,7 @@ def _runs_sentence(a: AutomationFacts) -> str:
         if c.explanation():
             text += f"; {c.explanation()}"
     if runs:
-        if set(a.statuses) == {"completed"}:
+        if set(a.statuses) == {COMPLETED}:
             text += f"; {'the run' if runs == 1 else 'all ' + format(runs, ',')} completed"
         else:
             text += "; " + ", ".join(f"{n:,} {s.replace('-', ' ')}" for s, n in
@@ -161,9 +163,9 @@ def _items_sentence(a: AutomationFacts) -> str:
     if len(parts) == 1 and items > 1:
         o = parts[0][0]
         return (f"{plural(items, 'item')}, {'both' if items == 2 else 'all'} {OUTCOME_WORDS[o]}"
-                f"{reasons if o == 'skipped' else ''}.")
+                f"{reasons if o == SKIPPED else ''}.")
     return f"{plural(items, 'item')}: " + ", ".join(
-        f"{n:,} {OUTCOME_WORDS[o]}{reasons if o == 'skipped' else ''}" for o, n in parts) + "."
+        f"{n:,} {OUTCOME_WORDS[o]}{reasons if o == SKIPPED else ''}" for o, n in parts) + "."
 
 
 def _actions_sentence(a: AutomationFacts) -> str:
@@ -208,8 +210,8 @@ def _approvals_sentence(a: AutomationFacts) -> str | None:
     parts = []
     for (decision, by), k in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
         part = f"{k:,} {'still open' if decision == 'open' else decision}" + (f" by {by}" if by else "")
-        if decision == "dismissed":
-            reasons = [d["reason"] for d in a.decisions if d["decision"] == "dismissed" and d["reason"]]
+        if decision == DISMISSED:
+            reasons = [d["reason"] for d in a.decisions if d["decision"] == DISMISSED and d["reason"]]
             if len(reasons) == 1:
                 part += f" ({quote(reasons[0])})"
         parts.append(part)

@@ -6,6 +6,9 @@ the ``Analytics`` frames and returns a Plotly figure; ``CHARTS`` names them for 
 
 from __future__ import annotations
 
+from core.states import (APPROVAL_CANCELLED, APPROVAL_OPEN, APPROVED, AWAITING_APPROVAL, CANCELLED, DETERMINISTIC,
+                         DISMISSED, ITEM_FAILED, RUNNING, SKIPPED, SUCCEEDED, TRANSIENT, UNKNOWN_CLASS)
+
 import datetime as dt
 import html
 import math
@@ -20,9 +23,9 @@ from reporting.chart_layout import fit_layout, name_ticks, wrap_label
 from reporting.provenance import Provenance
 
 FONT = dict(family="DejaVu Sans, Arial, sans-serif", size=12, color="#1f2933")
-DECISION_COLORS = {"approved": OUTCOME_COLORS["succeeded"], "dismissed": OUTCOME_COLORS["skipped"],
-                   "open": OUTCOME_COLORS["awaiting-approval"], "cancelled": STATUS_COLORS["cancelled"]}
-CLASS_COLORS = {"transient": "#d9822b", "deterministic": OUTCOME_COLORS["failed"], "unknown": "#9aa5b1"}
+DECISION_COLORS = {APPROVED: OUTCOME_COLORS[SUCCEEDED], DISMISSED: OUTCOME_COLORS[SKIPPED],
+                   APPROVAL_OPEN: OUTCOME_COLORS[AWAITING_APPROVAL], APPROVAL_CANCELLED: STATUS_COLORS[CANCELLED]}
+CLASS_COLORS = {TRANSIENT: "#d9822b", DETERMINISTIC: OUTCOME_COLORS[ITEM_FAILED], UNKNOWN_CLASS: "#9aa5b1"}
 # One steady colour per definition (by its position in the sorted ids) for charts split by definition.
 DEFINITION_PALETTE = ["#2f6fde", "#d9822b", "#2e8540", "#8e44ad", "#1f8a9e", "#b7472a", "#5c6ac4", "#9c6b30"]
 NAME_PX = 165  # an automation's name on an axis: two lines of about 23 characters, the rest shortened
@@ -135,7 +138,7 @@ def firing(a: Analytics) -> go.Figure:
     fig.add_bar(y=labels, x=frame["expected"].to_list(), name="expected", orientation="h", marker_color="#cbd2d9",
                 hovertemplate="%{y}<br>expected %{x:,}<extra></extra>")
     fig.add_bar(y=labels, x=frame["actual"].to_list(), name="actual runs", orientation="h",
-                marker_color=STATUS_COLORS["running"], hovertemplate="%{y}<br>actual %{x:,}<extra></extra>")
+                marker_color=STATUS_COLORS[RUNNING], hovertemplate="%{y}<br>actual %{x:,}<extra></extra>")
     _layout(fig, "Expected against actual firing (⚠ = mismatch)", height=130 + 46 * max(frame.height, 1),
             barmode="group")
     fig.update_yaxes(autorange="reversed")
@@ -153,7 +156,7 @@ def failure_causes(a: Analytics, top: int = 10) -> go.Figure:
     labels = [f"{wrap_label(r['failure_cause'] or '', CAUSE_PX)}<br><i>{html.escape(r['definition_id'])}</i>"
               for r in c.iter_rows(named=True)]
     fig = go.Figure()
-    for cls in ("transient", "deterministic", "unknown"):
+    for cls in (TRANSIENT, DETERMINISTIC, UNKNOWN_CLASS):
         idx = [i for i, r in enumerate(c.iter_rows(named=True)) if r["failure_class"] == cls]
         if idx:
             fig.add_bar(y=[labels[i] for i in idx], x=[c["attempts"][i] for i in idx], orientation="h",
@@ -188,7 +191,7 @@ def approvals(a: Analytics) -> go.Figure:
     """Approvals per automation by decision; hover shows how long they waited."""
     ap = a.approvals
     fig = go.Figure()
-    for decision in ("approved", "dismissed", "open", "cancelled"):
+    for decision in (APPROVED, DISMISSED, APPROVAL_OPEN, APPROVAL_CANCELLED):
         part = ap.filter(pl.col("decision") == decision)
         if part.height:
             waits = [f"median wait {_hours(m)}, longest {_hours(x)}"

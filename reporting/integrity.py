@@ -9,6 +9,8 @@ the instant of an action beyond the subject as it saw it then.
 
 from __future__ import annotations
 
+from core.states import APPROVAL_DECISIONS, APPROVAL_OPEN, SKIP_KINDS
+
 from dataclasses import dataclass, field
 
 from core.definitions import DefinitionError, parse_definition
@@ -112,7 +114,7 @@ def _n(count: int, one: str, many: str | None = None) -> str:
 def compose_claims(facts: IntegrityFacts, chain: ChainVerdict) -> tuple[Claim, ...]:
     by_module = facts.records_by_module
     made = ", ".join(f"{n:,} {MODULE_NAMES.get(m, m)}" for m, n in by_module.items() if n) or "none"
-    cond, dismissed, cancelled = (facts.skipped[k] for k in ("condition", "dismissed", "cancelled"))
+    cond, dismissed, cancelled = (facts.skipped[k] for k in SKIP_KINDS)
     skipped = cond.items + dismissed.items + cancelled.items
     traced = cond.with_trace + dismissed.with_trace + cancelled.with_trace
     skipped_verdict = (f"none of the {skipped:,} skipped items left any trace of acting" if not traced else
@@ -120,7 +122,7 @@ def compose_claims(facts: IntegrityFacts, chain: ChainVerdict) -> tuple[Claim, .
     unacted = ", ".join(f"{n:,} by {o} items" for o, n in sorted(facts.records_by_unacted_outcome.items()))
     decisions = facts.approvals_by_decision
     held = sum(decisions.values())
-    decided = ", ".join(f"{decisions[k]:,} {k}" for k in ("approved", "dismissed", "cancelled", "open")
+    decided = ", ".join(f"{decisions[k]:,} {k}" for k in (*APPROVAL_DECISIONS, APPROVAL_OPEN)
                         if decisions.get(k))
     return (
         Claim("traced", "Every downstream record traces to exactly one run item.", (

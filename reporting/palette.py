@@ -3,36 +3,39 @@ exported charts), so "failed" is the same red everywhere an auditor looks."""
 
 from __future__ import annotations
 
+from core.states import (AWAITING_APPROVAL, CANCELLED, COMPLETED, COMPLETED_WITH_FAILURES, FAILED, IDEMPOTENT_REPLAY,
+                         IN_FLIGHT, ITEM_FAILED, ITEM_PENDING, PENDING, RUNNING, SKIPPED, SUCCEEDED)
+
 STATUS_COLORS: dict[str, str] = {
-    "pending": "#9aa5b1",
-    "running": "#2f6fde",
-    "completed": "#2e8540",
-    "completed-with-failures": "#d9822b",
-    "cancelled": "#6b7280",
-    "failed": "#c62828",
+    PENDING: "#9aa5b1",
+    RUNNING: "#2f6fde",
+    COMPLETED: "#2e8540",
+    COMPLETED_WITH_FAILURES: "#d9822b",
+    CANCELLED: "#6b7280",
+    FAILED: "#c62828",
 }
 
 OUTCOME_COLORS: dict[str, str] = {
-    "succeeded": "#2e8540",
-    "failed": "#c62828",
-    "skipped": "#9aa5b1",
-    "awaiting-approval": "#8e44ad",
-    "idempotent-replay": "#1f8a9e",
-    "pending": "#cbd2d9",
-    "in-flight": "#2f6fde",
+    SUCCEEDED: "#2e8540",
+    ITEM_FAILED: "#c62828",
+    SKIPPED: "#9aa5b1",
+    AWAITING_APPROVAL: "#8e44ad",
+    IDEMPOTENT_REPLAY: "#1f8a9e",
+    ITEM_PENDING: "#cbd2d9",
+    IN_FLIGHT: "#2f6fde",
 }
 
 # Streamlit badge colours (st.badge / :color[...]) for the same meanings.
 STATUS_BADGES: dict[str, str] = {
-    "pending": "gray", "running": "blue", "completed": "green", "completed-with-failures": "orange",
-    "cancelled": "gray", "failed": "red",
+    PENDING: "gray", RUNNING: "blue", COMPLETED: "green", COMPLETED_WITH_FAILURES: "orange",
+    CANCELLED: "gray", FAILED: "red",
 }
 OUTCOME_BADGES: dict[str, str] = {
-    "succeeded": "green", "failed": "red", "skipped": "gray", "awaiting-approval": "violet",
-    "idempotent-replay": "blue", "pending": "gray", "in-flight": "blue",
+    SUCCEEDED: "green", ITEM_FAILED: "red", SKIPPED: "gray", AWAITING_APPROVAL: "violet",
+    IDEMPOTENT_REPLAY: "blue", ITEM_PENDING: "gray", IN_FLIGHT: "blue",
 }
 
 STATUS_MARKS: dict[str, str] = {  # a text mark for tables, where colour alone must not carry meaning
-    "completed": "✓", "completed-with-failures": "⚠", "failed": "✕", "cancelled": "⊘", "running": "▶",
-    "pending": "…",
+    COMPLETED: "✓", COMPLETED_WITH_FAILURES: "⚠", FAILED: "✕", CANCELLED: "⊘", RUNNING: "▶",
+    PENDING: "…",
 }

@@ -20,19 +20,20 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from core.states import AWAITING_APPROVAL, IDEMPOTENT_REPLAY, IN_FLIGHT, ITEM_FAILED, ITEM_PENDING, SKIPPED, SUCCEEDED, UNFINISHED_ITEM_STATES
 from store.schema import item_attempts, run_failure_causes, run_items, runs
 from store.tx import Tx
 
 # item outcome (or pre-outcome state) → the run column that counts it
 OUTCOME_COLUMN: dict[str, str] = {
-    "pending": "items_pending", "in-flight": "items_pending", "succeeded": "items_succeeded",
-    "failed": "items_failed", "skipped": "items_skipped", "awaiting-approval": "items_awaiting_approval",
-    "idempotent-replay": "items_idempotent_replay",
+    ITEM_PENDING: "items_pending", IN_FLIGHT: "items_pending", SUCCEEDED: "items_succeeded",
+    ITEM_FAILED: "items_failed", SKIPPED: "items_skipped", AWAITING_APPROVAL: "items_awaiting_approval",
+    IDEMPOTENT_REPLAY: "items_idempotent_replay",
 }
 COUNT_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(OUTCOME_COLUMN.values()))
 # the outcome each column reports under (pending and in-flight together as "pending")
-COLUMN_OUTCOME: dict[str, str] = {"items_pending": "pending", **{c: o for o, c in OUTCOME_COLUMN.items()
-                                                                 if o not in ("pending", "in-flight")}}
+COLUMN_OUTCOME: dict[str, str] = {"items_pending": ITEM_PENDING, **{c: o for o, c in OUTCOME_COLUMN.items()
+                                                                  if o not in UNFINISHED_ITEM_STATES}}
 
 
 def item_count_values(outcome_counts: Mapping[str, int]) -> dict[str, int]:
@@ -68,14 +69,14 @@ def _failure_summary(runs_where: Any, items_where: Any, attempts_where: Any) -> 
     now = (sa.select(run_items.c.run_id, cause_kind(run_items.c.failure_cause).label("cause"),
                      sa.func.coalesce(run_items.c.failure_class, "unknown").label("class_"),
                      sa.func.count().label("failed_items"))
-           .where(run_items.c.outcome == "failed", items_where).group_by(sa.literal_column("1"),
+           .where(run_items.c.outcome == ITEM_FAILED, items_where).group_by(sa.literal_column("1"),
                                                                           sa.literal_column("2"),
                                                                           sa.literal_column("3")).subquery())
     ever = (sa.select(item_attempts.c.run_id, cause_kind(item_attempts.c.failure_cause).label("cause"),
                       sa.func.coalesce(item_attempts.c.failure_class, "unknown").label("class_"),
                       sa.func.count().label("failed_attempts"),
                       sa.func.count(sa.distinct(item_attempts.c.item_id)).label("items_with_failed_attempts"))
-            .where(item_attempts.c.outcome == "failed", attempts_where).group_by(sa.literal_column("1"),
+            .where(item_attempts.c.outcome == ITEM_FAILED, attempts_where).group_by(sa.literal_column("1"),
                                                                                  sa.literal_column("2"),
                                                                                  sa.literal_column("3")).subquery())
     on = sa.and_(now.c.run_id == ever.c.run_id, now.c.cause == ever.c.cause, now.c.class_ == ever.c.class_)

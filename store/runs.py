@@ -6,7 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from core.states import ITEM_FAILED, RunFacts, TransitionRefused, check_run_transition
+from core.states import ITEM_FAILED, OPEN_RUN_STATUSES, PENDING, RunFacts, TransitionRefused, check_run_transition
 from store.schema import run_items, run_number, runs, trigger_events
 from store.tx import Tx
 
@@ -23,7 +23,7 @@ def create_run(tx: Tx, *, definition_id: str, definition_version: int, event: di
     tx.conn.execute(runs.insert().values(
         run_id=run_id, run_number=n, definition_id=definition_id, definition_version=definition_version,
         trigger_kind=event["kind"], trigger_source=event["source"], trigger_event_id=event["event_id"],
-        triggered_at=event["occurred_at"], status="pending", subjects_matched=0, actions_invoked=0,
+        triggered_at=event["occurred_at"], status=PENDING, subjects_matched=0, actions_invoked=0,
         created_at=tx.now()))
     tx.audit(actor, "run.created", "run", run_id,
              {"definition_id": definition_id, "definition_version": definition_version,
@@ -85,7 +85,7 @@ def add_actions_invoked(tx: Tx, run_id: str, n: int) -> None:
 
 def read_open_runs(conn: sa.Connection) -> list[dict[str, Any]]:
     """Runs not yet closed: what crash recovery and the retry loop look at."""
-    q = sa.select(runs).where(runs.c.status.in_(("pending", "running"))).order_by(runs.c.run_number)
+    q = sa.select(runs).where(runs.c.status.in_(OPEN_RUN_STATUSES)).order_by(runs.c.run_number)
     return [dict(r) for r in conn.execute(q).mappings()]
 
 

@@ -11,7 +11,6 @@ them down to one item (its wait is the batch's cost).
 from __future__ import annotations
 
 import datetime as dt
-import time
 from typing import Any
 
 import pytest
@@ -21,20 +20,28 @@ from engine.batching import BatchSizer
 from store import items as item_store
 
 
-class RealTimeFromStart:
-    """The system clock's behaviour (real elapsed time, real computing), counted from the test's START."""
+class ScriptedClock:
+    """Elapsed time and the thread's computing as the test scripts them, never the machine's: a busy
+    machine (CI, other test workers) must not change what these tests see. Each item costs the thread
+    ``work_per_item`` of computing; an actioner's wait moves elapsed time only."""
 
-    def __init__(self) -> None:
-        self._t0 = time.perf_counter()
+    def __init__(self, work_per_item: float = 0.00002) -> None:
+        self.elapsed = 0.0
+        self.work = 0.0
+        self.work_per_item = work_per_item
 
     def now(self) -> dt.datetime:
-        return START + dt.timedelta(seconds=time.perf_counter() - self._t0)
+        return START + dt.timedelta(seconds=self.elapsed)
 
     def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
+        self.elapsed += seconds
 
     def work_seconds(self) -> float:
-        return time.thread_time()
+        return self.work
+
+    def act(self, waited: float) -> None:
+        self.work += self.work_per_item
+        self.elapsed += waited + self.work_per_item
 
 
 class WaitsInProcess(WrappedActioner):
@@ -42,8 +49,12 @@ class WaitsInProcess(WrappedActioner):
 
     in_process = True
 
+    def __init__(self, clock: ScriptedClock) -> None:
+        super().__init__()
+        self.clock = clock
+
     def before(self, req: Any, ctx: Any) -> None:  # noqa: ANN401
-        time.sleep(0.001)
+        self.clock.act(waited=0.001)
 
 
 class SlowIntegration(WrappedActioner):
@@ -51,8 +62,12 @@ class SlowIntegration(WrappedActioner):
 
     in_process = False
 
+    def __init__(self, clock: ScriptedClock) -> None:
+        super().__init__()
+        self.clock = clock
+
     def before(self, req: Any, ctx: Any) -> None:  # noqa: ANN401
-        time.sleep(0.02)
+        self.clock.act(waited=0.02)
 
 
 def _claimed_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -69,9 +84,10 @@ def _claimed_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 def test_batches_grow_while_the_thread_waits_for_others(make_engine, monkeypatch) -> None:  # noqa: ANN001
     n = 2000
-    engine = make_engine({"d": finding_definition("d")}, accounts=n, actioners={"findings.create": WaitsInProcess()},
-                         batch_max=1024, batch_target_seconds=0.25)
-    engine.executor.clock = RealTimeFromStart()
+    clock = ScriptedClock()
+    engine = make_engine({"d": finding_definition("d")}, accounts=n,
+                         actioners={"findings.create": WaitsInProcess(clock)}, batch_max=1024, batch_target_seconds=0.25)
+    engine.executor.clock = clock
     sizes = _claimed_sizes(monkeypatch)
     run_id = fire_one(engine)
     assert run_of(engine, run_id)["status"] == "completed"
@@ -82,10 +98,11 @@ def test_batches_grow_while_the_thread_waits_for_others(make_engine, monkeypatch
 
 def test_a_slow_integration_brings_batches_down_to_one_item(make_engine, monkeypatch) -> None:  # noqa: ANN001
     n = 40
-    actioner = SlowIntegration()
+    clock = ScriptedClock()
+    actioner = SlowIntegration(clock)
     engine = make_engine({"d": finding_definition("d")}, accounts=n, actioners={"findings.create": actioner},
-                         batch_target_seconds=0.05)
-    engine.executor.clock = RealTimeFromStart()
+                         batch_target_seconds=0.03)  # one 20 ms answer is within it, two are not
+    engine.executor.clock = clock
     sizes = _claimed_sizes(monkeypatch)
     run_id = fire_one(engine)
     assert run_of(engine, run_id)["status"] == "completed"

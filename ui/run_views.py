@@ -11,17 +11,19 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.states import ITEM_OUTCOMES, RUN_STATUSES, TERMINAL_RUN_STATUSES
+from core.states import (ATTENTION_STATUSES, AWAITING_APPROVAL, COMPLETED_WITH_FAILURES, FAILED,
+                         IDEMPOTENT_REPLAY, IN_FLIGHT, ITEM_FAILED, ITEM_OUTCOMES, ITEM_PENDING, RUN_STATUSES,
+                         SKIPPED, SUCCEEDED, TERMINAL_RUN_STATUSES)
 from store.views.run_pages import FailedFirst, RunFilter, RunSort
 from ui.colors import OUTCOME_COLORS, STATUS_MARKS
 from core.links import RunsView, item_link, record_link, run_link, subject_link
 from core.periods import resolve_period
 
-OUTCOME_MARKS = {"succeeded": "✓", "failed": "✕", "skipped": "skipped", "awaiting-approval": "awaiting approval",
-                 "idempotent-replay": "replayed", "pending": "pending", "in-flight": "in flight"}
-ATTENTION = {"completed-with-failures", "failed"}
+OUTCOME_MARKS = {SUCCEEDED: "✓", ITEM_FAILED: "✕", SKIPPED: "skipped", AWAITING_APPROVAL: "awaiting approval",
+                 IDEMPOTENT_REPLAY: "replayed", ITEM_PENDING: "pending", IN_FLIGHT: "in flight"}
+ATTENTION = set(ATTENTION_STATUSES)
 KNOWN_STATUSES = RUN_STATUSES
-KNOWN_OUTCOMES = (*ITEM_OUTCOMES, "pending", "in-flight")
+KNOWN_OUTCOMES = (*ITEM_OUTCOMES, ITEM_PENDING, IN_FLIGHT)
 
 
 def outcome_breakdown(counts: dict[str, int]) -> str:
@@ -128,7 +130,7 @@ def items_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
                                       "Reason or cause", "Class", "Attempts"])
 
 
-ATTENTION_BACKGROUNDS = {"failed": "background-color: #fdecea", "completed-with-failures": "background-color: #fff4e5"}
+ATTENTION_BACKGROUNDS = {FAILED: "background-color: #fdecea", COMPLETED_WITH_FAILURES: "background-color: #fff4e5"}
 
 
 def highlight_attention(frame: pd.DataFrame) -> pd.DataFrame:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from core.roles import Actor
-from core.states import AWAITING_APPROVAL
+from core.states import APPROVED, AWAITING_APPROVAL, DISMISSED, SKIPPED
 from engine.authz import audit_refusal, check_permission
 from engine.commands.refusals import AlreadyDone, CommandRefused, FourEyesRefused, NotEligible, find_item, find_run
 from engine.status import settle_run_status
@@ -81,7 +81,7 @@ def approve_item(engine: "Engine", actor: Actor, item_id: str) -> str:
     check_segregation_of_duties(engine, actor, item, run)
     check_four_eyes(engine, actor, item, run, "approve")
     with engine.ws.transaction() as tx:
-        if not item_store.decide_approval(tx, item_id, "approved", actor.audit_name, None):
+        if not item_store.decide_approval(tx, item_id, APPROVED, actor.audit_name, None):
             raise AlreadyDone(f"The approval of {item_id} was already decided; reload to see how.")
         taken = item_store.claim_items(tx, [item_id], (AWAITING_APPROVAL,))
         tx.audit(actor.audit_name, "item.approved", "run_item", item_id, {"run_id": run["run_id"]})
@@ -99,11 +99,11 @@ def dismiss_item(engine: "Engine", actor: Actor, item_id: str, reason: str) -> s
     _check_awaiting(item)
     check_four_eyes(engine, actor, item, run, "dismiss")
     with engine.ws.transaction() as tx:
-        if not item_store.decide_approval(tx, item_id, "dismissed", actor.audit_name, reason.strip()):
+        if not item_store.decide_approval(tx, item_id, DISMISSED, actor.audit_name, reason.strip()):
             raise AlreadyDone(f"The approval of {item_id} was already decided; reload to see how.")
         skip_reason = f"dismissed by {actor.member_id}: {reason.strip()}"
         item_store.skip_item(tx, item_id, AWAITING_APPROVAL, skip_reason)
         tx.audit(actor.audit_name, "item.dismissed", "run_item", item_id,
                  {"run_id": run["run_id"], "reason": reason.strip()})
         settle_run_status(tx, run["run_id"], actor.audit_name)
-    return "skipped"
+    return SKIPPED

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from core.roles import Actor
-from core.states import TERMINAL_RUN_STATUSES
+from core.states import CANCELLED_REASON, TERMINAL_RUN_STATUSES
 from engine.authz import check_permission
 from engine.commands.refusals import AlreadyDone, CommandRefused, NotEligible, find_run
 from engine.status import settle_run_status
@@ -37,7 +37,7 @@ def cancel_run(engine: "Engine", actor: Actor, run_id: str, reason: str) -> str:
         if not run_store.request_cancel(tx, run_id, actor.audit_name, reason.strip()):
             raise AlreadyDone(f"Run {run_id} already has a cancel request.")
         tx.audit(actor.audit_name, "run.cancel_requested", "run", run_id, {"reason": reason.strip()})
-        for item_id in item_store.skip_unstarted_items(tx, run_id, "cancelled"):
+        for item_id in item_store.skip_unstarted_items(tx, run_id, CANCELLED_REASON):
             tx.audit(actor.audit_name, "item.skipped", "run_item", item_id,
-                     {"run_id": run_id, "reason": "cancelled"})
+                     {"run_id": run_id, "reason": CANCELLED_REASON})
         return settle_run_status(tx, run_id, actor.audit_name)

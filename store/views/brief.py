@@ -11,6 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from core.states import SKIPPED
 from store.views.analytics import AnalyticsFilter, run_period_conds
 from store.schema import audit_log, run_items, runs, trigger_events
 
@@ -51,7 +52,7 @@ def count_skips_by_reason(conn: sa.Connection, f: AnalyticsFilter) -> list[dict[
     """Skipped items per (definition, reason), most frequent first: the brief quotes the reasons."""
     q = (sa.select(runs.c.definition_id, run_items.c.skip_reason, sa.func.count().label("items"))
          .select_from(run_items.join(runs, runs.c.run_id == run_items.c.run_id))
-         .where(run_items.c.outcome == "skipped", *run_period_conds(f))
+         .where(run_items.c.outcome == SKIPPED, *run_period_conds(f))
          .group_by(runs.c.definition_id, run_items.c.skip_reason)
          .order_by(runs.c.definition_id, sa.desc("items"), run_items.c.skip_reason))
     return _rows(conn, q)

@@ -14,13 +14,13 @@ from typing import Any, Sequence
 
 import sqlalchemy as sa
 
+from core.states import (ACTED_OUTCOMES, APPROVAL_OPEN, APPROVED, CANCELLED_REASON, DISMISSED, IDEMPOTENT_REPLAY,
+                         SKIP_KINDS, SKIPPED, SUCCEEDED)
 from store.views.analytics import AnalyticsFilter, run_period_conds
 from store.records import RECORD_TABLES
 from store.schema import (approvals, idempotency_records, item_attempts, messaging_deliveries, run_items,
                           runs)
 
-ACTED_OUTCOMES = ("succeeded", "idempotent-replay")  # the outcomes under which an item may own a record
-SKIP_KINDS = ("condition", "dismissed", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -137,14 +137,14 @@ def read_integrity_facts(conn: sa.Connection, f: AnalyticsFilter,
         sa.select(messaging_deliveries.c.idempotency_key).select_from(delivered))
     attempts = item_attempts.join(items, items.c.item_id == item_attempts.c.item_id)
     twice = _count_groups_over_one(conn, item_attempts.c.item_id, sa.select(item_attempts.c.item_id)
-                                   .select_from(attempts).where(item_attempts.c.outcome == "succeeded"))
+                                   .select_from(attempts).where(item_attempts.c.outcome == SUCCEEDED))
     replay_rows = conn.execute(
         sa.select(sa.func.count().label("replays"),
                   sa.func.count().filter(item_attempts.c.record_ref.is_distinct_from(
                       idempotency_records.c.record_ref)).label("mismatched"))
         .select_from(attempts.outerjoin(idempotency_records,
                                         idempotency_records.c.idempotency_key == items.c.idempotency_key))
-        .where(item_attempts.c.outcome == "idempotent-replay")).one()
+        .where(item_attempts.c.outcome == IDEMPOTENT_REPLAY)).one()
 
     unacted = {r.outcome: int(r.n) for r in conn.execute(
         sa.select(items.c.outcome, sa.func.count().label("n")).select_from(linked)
@@ -182,7 +182,7 @@ def _trace_of_acting(item_id: Any, key: Any, rec: sa.Subquery) -> Any:
 
 
 def _skip_kind(reason: Any) -> Any:
-    return sa.case((reason == "cancelled", "cancelled"), (reason.like("dismissed by %"), "dismissed"),
+    return sa.case((reason == CANCELLED_REASON, CANCELLED_REASON), (reason.like("dismissed by %"), DISMISSED),
                    else_="condition").label("kind")
 
 
@@ -193,7 +193,7 @@ def _skip_facts(conn: sa.Connection, items: sa.Subquery, rec: sa.Subquery) -> di
     rows = conn.execute(
         sa.select(kind, sa.func.count().label("items"), sa.func.count().filter(never).label("never"),
                   sa.func.count().filter(trace).label("trace"))
-        .select_from(items).where(items.c.outcome == "skipped").group_by(kind)).all()
+        .select_from(items).where(items.c.outcome == SKIPPED).group_by(kind)).all()
     out = {k: SkipFacts() for k in SKIP_KINDS}
     for r in rows:
         out[r.kind] = SkipFacts(int(r.items), int(r.never), int(r.trace))
@@ -224,7 +224,7 @@ def _acted_without_approval(conn: sa.Connection, f: AnalyticsFilter, rec: sa.Sub
     key = run_items.c.idempotency_key
     q = (sa.select(sa.func.count()).select_from(
         _approvals_in_scope(f).join(run_items, run_items.c.item_id == approvals.c.item_id))
-         .where(*run_period_conds(f), sa.func.coalesce(approvals.c.decision, "open") != "approved",
+         .where(*run_period_conds(f), sa.func.coalesce(approvals.c.decision, APPROVAL_OPEN) != APPROVED,
                 _trace_of_acting(run_items.c.item_id, key, rec)))
     return _scalar(conn, q)
 
@@ -243,7 +243,7 @@ def _acted_unapproved(conn: sa.Connection, items: sa.Subquery, rec: sa.Subquery,
         return 0
     in_versions = sa.or_(*[sa.and_(items.c.definition_id == d, items.c.definition_version == v)
                            for d, v in approval_versions])
-    granted = sa.exists().where(approvals.c.item_id == items.c.item_id, approvals.c.decision == "approved")
+    granted = sa.exists().where(approvals.c.item_id == items.c.item_id, approvals.c.decision == APPROVED)
     q = (sa.select(sa.func.count()).select_from(items)
          .where(in_versions, ~granted, _trace_of_acting(items.c.item_id, items.c.idempotency_key, rec)))
     return _scalar(conn, q)

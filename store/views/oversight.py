@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from core.states import AWAITING_APPROVAL, ITEM_FAILED
 from store.records import RECORD_TABLES
 from store.registers import REGISTERS
 from store.schema import approvals, audit_log, run_failure_causes, run_items, runs
@@ -38,7 +39,7 @@ def _run_conds(f: FailedFilter) -> list[Any]:
 
 def _failed(f: FailedFilter) -> tuple[Any, list[Any]]:
     j = run_items.join(runs, runs.c.run_id == run_items.c.run_id)
-    return j, [run_items.c.outcome == "failed", *_run_conds(f)]
+    return j, [run_items.c.outcome == ITEM_FAILED, *_run_conds(f)]
 
 
 def count_failed_items_by_cause(conn: sa.Connection, f: FailedFilter) -> list[dict[str, Any]]:
@@ -95,7 +96,7 @@ def read_open_approvals_oldest_first(conn: sa.Connection) -> list[dict[str, Any]
                    run_items.c.action, run_items.c.parameters, runs.c.trigger_kind, runs.c.trigger_source)
          .select_from(approvals.join(run_items, run_items.c.item_id == approvals.c.item_id)
                       .join(runs, runs.c.run_id == approvals.c.run_id))
-         .where(approvals.c.decision.is_(None), run_items.c.outcome == "awaiting-approval")
+         .where(approvals.c.decision.is_(None), run_items.c.outcome == AWAITING_APPROVAL)
          .order_by(approvals.c.opened_at, approvals.c.item_id))
     return [dict(r) for r in conn.execute(q).mappings()]
 

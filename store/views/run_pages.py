@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from core.states import ACTED_OUTCOMES, ITEM_FAILED
 from store.schema import (approvals, audit_log, definition_versions, definitions, item_attempts,
                           run_failure_causes, run_items, runs, trigger_events)
 
@@ -144,9 +145,6 @@ def count_outcomes_for_runs(conn: sa.Connection, run_ids: list[str]) -> dict[str
     return out
 
 
-RECOVERED_OUTCOMES = ("succeeded", "idempotent-replay")
-
-
 @dataclass(frozen=True)
 class FailedFirst:
     """A run's items with at least one failed attempt: how many, and how they stand now."""
@@ -162,11 +160,11 @@ def count_failed_first_items(conn: sa.Connection, run_ids: list[str]) -> dict[st
     if not run_ids:
         return {}
     failed = (sa.select(item_attempts.c.item_id).where(item_attempts.c.run_id.in_(run_ids),
-                                                       item_attempts.c.outcome == "failed")
+                                                       item_attempts.c.outcome == ITEM_FAILED)
               .distinct().subquery())
     q = (sa.select(run_items.c.run_id, sa.func.count(),
-                   sa.func.count().filter(run_items.c.outcome.in_(RECOVERED_OUTCOMES)),
-                   sa.func.count().filter(run_items.c.outcome == "failed"))
+                   sa.func.count().filter(run_items.c.outcome.in_(ACTED_OUTCOMES)),
+                   sa.func.count().filter(run_items.c.outcome == ITEM_FAILED))
          .select_from(failed.join(run_items, run_items.c.item_id == failed.c.item_id))
          .group_by(run_items.c.run_id))
     return {run_id: FailedFirst(int(n), int(rec), int(still)) for run_id, n, rec, still in conn.execute(q)}
@@ -223,7 +221,7 @@ def read_items_page(conn: sa.Connection, run_id: str, outcome: str | None = None
         q = q.where(run_items.c.outcome == outcome)
     if failed_attempts:
         q = q.where(sa.exists().where(item_attempts.c.item_id == run_items.c.item_id,
-                                      item_attempts.c.run_id == run_id, item_attempts.c.outcome == "failed"))
+                                      item_attempts.c.run_id == run_id, item_attempts.c.outcome == ITEM_FAILED))
     rows = [dict(r) for r in conn.execute(q.order_by(run_items.c.position).limit(limit + 1)).mappings()]
     more = len(rows) > limit
     rows = rows[:limit]
