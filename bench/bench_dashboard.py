@@ -50,7 +50,7 @@ def store_cases(ws: Any) -> list[tuple[str, Callable[[], Any]]]:
 def browser_load(db: str, loads: int) -> dict[str, float]:
     from playwright.sync_api import sync_playwright
 
-    from tests.browser.conftest import CHROMIUM, CHROMIUM_FLAGS, AppServer, sign_in
+    from tests.browser.support import CHROMIUM, CHROMIUM_FLAGS, AppServer, sign_in
 
     tmp = Path(os.environ.get("TMPDIR", "/tmp"))
     server = AppServer(Path(db), tmp / "bench-dashboard-streamlit.log", env={"RUNLEDGER_ENGINE_LIVE": "0"})

@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import load_report as rep  # noqa: E402
 from bench.load_workspace import DEFINITION_ID, build_base, copy_workspace, read_run_timing  # noqa: E402
-from tests.browser.conftest import AppServer  # noqa: E402
+from tests.browser.support import AppServer  # noqa: E402
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")  # Debian's chromium; never a download
 

@@ -68,7 +68,7 @@ async def main_async(a: argparse.Namespace) -> dict[str, Any]:
         from playwright.async_api import async_playwright
 
         from bench.load_browser import BrowserFlow
-        from tests.browser.conftest import CHROMIUM, CHROMIUM_FLAGS
+        from tests.browser.support import CHROMIUM, CHROMIUM_FLAGS
 
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)

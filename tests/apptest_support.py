@@ -2,7 +2,7 @@
 
 Two facts about AppTest shape this:
 - ``st.cache_resource`` is process-wide, so the cached engine of one test would serve the next test's
-  workspace; ``app_workspace`` clears it before and after (its ``on_release`` shuts the engine down).
+  workspace; the ``app_workspace`` fixture (tests/conftest.py) clears it before and after (its ``on_release`` shuts the engine down).
 - AppTest re-detects the ``pages/`` folder on every run and then runs the selected page script directly
   (the old multipage mode), skipping ``app.py`` and its sign-in. A real server decides once, when
   ``st.navigation`` is first called; ``_navigation_only`` makes AppTest do the same.
@@ -10,8 +10,6 @@ Two facts about AppTest shape this:
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,23 +27,9 @@ def _navigation_only(self: PagesManager, *args: Any, **kwargs: Any) -> None:
     PagesManager.uses_pages_directory = False
 
 
-@pytest.fixture
-def app_workspace(demo_quarter_path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A private copy of the demo quarter, opened by the app with its engine not running live (the test
-    drives it), and no intake endpoint."""
-    from ui.runtime import open_engine
-
-    path = tmp_path / "ws.duckdb"
-    shutil.copyfile(demo_quarter_path, path)
-    if Path(demo_quarter_path + ".wal").exists():
-        shutil.copyfile(demo_quarter_path + ".wal", str(path) + ".wal")
-    monkeypatch.setenv("RUNLEDGER_DB", str(path))
-    monkeypatch.setenv("RUNLEDGER_ENGINE_LIVE", "0")
-    monkeypatch.setenv("RUNLEDGER_INTAKE_PORT", "off")
+def navigation_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make AppTest decide the navigation mode once, as a real server does (see the module's note)."""
     monkeypatch.setattr(PagesManager, "__init__", _navigation_only)
-    open_engine.clear()
-    yield str(path)
-    open_engine.clear()
 
 
 def open_app(member: str | None = "sigrid", page: str | None = None, params: dict[str, Any] | None = None,

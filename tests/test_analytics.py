@@ -24,7 +24,7 @@ from reporting.analytics import build_analytics
 from reporting.exports import ExportRefused, export_chart, export_table, render_table
 from reporting.provenance import Provenance
 from store.workspace import Workspace
-from tests.conftest import START, finding_definition
+from tests.support import START, finding_definition
 
 UTC = dt.timezone.utc
 Q3 = AnalyticsPeriod(dt.datetime(2026, 7, 1, tzinfo=UTC), dt.datetime(2026, 10, 1, tzinfo=UTC),

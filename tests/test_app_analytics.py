@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from tests.apptest_support import app_workspace, open_app  # noqa: F401 (fixture)
+from tests.apptest_support import open_app
 from core.links import PAGES
 from core.periods import PeriodChoice, resolve_period
 

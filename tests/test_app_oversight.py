@@ -9,7 +9,7 @@ from engine.authz import NotAuthorized, load_actor
 from engine.commands import CommandRefused, approve_item, preview_run_now, set_enabled
 from engine.signals import deliver_signal
 from store.matching import count_matching_subjects
-from tests.apptest_support import app_engine, app_workspace, open_app  # noqa: F401 (fixture)
+from tests.apptest_support import app_engine, open_app
 from tests.test_app_runs import _run_failed_on_outage, sql
 from core.links import PAGES
 

@@ -15,7 +15,7 @@ from store.records import add_outage
 from store.registers import insert_subjects
 from store.registers import record_trigger_event  # noqa: I001
 from store.runs import create_run, mark_event_dispatched, read_undispatched_events
-from tests.apptest_support import app_engine, app_workspace, open_app  # noqa: F401 (fixture)
+from tests.apptest_support import app_engine, open_app
 from core.links import PAGES
 
 RUNS, RUN, ITEM = PAGES["runs"][0], PAGES["run"][0], PAGES["item"][0]

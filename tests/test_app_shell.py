@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.apptest_support import app_engine, app_workspace, open_app  # noqa: F401 (fixture)
+from tests.apptest_support import app_engine, open_app
 from core.links import run_link
 
 

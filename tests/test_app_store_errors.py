@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from store.errors import WriteConflict, WriteFailed
-from tests.apptest_support import app_workspace, open_app  # noqa: F401 (fixture)
+from tests.apptest_support import open_app
 from tests.test_app_oversight import _awaiting
 from tests.test_app_runs import RUN, _running_run, sql
 from core.links import PAGES

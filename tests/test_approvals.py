@@ -5,7 +5,7 @@ version may not approve its actions."""
 from __future__ import annotations
 
 import pytest
-from conftest import (actor, attempts_of, audit_of, finding_definition, fire_one, items_of, quick_password_hash,
+from tests.support import (actor, attempts_of, audit_of, finding_definition, fire_one, items_of, quick_password_hash,
                       run_of, scalar)
 
 from engine import commands

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import duckdb
 import pytest
-from conftest import FailsTransiently, actor, audit_of, finding_definition, fire_one, items_of, scalar
+from tests.support import FailsTransiently, actor, audit_of, finding_definition, fire_one, items_of, scalar
 
 from engine import commands
 from cli.main import main

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Callable
 
 import pytest
-from conftest import FailsTransiently, actor, audit_of, finding_definition, fire_one, items_of, run_of, scalar
+from tests.support import FailsTransiently, actor, audit_of, finding_definition, fire_one, items_of, run_of, scalar
 
 from engine import commands
 from engine.authz import NotAuthorized

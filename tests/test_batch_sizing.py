@@ -14,7 +14,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from conftest import START, WrappedActioner, finding_definition, fire_one, run_of, scalar
+from tests.support import START, WrappedActioner, finding_definition, fire_one, run_of, scalar
 
 from engine.batching import BatchSizer
 from store import items as item_store

@@ -25,7 +25,7 @@ from reporting.bundle import build_run_bundle
 from store import items as item_store
 from store.views.bundle import iter_run_attempts, iter_run_items
 from store.workspace import Workspace
-from tests.apptest_support import app_workspace, open_app  # noqa: F401 (fixture)
+from tests.apptest_support import open_app
 from core.links import PAGES
 
 VERIFIER = Path(__file__).resolve().parent.parent / "reporting" / "bundle_verify.py"

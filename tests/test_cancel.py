@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from conftest import (BlocksOnEvent, FailsTransiently, actor, audit_of, finding_definition, fire_one, items_of,
+from tests.support import (BlocksOnEvent, FailsTransiently, actor, audit_of, finding_definition, fire_one, items_of,
                       run_of, scalar)
 
 from engine import commands

@@ -54,7 +54,7 @@ class Driver(LineProcess):
         pytest.fail(f"the driver ended before saying {line_wanted!r}: {self.seen[-5:]}\n{self.stderr_tail()}")
 
     def finish(self) -> dict:
-        while (line := self._next()) is not None:
+        while self._next() is not None:  # read the driver's output to its end
             pass
         rc = self.proc.wait(60)
         assert rc == 0, f"driver exited {rc}: {self.seen[-5:]}\n{self.stderr_tail()}"

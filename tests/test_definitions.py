@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import audit_of, finding_definition, items_of, run_of
+from tests.support import audit_of, finding_definition, items_of, run_of
 
 from engine.vocabulary import workspace_vocabulary
 from core.definitions import DefinitionError, load_definition_files

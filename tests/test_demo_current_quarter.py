@@ -25,7 +25,7 @@ from demo.world import QUARTER_END, build_world, leftover_monday
 from engine.runtime import Engine
 from store.views.oversight import FailedFilter, read_failed_items
 from store.workspace import Workspace
-from tests.conftest import DEMO_TODAY
+from tests.support import DEMO_TODAY
 
 UTC = dt.timezone.utc
 UNTIL = dt.datetime(2026, 12, 3, 12, 0, tzinfo=UTC)

@@ -5,7 +5,7 @@ and the fire failed with TransitionRefused.)"""
 
 from __future__ import annotations
 
-from conftest import audit_of, finding_definition, fire_one, run_of
+from tests.support import audit_of, finding_definition, fire_one, run_of
 
 
 def test_a_run_matching_no_subject_completes_through_running(make_engine) -> None:

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pytest
 import sqlalchemy as sa
-from conftest import FailsDeterministically, FailsTransiently, finding_definition, fire_one, run_of, scalar
+from tests.support import FailsDeterministically, FailsTransiently, finding_definition, fire_one, run_of, scalar
 
 from engine.batching import GC_PAUSE_MIN_ITEMS, gc_paused
 from store import audit, items as item_store
@@ -263,7 +263,7 @@ def test_the_engine_runs_without_loading_pandas_or_pyarrow(tmp_path: Path) -> No
         import sys
         sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]
         from pathlib import Path
-        from conftest import build_engine, fire_one, scalar
+        from tests.support import build_engine, fire_one, scalar
         engine = build_engine(Path({str(tmp_path)!r}), accounts=300)
         run_id = fire_one(engine)
         assert scalar(engine, "SELECT count(*) FROM findings") == 300

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import (actor, attempts_of, audit_of, build_engine, finding_definition, fire_one, item_of,
+from tests.support import (actor, attempts_of, audit_of, build_engine, finding_definition, fire_one, item_of,
                       items_of, quick_password_hash, run_of, scalar)
 
 from engine import commands

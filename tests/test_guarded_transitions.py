@@ -12,7 +12,7 @@ from core.states import (AWAITING_APPROVAL, COMPLETED, IN_FLIGHT, ITEM_FAILED, I
                          RUN_TRANSITIONS, SKIPPED, SUCCEEDED, TransitionRefused, item_sources, run_sources)
 from store import items as item_store
 from store import runs as run_store
-from tests.conftest import finding_definition, fire_one, run_of
+from tests.support import finding_definition, fire_one, run_of
 
 
 def _item_ids(engine, run_id: str) -> list[str]:  # noqa: ANN001

@@ -8,7 +8,7 @@ import json
 
 import pytest
 import sqlalchemy as sa
-from conftest import (FailsTransiently, LosesResponse, actor, attempts_of, audit_of, finding_definition, fire_one,
+from tests.support import (FailsTransiently, LosesResponse, actor, attempts_of, audit_of, finding_definition, fire_one,
                       items_of, run_of, scalar)
 
 from engine import commands

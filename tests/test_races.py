@@ -15,7 +15,7 @@ import threading
 from typing import Any, Callable, Mapping, Sequence
 
 import pytest
-from conftest import (WrappedActioner, actor, attempts_of, audit_of, finding_definition, fire_one, items_of,
+from tests.support import (WrappedActioner, actor, attempts_of, audit_of, finding_definition, fire_one, items_of,
                       quick_password_hash, run_of, scalar)
 
 from engine import commands

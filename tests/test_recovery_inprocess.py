@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from conftest import finding_definition, items_of, run_of, scalar
+from tests.support import finding_definition, items_of, run_of, scalar
 
 from store import items as item_store
 from store import runs as run_store

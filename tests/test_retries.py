@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from conftest import (FailsDeterministically, FailsTransiently, WrappedActioner, actor, attempts_of, audit_of,
+from tests.support import (FailsDeterministically, FailsTransiently, WrappedActioner, actor, attempts_of, audit_of,
                       finding_definition, fire_one, items_of, run_of, scalar)
 
 from engine import commands

@@ -15,7 +15,7 @@ from store.migrations import SCHEMA_VERSION
 from store.run_counts import COUNT_COLUMNS, OUTCOME_COLUMN, backfill_failure_causes
 from store.schema import run_failure_causes
 from store.workspace import Workspace
-from tests.conftest import FailsDeterministically, FailsTransiently, finding_definition, fire_one, items_of
+from tests.support import FailsDeterministically, FailsTransiently, finding_definition, fire_one, items_of
 
 MISMATCHES = f"""
     WITH counted AS (

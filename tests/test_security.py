@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import quick_password_hash
+from tests.support import quick_password_hash
 
 from engine.authz import SignInRefused, hash_password, sign_in, verify_password
 from store.members import create_member

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from engine.authz import SignInRefused, SignInThrottled, sign_in
-from tests.conftest import audit_of
+from tests.support import audit_of
 
 
 def _fail(engine, member: str, n: int) -> None:  # noqa: ANN001

@@ -9,7 +9,7 @@ from engine.authz import NotAuthorized
 from engine.commands import CommandRefused
 from engine.signals import SignalRejected, deliver_signal
 from engine.commands.sources import add_intake_source, list_intake_sources
-from tests.conftest import actor, audit_of
+from tests.support import actor, audit_of
 
 
 def test_an_admin_adds_a_source_whose_signals_are_then_accepted(make_engine) -> None:

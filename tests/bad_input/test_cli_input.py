@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from cli.main import EXIT_REFUSED, EXIT_USAGE, main
 from engine.intake.server import discovery_path
 from store.workspace import Workspace
-from tests.conftest import build_engine, finding_definition
+from tests.support import build_engine, finding_definition
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = ("runs", "run_items", "item_attempts", "trigger_events", "findings", "approvals", "incidents")

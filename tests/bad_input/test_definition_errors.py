@@ -9,7 +9,7 @@ import pytest
 
 from engine.vocabulary import workspace_vocabulary
 from core.definitions import DefinitionError, load_definition_files
-from tests.conftest import audit_of, finding_definition, items_of, run_of
+from tests.support import audit_of, finding_definition, items_of, run_of
 
 GOOD = finding_definition("good")
 ACCOUNT_FIELDS = "account_id, name, manager, status, kyc_review_due, risk_rating, updated_at"

@@ -28,7 +28,7 @@ from store.workspace import Workspace
 from tests import apptest_support
 from tests.apptest_support import open_app
 from tests.bad_input.test_hostile_urls import assert_inert
-from tests.conftest import WrappedActioner, build_engine, finding_definition
+from tests.support import WrappedActioner, build_engine, finding_definition
 from core.links import PAGES
 
 NAME = "<img src=x onerror=alert(1)> **BOLD** [click](http://evil.example)"

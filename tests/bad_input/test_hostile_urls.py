@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.apptest_support import app_workspace, open_app  # noqa: F401 (fixture)
+from tests.apptest_support import open_app
 from core.links import PAGES
 
 SCRIPT = "<script>alert(1)</script>"

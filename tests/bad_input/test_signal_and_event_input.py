@@ -22,7 +22,7 @@ from engine.commands.named import BadRequest, perform
 from engine.signals import MAX_PAYLOAD_BYTES, SignalRejected, deliver_signal
 from store.sources import read_source
 from store.registers import UnknownSubject
-from tests.conftest import audit_of
+from tests.support import audit_of
 
 REPO = Path(__file__).resolve().parents[2]
 RULE_INTAKE = (REPO / "definitions" / "regulator-rule-change-intake.yaml").read_text()

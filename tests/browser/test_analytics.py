@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pypdf import PdfReader
 
-from tests.browser.conftest import AppServer, screenshot, sign_in
+from tests.browser.support import AppServer, screenshot, sign_in
 
 Q3 = "analytics?quarter=2026-Q3"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from tests.browser.conftest import AppServer, screenshot
+from tests.browser.support import AppServer, screenshot
 
 
 def test_the_first_request_of_a_fresh_server_is_a_deep_link(demo_quarter_path: str, tmp_path: Path,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import AppServer, screenshot, sign_in
+from tests.browser.support import AppServer, screenshot, sign_in
 
 PAGES_WITH_TABLES = ["", "automations", "audit_log", "analytics?period=quarter&quarter=2026-Q3"]
 

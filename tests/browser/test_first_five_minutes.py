@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import AppServer, screenshot, sign_in
+from tests.browser.support import AppServer, screenshot, sign_in
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import shutil
 import time
 from pathlib import Path
 
-from tests.browser.conftest import AppServer
+from tests.browser.support import AppServer
 
 
 def test_stopping_the_server_stops_its_engine_and_closes_the_workspace(demo_quarter_path: str, tmp_path: Path,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.browser.conftest import AppServer, screenshot, sign_in
+from tests.browser.support import AppServer, screenshot, sign_in
 
 
 def test_sigrid_signs_in_and_sees_who_she_is(app_server: AppServer, page: object) -> None:

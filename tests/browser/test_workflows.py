@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.browser.conftest import AppServer, screenshot, sign_in
+from tests.browser.support import AppServer, screenshot, sign_in
 from tests.browser.scenario import prepare
 
 

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import (LosesResponse, WrappedActioner, actor, attempts_of, audit_of, finding_definition, fire_one,
+from tests.support import (LosesResponse, WrappedActioner, actor, attempts_of, audit_of, finding_definition, fire_one,
                       items_of, run_of, scalar)
 from invariants import assert_consistent
 

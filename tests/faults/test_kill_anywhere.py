@@ -15,7 +15,7 @@ import random
 from pathlib import Path
 
 import pytest
-from conftest import finding_definition, fire_one
+from tests.support import finding_definition, fire_one
 from kill_harness import CATEGORIES, Tally, killed_file_violations, run_epoch
 
 from store.workspace import Workspace

@@ -16,7 +16,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from conftest import FailsTransiently, finding_definition, fire_one, items_of, run_of, scalar
+from tests.support import FailsTransiently, finding_definition, fire_one, items_of, run_of, scalar
 from invariants import assert_consistent
 
 from store import items as item_store
