@@ -33,6 +33,8 @@ from reporting.integrity import build_integrity_statement
 from core.periods import PeriodError, period_from_dates
 from store.workspace import Workspace
 
+pytestmark = pytest.mark.slow  # briefs rendered through chromium
+
 Q3 = period_from_dates(dt.date(2026, 7, 1), dt.date(2026, 9, 30))
 IN_Q3 = ("r.triggered_at >= TIMESTAMPTZ '2026-07-01 00:00:00+00' "
          "AND r.triggered_at < TIMESTAMPTZ '2026-10-01 00:00:00+00'")

@@ -20,6 +20,8 @@ from cli.main import EXIT_OK, main
 from core.periods import period_from_dates
 from store.workspace import Workspace
 
+pytestmark = pytest.mark.slow  # briefs rendered through chromium
+
 AUGUST = period_from_dates(dt.date(2026, 8, 1), dt.date(2026, 8, 31), ["regulator-rule-change-intake"])
 
 

@@ -39,6 +39,8 @@ from store.workspace import Workspace
 from tests.geometry_support import (Box, overlapping_pairs, pdf_pages, png_border_ink, png_size,
                                     svg_text_boxes)
 
+pytestmark = pytest.mark.slow  # every chart rendered through chromium in three formats
+
 Q3 = period_from_dates(dt.date(2026, 7, 1), dt.date(2026, 9, 30))
 FORMATS = ("png", "svg", "pdf")
 VARIANTS = ("demo", "long-names")

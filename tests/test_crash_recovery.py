@@ -24,6 +24,8 @@ from line_process import LineProcess
 
 from store.audit import verify_audit_chain
 
+pytestmark = pytest.mark.slow  # engine processes killed and restarted
+
 DRIVER = Path(__file__).with_name("crash_driver.py")
 SUBJECTS = 3000
 

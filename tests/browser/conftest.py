@@ -44,3 +44,10 @@ def page(browser: object) -> Iterator[object]:
     p.set_default_timeout(30_000)
     yield p
     context.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every browser test is slow: a ``streamlit run`` server and chromium."""
+    for item in items:
+        if "tests/browser/" in str(item.fspath):
+            item.add_marker(pytest.mark.slow)

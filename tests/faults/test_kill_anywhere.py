@@ -20,6 +20,8 @@ from kill_harness import CATEGORIES, Tally, killed_file_violations, run_epoch
 
 from store.workspace import Workspace
 
+pytestmark = pytest.mark.slow  # engine processes killed at 32 points
+
 KILLS_PER_SEED = 16
 
 
