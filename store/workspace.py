@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import re
 import threading
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,6 +146,9 @@ class Workspace:
             self.path = url_or_path
             self.engine = sa.create_engine(url_or_path)
         self._write_lock = threading.RLock()
+        # This object, and how many write transactions it has committed: see ``change_marker``.
+        self._instance = uuid.uuid4().hex
+        self._commits = 0
         try:
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1").all()
@@ -194,6 +198,22 @@ class Workspace:
                 if explained is None:
                     raise
                 raise explained from exc
+            self._commits += 1  # after the commit, under the write lock: see ``change_marker``
+
+    def change_marker(self) -> str | None:
+        """A value that changes whenever the workspace's data may have changed, for caches of what is read.
+
+        On DuckDB this process is the file's one writer (no other process can even open it), and every write
+        is a ``transaction`` of this object, so the number of transactions it has committed is exact and
+        costs no query. It counts after each commit: a reader that takes the marker *before* it reads may
+        cache a newer snapshot under an older marker (harmless), never an older snapshot under a newer one.
+        The object's own random id is part of it, so two workspaces (or a reopened one) never share a value.
+
+        None where other processes write too (a PostgreSQL workspace shared by replicas): nothing here
+        could see their writes, so callers must not cache."""
+        if not self.is_duckdb:
+            return None
+        return f"{self._instance}:{self._commits}"
 
     def verify_audit(self) -> audit_mod.ChainVerdict:
         with self.read() as conn:
