@@ -125,7 +125,19 @@ class Tx:
     @property
     def raw(self) -> Any:
         """The DB-API connection, for the DuckDB-native fast paths in ``store.bulk``."""
+        self.conn.info[_WROTE] = True  # what goes through it is unseen by SQLAlchemy: count it as a write
         return self.conn.connection.dbapi_connection
+
+
+# Set on a connection (its ``info``) once a statement that may write runs on it: see ``change_marker``.
+_WROTE = "runledger_wrote"
+
+
+def _note_write(conn: sa.Connection, cursor: Any, statement: str, parameters: Any, context: Any,
+                executemany: bool) -> None:
+    """Every statement but a plain SELECT may write (an INSERT, UPDATE, DELETE, DDL, a CTE that updates)."""
+    if not statement.lstrip()[:6].upper().startswith("SELECT"):
+        conn.info[_WROTE] = True
 
 
 class Workspace:
@@ -146,9 +158,10 @@ class Workspace:
             self.path = url_or_path
             self.engine = sa.create_engine(url_or_path)
         self._write_lock = threading.RLock()
-        # This object, and how many write transactions it has committed: see ``change_marker``.
+        # This object, and how many transactions that wrote it has committed: see ``change_marker``.
         self._instance = uuid.uuid4().hex
         self._commits = 0
+        sa.event.listen(self.engine, "before_cursor_execute", _note_write)
         try:
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1").all()
@@ -187,27 +200,33 @@ class Workspace:
         with self._write_lock:
             try:
                 with self.engine.begin() as conn:
+                    conn.info[_WROTE] = False
                     tx = Tx(conn, self.now)
                     yield tx
                     if tx.entries:
                         from store.bulk import append_columns  # store.bulk builds on Tx: import late
                         append_columns(tx, audit_log,
                                        audit_mod.chain_columns(tx.entries, audit_mod.read_chain_head(conn)))
+                    wrote = conn.info.pop(_WROTE, True)
             except _DB_ERRORS as exc:
                 explained = _explain_write_error(self.path, exc)
                 if explained is None:
                     raise
                 raise explained from exc
-            self._commits += 1  # after the commit, under the write lock: see ``change_marker``
+            if wrote:
+                self._commits += 1  # after the commit, under the write lock: see ``change_marker``
 
     def change_marker(self) -> str | None:
         """A value that changes whenever the workspace's data may have changed, for caches of what is read.
 
         On DuckDB this process is the file's one writer (no other process can even open it), and every write
-        is a ``transaction`` of this object, so the number of transactions it has committed is exact and
-        costs no query. It counts after each commit: a reader that takes the marker *before* it reads may
-        cache a newer snapshot under an older marker (harmless), never an older snapshot under a newer one.
-        The object's own random id is part of it, so two workspaces (or a reopened one) never share a value.
+        is a ``transaction`` of this object, so the number of transactions that wrote which it has committed
+        is exact and costs no query. "Wrote" is conservative: any statement but a SELECT, or any use of the
+        native connection (``Tx.raw``). A transaction that only looked (the engine's poll for due retries,
+        every 5 s, finding none) does not count, or it would empty every cache keyed on the marker. It
+        counts after the commit: a reader that takes the marker *before* it reads may cache a newer snapshot
+        under an older marker (harmless), never an older snapshot under a newer one. The object's own random
+        id is part of it, so two workspaces (or a reopened one) never share a value.
 
         None where other processes write too (a PostgreSQL workspace shared by replicas): nothing here
         could see their writes, so callers must not cache."""

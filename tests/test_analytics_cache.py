@@ -105,18 +105,29 @@ def test_a_workspace_without_a_marker_is_never_cached(ws: Workspace, monkeypatch
     assert analytics_view(ws, Q3) is not analytics_view(ws, Q3)
 
 
-def test_the_marker_moves_with_commits_only(ws: Workspace) -> None:
+def test_the_marker_moves_with_committed_writes_only(ws: Workspace) -> None:
     start = ws.change_marker()
     with ws.read() as conn:
         conn.exec_driver_sql("SELECT count(*) FROM runs").all()
+    with ws.transaction() as tx:  # looked, found nothing to do (the engine's poll for due retries)
+        tx.conn.exec_driver_sql("SELECT count(*) FROM run_items WHERE outcome = 'failed'").all()
     assert ws.change_marker() == start
     with pytest.raises(RuntimeError):
-        with ws.transaction():
+        with ws.transaction() as tx:
+            tx.conn.exec_driver_sql("UPDATE definitions SET enabled = NOT enabled")
             raise RuntimeError("rolled back")
     assert ws.change_marker() == start
+    marks = [start]
+    with ws.transaction() as tx:  # a write with no audit entry of its own still counts
+        tx.conn.exec_driver_sql("UPDATE definitions SET updated_at = updated_at")
+    marks.append(ws.change_marker())
+    with ws.transaction() as tx:  # so does anything through the native connection
+        tx.raw.execute("SELECT 1").fetchall()
+    marks.append(ws.change_marker())
     with ws.transaction() as tx:
         tx.audit("member:admin", "test.noted", "test", "1")
-    assert ws.change_marker() != start
+    marks.append(ws.change_marker())
+    assert len(set(marks)) == 4
 
 
 def test_the_page_shows_a_new_run_at_once(app_workspace: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
