@@ -9,11 +9,14 @@ Run by hand (not part of pytest)::
 a private copy of the demo workspace (``--db``, or one built with ``python -m engine demo``), and Debian's
 chromium (playwright, never a downloaded browser) opens:
 
-- **Sign-in**: a fresh browser context (no cookie, no cache) opens the app's root; drawn = the sign-in form.
-- **Sign in**: ``sigrid`` submits the form; drawn = the Runs page with its table.
-- then, signed in, each page **by URL** (a full navigation: a new Streamlit session that resumes the sign-in
-  from its cookie): Runs, a Run, a Run item, Failed items, Approvals, Automations, Quarterly analytics (its
-  charts drawn), Records, Audit log, Members.
+- **Sign-in**: a new visitor (a fresh browser context: no cookie, nothing cached) opens the app's root;
+  drawn = the sign-in form. Every round has its own new visitor.
+- **Sign in**: that visitor submits the form as ``sigrid``; drawn = the Runs page with its table.
+- then each page **by URL**, in one signed-in browser context (the first round's visitor; a full navigation
+  each time: a new Streamlit session that resumes the sign-in from its cookie): Runs, a Run, a Run item,
+  Failed items, Approvals, Automations, Quarterly analytics (its charts drawn) and straight back to it,
+  Records, Audit log, Members. ``--cold-browser`` views them in each round's new visitor instead (nothing in
+  the browser's caches: what someone opening the app in a new browser profile waits for).
 
 "Drawn" is what a member sees, so it is never the load event (Streamlit renders after it): the script has
 stopped running (``stApp``'s ``data-test-script-state`` is ``notRunning``: no "running" indicator), the page's
@@ -22,10 +25,12 @@ canvas whose cells are mirrored as ``[role=gridcell]``), its charts' SVG, its la
 chromium's own clock, ``performance.now()`` at the first animation frame where all of that holds, which
 counts from the start of the navigation.
 
-**first** is a page's first view on a fresh server (the first sign-in form of the process; each page's first
-view after sign-in); **p50 / p95 / max** are over ``--repeat`` later views (``--servers`` > 1: first is the
-median of that many fresh servers' first views, and the warm views of all of them pool). The server's own
-part (its script runs that fell inside the view, measured by ``bench/page_timing``) is printed beside it.
+**first** is a view's first on a fresh server (the first sign-in form of the process; each page's first view,
+in a browser that has not loaded it before); **p50 / p95 / max** are over ``--repeat`` later views (``--servers``
+> 1: first is the median of that many fresh servers' first views, and the later views of all of them pool).
+The server's own part (its script runs that fell inside the view, measured by ``bench/page_timing``) is
+printed beside it. Each round's sign-in is a write (its audit entry), so each round's first Quarterly
+analytics view computes its figures afresh, and the view straight after it finds them cached.
 
 Nothing is appended anywhere: paste the printed table into ``bench/RESULTS.md`` with the conditions.
 """
@@ -129,6 +134,10 @@ def signed_in_pages(run_id: str, item_id: str) -> list[PageSpec]:
         PageSpec("Quarterly analytics", "analytics", "Quarterly analytics",
                  texts=("Per automation", "Expected against actual firing", "Audit committee brief"),
                  selectors=((GRID, 1, "period=custom"), ("button", 1, "Generate the brief")), charts=6),
+        # Straight back to it with nothing new in the workspace: its figures come from the cache.
+        PageSpec("Quarterly analytics, again", "analytics", "Quarterly analytics",
+                 texts=("Per automation", "Expected against actual firing", "Audit committee brief"),
+                 selectors=((GRID, 1, "period=custom"), ("button", 1, "Generate the brief")), charts=6),
         PageSpec("Records", "records", "Records", selectors=((GRID, 1, "records?"),)),
         PageSpec("Audit log", "audit_log", "Audit log", selectors=((GRID, 1, "seq="),)),
         PageSpec("Members", "members", "Members", texts=("What each role may do",), selectors=((GRID, 1, MEMBER),)),
@@ -210,8 +219,15 @@ def _sign_in(page: Any, runs: PageSpec, first: bool) -> View:
     return View("Sign in (submit → Runs drawn)", first, drawn - clicked, end - start, start=start, end=end)
 
 
-def run_server(base: Path, tmp: Path, n: int, repeat: int, env: dict[str, str], browser: Any) -> ServerRound:
-    """A fresh server on a fresh copy: the first views, then ``repeat`` rounds of every page."""
+def _context(browser: Any) -> Any:
+    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    context.new_page().set_default_timeout(TIMEOUT_MS)
+    return context
+
+
+def run_server(base: Path, tmp: Path, n: int, repeat: int, env: dict[str, str], browser: Any,
+               cold_browser: bool = False) -> ServerRound:
+    """A fresh server on a fresh copy: the first views, then ``repeat`` rounds of every view."""
     from bench.load_report import peak_rss_mb
 
     ws = tmp / f"ws-{n}.duckdb"
@@ -225,23 +241,29 @@ def run_server(base: Path, tmp: Path, n: int, repeat: int, env: dict[str, str], 
         "PYTHONPATH": os.pathsep.join([str(ROOT / "bench" / "page_timing"), os.environ.get("PYTHONPATH", "")]),
         **env})
     out = ServerRound()
+    member: Any = None  # the signed-in browser context that views the pages
     try:
         for r in range(repeat + 1):
             first = r == 0
-            context = browser.new_context(viewport={"width": 1440, "height": 1000})
+            visitor = _context(browser)  # a new visitor: no cookie, nothing cached
             try:
-                page = context.new_page()
-                page.set_default_timeout(TIMEOUT_MS)
-                out.views.append(_navigate(page, server.url, SIGN_IN, first))
-                out.views.append(_sign_in(page, pages[0], first))
-                for spec in pages:
-                    out.views.append(_navigate(page, server.url, spec, first))
+                out.views.append(_navigate(visitor.pages[0], server.url, SIGN_IN, first))
+                out.views.append(_sign_in(visitor.pages[0], pages[0], first))
+                if member is None or cold_browser:  # this visitor views the pages from now on
+                    if member is not None:
+                        member.close()
+                    member, visitor = visitor, None
             finally:
-                context.close()
+                if visitor is not None:
+                    visitor.close()
+            for spec in pages:
+                out.views.append(_navigate(member.pages[0], server.url, spec, first))
             print(f"server {n}, round {r}: " + ", ".join(f"{v.label.split(' (')[0]} {v.drawn_s:.2f}"
                                                          for v in out.views[-len(pages) - 2:]), file=sys.stderr)
         out.rss_mb = peak_rss_mb(server.proc.pid)
     finally:
+        if member is not None:
+            member.close()
         server.stop()
     runs = [json.loads(line) for line in runs_log.read_text().splitlines()] if runs_log.exists() else []
     for v in out.views:
@@ -277,6 +299,9 @@ def main() -> None:
     p.add_argument("--db", help="a demo workspace to copy (default: build one with `python -m engine demo`)")
     p.add_argument("--server-env", nargs="*", default=[], metavar="KEY=VALUE",
                    help="experiments only: environment of the app's server (printed with the results)")
+    p.add_argument("--cold-browser", action="store_true",
+                   help="view the pages in each round's new visitor context (nothing cached in the browser) "
+                   "instead of in one signed-in context")
     p.add_argument("--keep", help="keep workspaces and logs in this folder (default: a temporary one)")
     a = p.parse_args()
     from playwright.sync_api import sync_playwright
@@ -297,7 +322,7 @@ def main() -> None:
             try:
                 for n in range(a.servers):
                     rounds.append(run_server(base, tmp, n, a.repeat, dict(kv.split("=", 1) for kv in a.server_env),
-                                             browser))
+                                             browser, a.cold_browser))
             finally:
                 browser.close()
         load_after = os.getloadavg()
@@ -305,7 +330,7 @@ def main() -> None:
         print(f"Date: {started}  Machine: {machine()}")
         print(f"Load average (1, 5, 15 min) before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
               f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}; {a.servers} server(s) × "
-              f"{a.repeat} warm views; server environment {' '.join(a.server_env) or 'as shipped'}; server peak "
+              f"{a.repeat} warm views{' (pages in a new browser context each round)' if a.cold_browser else ''}; server environment {' '.join(a.server_env) or 'as shipped'}; server peak "
               f"RSS {max(r.rss_mb for r in rounds):.0f} MB.\n")
         print(table(rounds))
     finally:
