@@ -4,6 +4,7 @@ Run by hand (not part of pytest)::
 
     .venv/bin/python bench/bench_pages.py --repeat 10
     .venv/bin/python bench/bench_pages.py --repeat 10 --db /tmp/demo.duckdb   # copy this demo workspace
+    .venv/bin/python bench/bench_pages.py --repeat 10 --against /tmp/before   # A/B: another checkout, in turn
 
 ``streamlit run app.py`` (``tests.browser.conftest.AppServer``, the live engine inside it, as shipped) serves
 a private copy of the demo workspace (``--db``, or one built with ``python -m engine demo``), and Debian's
@@ -32,6 +33,9 @@ The server's own part (its script runs that fell inside the view, measured by ``
 printed beside it. Each round's sign-in is a write (its audit entry), so each round's first Quarterly
 analytics view computes its figures afresh, and the view straight after it finds them cached.
 
+On a shared machine, compare with ``--against`` (e.g. ``git worktree add /tmp/before main``): each checkout
+gets its own server and browsers, and their views alternate, so a busy moment costs both alike.
+
 Nothing is appended anywhere: paste the printed table into ``bench/RESULTS.md`` with the conditions.
 """
 
@@ -46,17 +50,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.load_report import machine, percentile  # noqa: E402  (after the path insert above)
-from bench.load_workspace import copy_workspace  # noqa: E402
-from tests.browser.conftest import CHROMIUM, CHROMIUM_FLAGS, AppServer  # noqa: E402
-from ui.links import Link, item_link, run_link  # noqa: E402
+from bench.load_report import machine, percentile  # noqa: E402 - importable only after the path insert
+from bench.load_workspace import copy_workspace  # noqa: E402 - likewise
+from tests.browser.conftest import CHROMIUM, CHROMIUM_FLAGS, AppServer  # noqa: E402 - likewise
+from ui.links import Link, item_link, run_link  # noqa: E402 - likewise
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")  # Debian's chromium; never a download
 MEMBER = "sigrid"
@@ -177,12 +181,6 @@ class View:
     end: float = 0.0
 
 
-@dataclass
-class ServerRound:
-    views: list[View] = field(default_factory=list)
-    rss_mb: float = 0.0
-
-
 def _wait_drawn(page: Any, spec: PageSpec) -> float:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -225,64 +223,105 @@ def _context(browser: Any) -> Any:
     return context
 
 
-def run_server(base: Path, tmp: Path, n: int, repeat: int, env: dict[str, str], browser: Any,
-               cold_browser: bool = False) -> ServerRound:
-    """A fresh server on a fresh copy: the first views, then ``repeat`` rounds of every view."""
-    from bench.load_report import peak_rss_mb
+class Target:
+    """One checkout of the app on a fresh server over a fresh copy of the workspace, with its own browsers:
+    a new visitor each round, and the signed-in context that views the pages."""
 
-    ws = tmp / f"ws-{n}.duckdb"
-    copy_workspace(base, ws)
-    run_id, item_id = pick_run_and_item(ws)
-    pages = signed_in_pages(run_id, item_id)
-    runs_log = tmp / f"script-runs-{n}.jsonl"
-    runs_log.unlink(missing_ok=True)
-    server = AppServer(ws, tmp / f"streamlit-{n}.log", env={
-        "RUNLEDGER_BENCH_SCRIPT_RUNS": str(runs_log),
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "bench" / "page_timing"), os.environ.get("PYTHONPATH", "")]),
-        **env})
-    out = ServerRound()
-    member: Any = None  # the signed-in browser context that views the pages
+    def __init__(self, root: Path, base: Path, tmp: Path, tag: str, env: dict[str, str], browser: Any,
+                 cold_browser: bool) -> None:
+        self.root, self.browser, self.cold_browser = root, browser, cold_browser
+        ws = tmp / f"ws-{tag}.duckdb"
+        copy_workspace(base, ws)
+        self.pages = signed_in_pages(*pick_run_and_item(ws))
+        self.runs_log = tmp / f"script-runs-{tag}.jsonl"
+        self.runs_log.unlink(missing_ok=True)
+        self.server = AppServer(ws, tmp / f"streamlit-{tag}.log", root=root, env={
+            "RUNLEDGER_BENCH_SCRIPT_RUNS": str(self.runs_log),
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "bench" / "page_timing"), os.environ.get("PYTHONPATH", "")]),
+            **env})
+        self.views: list[View] = []
+        self.member: Any = None
+        self.rss_mb = 0.0
+
+    def visit(self, first: bool) -> None:
+        """A new visitor: the sign-in form, then signing in (the first visitor goes on to view the pages)."""
+        visitor = _context(self.browser)
+        try:
+            self.views.append(_navigate(visitor.pages[0], self.server.url, SIGN_IN, first))
+            self.views.append(_sign_in(visitor.pages[0], self.pages[0], first))
+            if self.member is None or self.cold_browser:
+                if self.member is not None:
+                    self.member.close()
+                self.member, visitor = visitor, None
+        finally:
+            if visitor is not None:
+                visitor.close()
+
+    def view(self, spec: PageSpec, first: bool) -> View:
+        self.views.append(_navigate(self.member.pages[0], self.server.url, spec, first))
+        return self.views[-1]
+
+    def close(self) -> None:
+        from bench.load_report import peak_rss_mb
+
+        try:
+            self.rss_mb = peak_rss_mb(self.server.proc.pid)
+            if self.member is not None:
+                self.member.close()
+        finally:
+            self.server.stop()
+        log = self.runs_log
+        runs = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+        for v in self.views:
+            v.server_s = sum(r["end"] - r["start"] for r in runs if r["start"] >= v.start and r["end"] <= v.end)
+
+
+def run_servers(roots: list[Path], base: Path, tmp: Path, n: int, repeat: int, env: dict[str, str], browser: Any,
+                cold_browser: bool) -> list[Target]:
+    """Fresh servers, one per checkout, viewed in turn — the order alternating view by view, so that a busy
+    moment of a shared machine falls on both alike: the first views, then ``repeat`` rounds of every view."""
+    targets: list[Target] = []
     try:
+        for i, root in enumerate(roots):
+            targets.append(Target(root, base, tmp, f"{n}-{i}", env, browser, cold_browser))
         for r in range(repeat + 1):
             first = r == 0
-            visitor = _context(browser)  # a new visitor: no cookie, nothing cached
-            try:
-                out.views.append(_navigate(visitor.pages[0], server.url, SIGN_IN, first))
-                out.views.append(_sign_in(visitor.pages[0], pages[0], first))
-                if member is None or cold_browser:  # this visitor views the pages from now on
-                    if member is not None:
-                        member.close()
-                    member, visitor = visitor, None
-            finally:
-                if visitor is not None:
-                    visitor.close()
-            for spec in pages:
-                out.views.append(_navigate(member.pages[0], server.url, spec, first))
-            print(f"server {n}, round {r}: " + ", ".join(f"{v.label.split(' (')[0]} {v.drawn_s:.2f}"
-                                                         for v in out.views[-len(pages) - 2:]), file=sys.stderr)
-        out.rss_mb = peak_rss_mb(server.proc.pid)
+            order = targets if r % 2 == 0 else targets[::-1]
+            for t in order:
+                t.visit(first)
+            for i, spec in enumerate(targets[0].pages):
+                for t in (order if i % 2 == 0 else order[::-1]):
+                    t.view(spec, first)
+            for t in targets:
+                print(f"{t.root.name} server {n}, round {r}: " + ", ".join(
+                    f"{v.label.split(' (')[0]} {v.drawn_s:.2f}" for v in t.views[-len(t.pages) - 2:]), file=sys.stderr)
     finally:
-        if member is not None:
-            member.close()
-        server.stop()
-    runs = [json.loads(line) for line in runs_log.read_text().splitlines()] if runs_log.exists() else []
-    for v in out.views:
-        v.server_s = sum(r["end"] - r["start"] for r in runs if r["start"] >= v.start and r["end"] <= v.end)
-    return out
+        for t in targets:
+            t.close()
+    return targets
 
 
 # --- the report -----------------------------------------------------------------------------------------
-def table(rounds: list[ServerRound]) -> str:
-    labels = list(dict.fromkeys(v.label for rnd in rounds for v in rnd.views))
+def table(targets: list[Target]) -> str:
+    """One checkout's views (of every server it had), page by page."""
+    views = [v for t in targets for v in t.views]
     lines = ["| page | first s | p50 s | p95 s | max s | server p50 s | n |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for label in labels:
-        firsts = [v.drawn_s for rnd in rounds for v in rnd.views if v.label == label and v.first]
-        warm = sorted(v.drawn_s for rnd in rounds for v in rnd.views if v.label == label and not v.first)
-        server = sorted(v.server_s for rnd in rounds for v in rnd.views if v.label == label and not v.first)
+    for label in dict.fromkeys(v.label for v in views):
+        firsts = [v.drawn_s for v in views if v.label == label and v.first]
+        warm = sorted(v.drawn_s for v in views if v.label == label and not v.first)
+        server = sorted(v.server_s for v in views if v.label == label and not v.first)
         first = statistics.median(firsts) if firsts else float("nan")
         lines.append(f"| {label} | {first:.2f} | {percentile(warm, .5):.2f} | {percentile(warm, .95):.2f} | "
                      f"{(warm[-1] if warm else float('nan')):.2f} | {percentile(server, .5):.2f} | {len(warm)} |")
     return "\n".join(lines)
+
+
+def _describe(root: Path) -> str:
+    out = subprocess.run(["git", "-C", str(root), "log", "-1", "--format=%h %s"], capture_output=True, text=True,
+                         check=False)  # not a checkout: said so below
+    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, check=False).stdout.strip()
+    return f"{root} at {out.stdout.strip()[:90] or '(not a git checkout)'}{' (with uncommitted changes)' if dirty else ''}"
 
 
 def build_demo(path: Path) -> None:
@@ -302,6 +341,9 @@ def main() -> None:
     p.add_argument("--cold-browser", action="store_true",
                    help="view the pages in each round's new visitor context (nothing cached in the browser) "
                    "instead of in one signed-in context")
+    p.add_argument("--against", nargs="*", default=[], metavar="CHECKOUT",
+                   help="other checkouts of the app (e.g. a worktree of main), each on its own server, viewed in "
+                   "turn with this one: before/after on the same machine at the same moments")
     p.add_argument("--keep", help="keep workspaces and logs in this folder (default: a temporary one)")
     a = p.parse_args()
     from playwright.sync_api import sync_playwright
@@ -316,23 +358,28 @@ def main() -> None:
             build_demo(base)
         load_before = os.getloadavg()
         started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        rounds = []
+        roots = [ROOT, *(Path(x).resolve() for x in a.against)]
+        env = dict(kv.split("=", 1) for kv in a.server_env)
+        by_root: dict[Path, list[Target]] = {r: [] for r in roots}
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
             try:
                 for n in range(a.servers):
-                    rounds.append(run_server(base, tmp, n, a.repeat, dict(kv.split("=", 1) for kv in a.server_env),
-                                             browser, a.cold_browser))
+                    for t in run_servers(roots, base, tmp, n, a.repeat, env, browser, a.cold_browser):
+                        by_root[t.root].append(t)
             finally:
                 browser.close()
         load_after = os.getloadavg()
         print(f"`.venv/bin/python bench/bench_pages.py {' '.join(sys.argv[1:])}`\n")
         print(f"Date: {started}  Machine: {machine()}")
         print(f"Load average (1, 5, 15 min) before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
-              f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}; {a.servers} server(s) × "
-              f"{a.repeat} warm views{' (pages in a new browser context each round)' if a.cold_browser else ''}; server environment {' '.join(a.server_env) or 'as shipped'}; server peak "
-              f"RSS {max(r.rss_mb for r in rounds):.0f} MB.\n")
-        print(table(rounds))
+              f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}; {a.servers} server(s) per "
+              f"checkout × {a.repeat} later views{' (pages in a new browser context each round)' if a.cold_browser else ''}"
+              f"; server environment {' '.join(a.server_env) or 'as shipped'}"
+              f"{'; checkouts interleaved view by view' if len(roots) > 1 else ''}.")
+        for root, targets in by_root.items():
+            print(f"\n{_describe(root)}; server peak RSS {max(t.rss_mb for t in targets):.0f} MB\n")
+            print(table(targets))
     finally:
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -13,7 +13,7 @@ import pytest
 
 from engine.authz import load_actor
 from engine.commands import run_now
-from engine.reporting.analytics import AnalyticsPeriod, build_analytics
+from engine.reporting.analytics import Analytics, AnalyticsPeriod, build_analytics
 from store.workspace import Workspace
 from tests.apptest_support import app_engine, app_workspace, open_app  # noqa: F401 (fixture)
 from ui import analytics_cache
@@ -130,13 +130,14 @@ def test_the_marker_moves_with_committed_writes_only(ws: Workspace) -> None:
     assert len(set(marks)) == 4
 
 
-def test_the_page_shows_a_new_run_at_once(app_workspace: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_the_page_shows_a_new_run_at_once(app_workspace: str,  # noqa: F811 - the fixture imported above
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """The page as an auditor uses it: viewed, a run happens, viewed again — the run is counted, while a rerun
     with nothing new computes nothing."""
     calls: list[AnalyticsPeriod] = []
     real = analytics_cache.build_analytics
 
-    def counted(ws: Workspace, period: AnalyticsPeriod, now: dt.datetime | None = None):  # noqa: ANN202
+    def counted(ws: Workspace, period: AnalyticsPeriod, now: dt.datetime | None = None) -> Analytics:
         calls.append(period)
         return real(ws, period, now)
 
