@@ -159,17 +159,3 @@ def test_the_page_shows_a_new_run_at_once(app_workspace: str,  # noqa: F811 - th
     assert not at.exception
     assert int(next(m.value for m in at.metric if m.label == "Runs").replace(",", "")) == runs_before + 1
     assert len(calls) == computed + 1
-
-
-def test_the_folded_tables_are_drawn_once_opened(app_workspace: str) -> None:  # noqa: F811 - the fixture imported above
-    at = open_app("sigrid", page=PAGES["analytics"][0], params={"quarter": "2026-Q3"})
-    labels = [e.label for e in at.expander]
-    assert "Failure causes as a table" in labels and "Completion times per automation" in labels
-    folded = len(at.dataframe)
-    at.session_state["analytics-causes-table"] = True  # as a member opening it
-    at.session_state["analytics-times-table"] = True
-    at.run()
-    assert not at.exception
-    assert len(at.dataframe) == folded + 2
-    columns = [set(d.value.columns) for d in at.dataframe]
-    assert any("failure_cause" in c for c in columns) and any("closed_runs" in c for c in columns)
