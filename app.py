@@ -6,15 +6,25 @@ URL, listed in ``core.links.PAGES``.
 
 from __future__ import annotations
 
+import base64
+
 import streamlit as st
 
 from store.errors import StoreError
 from core.links import DEFAULT_PAGE, PAGES
 from ui.runtime import open_engine
+from ui.server_sockets import serve_without_nagle
 from ui.session import current_actor, render_cookie_update
 from ui.signin import render_sidebar_member, render_sign_in
 
-st.set_page_config(page_title="Runledger", page_icon="📒", layout="wide")
+# The 📒 favicon as Streamlit's frontend draws an emoji favicon (an SVG of the glyph), handed over as an ASCII
+# data URL: given the emoji itself, Streamlit imports its emoji catalogue to check it, which compiles a
+# 5,244-way regex — 0.3–0.8 s of a fresh server's first page (measured 0.84 s on a busy 2-core machine).
+FAVICON = "data:image/svg+xml;base64," + base64.b64encode(
+    "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 100 100'><text y='.9em' font-size='90'>📒</text></svg>"
+    .encode()).decode("ascii")
+st.set_page_config(page_title="Runledger", page_icon=FAVICON, layout="wide")
+serve_without_nagle()  # 44 ms → ~1 ms per request on a kept-alive connection (ui.server_sockets)
 
 
 def _page(name: str, default: bool = False, hidden: bool = False) -> st.Page:

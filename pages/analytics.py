@@ -11,11 +11,11 @@ import streamlit as st
 
 from core.states import AWAITING_APPROVAL, IDEMPOTENT_REPLAY, ITEM_FAILED, SKIPPED, SUCCEEDED
 
-from reporting import charts
-from reporting.analytics import OUTCOME_COLUMNS, Analytics, build_analytics
+from reporting.analytics import OUTCOME_COLUMNS, Analytics
 from core.periods import AnalyticsPeriod
 from store.views.analytics import read_run_time_range
 from store.views.run_pages import read_definition_ids
+from ui.analytics_cache import analytics_view
 from ui.brief_widgets import render_brief
 from ui.export_widgets import chart_downloads, table_downloads
 from core.links import RunsView, parse_analytics_view, query_params_dict, runs_link
@@ -58,7 +58,9 @@ label = resolved.label
 analytics_period = AnalyticsPeriod(
     dt.datetime.combine(first_day, dt.time(), dt.timezone.utc),
     dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(), dt.timezone.utc), label, view.definitions)
-a: Analytics = build_analytics(engine.ws, analytics_period)
+cached = analytics_view(engine.ws, analytics_period)  # once per workspace change and minute (ui.analytics_cache)
+a: Analytics = cached.analytics
+figures = cached.figures
 totals = a.totals
 st.subheader(label)
 
@@ -154,12 +156,12 @@ def drill_from(event: object, fig: object, axis: str) -> None:
 
 left, right = st.columns(2)
 with left:
-    fig = charts.outcome_trend(a)
+    fig = figures["outcome-trend"]
     drill_from(st.plotly_chart(fig, on_select="rerun", selection_mode="points", key="trend",
                                config={"displayModeBar": False}), fig, "week")
     chart_downloads(engine.ws, actor, a, "outcome-trend")
 with right:
-    fig = charts.outcomes_by_definition(a)
+    fig = figures["outcomes-by-automation"]
     drill_from(st.plotly_chart(fig, on_select="rerun", selection_mode="points", key="by-definition",
                                config={"displayModeBar": False}), fig, "definition")
     chart_downloads(engine.ws, actor, a, "outcomes-by-automation")
@@ -179,10 +181,10 @@ with st.container(border=True):
                                  week=None if isinstance(pick_week, str) else pick_week))
     st.page_link(target.page, query_params=target.params, label="Open these runs", icon=":material/list_alt:")
 
-st.plotly_chart(charts.firing(a), config={"displayModeBar": False})
+st.plotly_chart(figures["firing"], config={"displayModeBar": False})
 chart_downloads(engine.ws, actor, a, "firing")
 
-st.plotly_chart(charts.failure_causes(a), config={"displayModeBar": False})
+st.plotly_chart(figures["failure-causes"], config={"displayModeBar": False})
 chart_downloads(engine.ws, actor, a, "failure-causes")
 with st.expander("Failure causes as a table"):
     show_table(a.failure_causes, column_config={
@@ -191,7 +193,7 @@ with st.expander("Failure causes as a table"):
         "still_failed": "Still failed", "recovered": "Recovered"})
     table_downloads(engine.ws, actor, a, "failure-causes")
 
-st.plotly_chart(charts.completion_distribution(a), config={"displayModeBar": False})
+st.plotly_chart(figures["completion-time"], config={"displayModeBar": False})
 chart_downloads(engine.ws, actor, a, "completion-time")
 with st.expander("Completion times per automation"):
     show_table(a.completion_times.with_columns(
@@ -204,7 +206,7 @@ with st.expander("Completion times per automation"):
 st.subheader("Approvals")
 left, right = st.columns([3, 2])
 with left:
-    st.plotly_chart(charts.approvals(a), config={"displayModeBar": False})
+    st.plotly_chart(figures["approvals"], config={"displayModeBar": False})
     chart_downloads(engine.ws, actor, a, "approvals")
 with right:
     open_now = a.approvals.filter(pl.col("decision") == "open")

@@ -16,6 +16,9 @@ import sqlalchemy as sa
 from store import audit as audit_mod
 
 Now = Callable[[], dt.datetime]
+# Set on a connection (its ``info``) once a statement that may write runs on it: see
+# ``Workspace.change_marker``.
+WROTE = "runledger_wrote"
 
 
 @dataclass
@@ -41,4 +44,5 @@ class Tx:
     @property
     def raw(self) -> Any:
         """The DB-API connection, for the DuckDB-native fast paths in ``store.bulk``."""
+        self.conn.info[WROTE] = True  # what goes through it is unseen by SQLAlchemy: count it as a write
         return self.conn.connection.dbapi_connection

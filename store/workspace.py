@@ -11,9 +11,10 @@ import datetime as dt
 import os
 import re
 import threading
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import sqlalchemy as sa
 
@@ -25,7 +26,7 @@ except ImportError:  # pragma: no cover - PostgreSQL-only installs
     pass
 
 from store import audit as audit_mod
-from store.tx import Now, Tx
+from store.tx import WROTE, Now, Tx
 from store.errors import SchemaTooNew, StoreError, WorkspaceHeld, WorkspaceUnreadable, WriteConflict, WriteFailed
 from store.migrations import SCHEMA_VERSION, read_schema_version, upgrade_schema
 from store.schema import audit_log
@@ -100,6 +101,13 @@ def _schema_too_new(found: int) -> SchemaTooNew:
         f"{SCHEMA_VERSION}). Nothing was changed. Upgrade Runledger to open it.")
 
 
+def _note_write(conn: sa.Connection, cursor: Any, statement: str, parameters: Any, context: Any,
+                executemany: bool) -> None:
+    """Every statement but a plain SELECT may write (an INSERT, UPDATE, DELETE, DDL, a CTE that updates)."""
+    if not statement.lstrip()[:6].upper().startswith("SELECT"):
+        conn.info[WROTE] = True
+
+
 class Workspace:
     """The opened store. Thread-safe: each call takes its own pooled connection."""
 
@@ -118,6 +126,10 @@ class Workspace:
             self.path = url_or_path
             self.engine = sa.create_engine(url_or_path)
         self._write_lock = threading.RLock()
+        # This object, and how many transactions that wrote it has committed: see ``change_marker``.
+        self._instance = uuid.uuid4().hex
+        self._commits = 0
+        sa.event.listen(self.engine, "before_cursor_execute", _note_write)
         try:
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("SELECT 1").all()
@@ -156,17 +168,39 @@ class Workspace:
         with self._write_lock:
             try:
                 with self.engine.begin() as conn:
+                    conn.info[WROTE] = False
                     tx = Tx(conn, self.now)
                     yield tx
                     if tx.entries:
                         from store.bulk import append_columns  # store.bulk builds on Tx: import late
                         append_columns(tx, audit_log,
                                        audit_mod.chain_columns(tx.entries, audit_mod.read_chain_head(conn)))
+                    wrote = conn.info.pop(WROTE, True)
             except _DB_ERRORS as exc:
                 explained = _explain_write_error(self.path, exc)
                 if explained is None:
                     raise
                 raise explained from exc
+            if wrote:
+                self._commits += 1  # after the commit, under the write lock: see ``change_marker``
+
+    def change_marker(self) -> str | None:
+        """A value that changes whenever the workspace's data may have changed, for caches of what is read.
+
+        On DuckDB this process is the file's one writer (no other process can even open it), and every write
+        is a ``transaction`` of this object, so the number of transactions that wrote which it has committed
+        is exact and costs no query. "Wrote" is conservative: any statement but a SELECT, or any use of the
+        native connection (``Tx.raw``). A transaction that only looked (the engine's poll for due retries,
+        every 5 s, finding none) does not count, or it would empty every cache keyed on the marker. It
+        counts after the commit: a reader that takes the marker *before* it reads may cache a newer snapshot
+        under an older marker (harmless), never an older snapshot under a newer one. The object's own random
+        id is part of it, so two workspaces (or a reopened one) never share a value.
+
+        None where other processes write too (a PostgreSQL workspace shared by replicas): nothing here
+        could see their writes, so callers must not cache."""
+        if not self.is_duckdb:
+            return None
+        return f"{self._instance}:{self._commits}"
 
     def verify_audit(self) -> audit_mod.ChainVerdict:
         with self.read() as conn:

@@ -34,16 +34,17 @@ def _free_port() -> int:
 class AppServer:
     """``streamlit run app.py`` on its own workspace; the live engine runs inside it, as in production."""
 
-    def __init__(self, workspace: Path, log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, workspace: Path, log: Path, env: dict[str, str] | None = None, root: Path = ROOT) -> None:
+        """``root``: the checkout whose ``app.py`` it serves (a benchmark may compare two)."""
         self.workspace = workspace
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(log, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+            [sys.executable, "-m", "streamlit", "run", str(root / "app.py"), "--server.headless", "true",
              "--server.port", str(self.port), "--server.address", "127.0.0.1",
              "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+            cwd=root, stdout=self.log, stderr=subprocess.STDOUT,
             env={**os.environ, "RUNLEDGER_DB": str(workspace), "RUNLEDGER_INTAKE_PORT": "0", **(env or {})})
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
