@@ -16,7 +16,7 @@ from engine.commands import run_now
 from reporting.analytics import Analytics, build_analytics
 from core.periods import AnalyticsPeriod
 from store.workspace import Workspace
-from tests.apptest_support import app_engine, app_workspace, open_app  # noqa: F401 (fixture)
+from tests.apptest_support import app_engine, open_app
 from ui import analytics_cache
 from ui.analytics_cache import analytics_view
 from core.links import PAGES

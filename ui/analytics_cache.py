@@ -20,7 +20,7 @@ A workspace whose marker is None (other processes write to it too) is never cach
 The cached ``AnalyticsView`` is one object shared by every session (``st.cache_resource``: copying the
 figures, as ``st.cache_data`` would, costs as much as building them). Nothing may change it: the page only
 reads it; ``st.plotly_chart`` serialises a copy of each figure (``Figure.to_dict``); exports build their own
-figures from the analytics, through the audited path (``engine.reporting.exports``), when a member clicks.
+figures from the analytics, through the audited path (``reporting.exports``), when a member clicks.
 """
 
 from __future__ import annotations
