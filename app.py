@@ -10,8 +10,8 @@ import base64
 
 import streamlit as st
 
-from store.errors import StoreError
 from core.links import DEFAULT_PAGE, PAGES
+from store.errors import StoreError
 from ui.runtime import open_engine
 from ui.server_sockets import serve_without_nagle
 from ui.session import current_actor, render_cookie_update

@@ -30,13 +30,13 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_dashboard import timed  # noqa: E402
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def store_calls(ws: Any, period: Any) -> None:
     """The store half of ``build_analytics``: the same queries in one read transaction."""
-    from store.views import analytics as q
     from store.definitions import read_definitions
+    from store.views import analytics as q
 
     f = q.AnalyticsFilter(period.start, period.end, period.definitions)
     with ws.read() as conn:
@@ -74,9 +74,9 @@ def main() -> None:
           f"runs {first:%Y-%m-%d} … {last:%Y-%m-%d}, {os.cpu_count()} CPUs")
     print("| analytics | p50 ms | p95 ms | max ms | target p95 |\n|---|---:|---:|---:|---:|")
     for label, period, target in (("a quarter", quarter, 150), ("all time", all_time, 500)):
-        r = timed(lambda: store_calls(ws, period), a.repeat)
+        r = timed(lambda period=period: store_calls(ws, period), a.repeat)
         print(f"| store time, {label} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['max_ms']:.0f} | ≤ {target} |")
-        r = timed(lambda: build_analytics(ws, period), a.repeat)
+        r = timed(lambda period=period: build_analytics(ws, period), a.repeat)
         print(f"| page build (store + shaping), {label} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | "
               f"{r['max_ms']:.0f} | |")
     analytics = build_analytics(ws, quarter)
@@ -95,7 +95,7 @@ def main() -> None:
     for name in ("outcome-trend", "failure-causes"):
         for fmt in ("png", "svg", "pdf"):
             fig = CHARTS[name][1](analytics)
-            r = timed(lambda: render_chart(fig, fmt, prov, name), 8)
+            r = timed(lambda fig=fig, fmt=fmt, name=name: render_chart(fig, fmt, prov, name), 8)
             print(f"| {name} (warm) | {fmt} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['max_ms']:.0f} |")
     print(f"\nPeak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     ws.close()

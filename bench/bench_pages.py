@@ -59,8 +59,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.load_report import machine, percentile  # noqa: E402 - importable only after the path insert
 from bench.load_workspace import copy_workspace  # noqa: E402 - likewise
-from tests.browser.conftest import CHROMIUM, CHROMIUM_FLAGS, AppServer  # noqa: E402 - likewise
 from core.links import Link, item_link, run_link  # noqa: E402 - likewise
+from tests.browser.conftest import CHROMIUM, CHROMIUM_FLAGS, AppServer  # noqa: E402 - likewise
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")  # Debian's chromium; never a download
 MEMBER = "sigrid"
@@ -321,7 +321,8 @@ def _describe(root: Path) -> str:
                          check=False)  # not a checkout: said so below
     dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
                            capture_output=True, text=True, check=False).stdout.strip()
-    return f"{root} at {out.stdout.strip()[:90] or '(not a git checkout)'}{' (with uncommitted changes)' if dirty else ''}"
+    changes = " (with uncommitted changes)" if dirty else ""
+    return f"{root} at {out.stdout.strip()[:90] or '(not a git checkout)'}{changes}"
 
 
 def build_demo(path: Path) -> None:
@@ -374,7 +375,8 @@ def main() -> None:
         print(f"Date: {started}  Machine: {machine()}")
         print(f"Load average (1, 5, 15 min) before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
               f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}; {a.servers} server(s) per "
-              f"checkout × {a.repeat} later views{' (pages in a new browser context each round)' if a.cold_browser else ''}"
+              f"checkout × {a.repeat} later views"
+              f"{' (pages in a new browser context each round)' if a.cold_browser else ''}"
               f"; server environment {' '.join(a.server_env) or 'as shipped'}"
               f"{'; checkouts interleaved view by view' if len(roots) > 1 else ''}.")
         for root, targets in by_root.items():

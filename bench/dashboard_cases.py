@@ -7,11 +7,20 @@ from collections.abc import Callable
 from typing import Any
 
 from store.views.oversight import FailedFilter, count_failed_items_by_cause, read_failed_items
-from store.views.run_pages import (RunFilter, RunSort, count_items_by_action_and_outcome,
-                                   count_outcomes_for_runs, count_runs_by_status, read_entity_audit,
-                                   read_item_detail, read_items_page, read_run_detail, read_runs_page)
+from store.views.run_pages import (
+    RunFilter,
+    RunSort,
+    count_items_by_action_and_outcome,
+    count_outcomes_for_runs,
+    count_runs_by_status,
+    read_entity_audit,
+    read_item_detail,
+    read_items_page,
+    read_run_detail,
+    read_runs_page,
+)
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 Q = (dt.datetime(2026, 7, 1, tzinfo=UTC), dt.datetime(2026, 10, 1, tzinfo=UTC))
 
 

@@ -95,7 +95,7 @@ class Flow:
     async def think(self) -> None:
         try:
             await asyncio.wait_for(self.shared.stop.wait(), self.think_s * self.rng.uniform(0.5, 1.5))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     async def sign_in(self) -> bool:
@@ -109,7 +109,7 @@ class Flow:
         stop = self.shared.stop
         try:
             await asyncio.wait_for(stop.wait(), self.rng.uniform(0, 5 * self.think_s))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         while not stop.is_set():
             if not await self.timed("runs", self.open_runs):
@@ -124,7 +124,7 @@ class Flow:
             if stop.is_set() or run_id is None:
                 continue
             label = BIG if run_id == big else ""
-            if not await self.timed("open run", lambda: self.open_run(run_id), label):
+            if not await self.timed("open run", lambda run_id=run_id: self.open_run(run_id), label):
                 await self.recover()
                 continue
             await self.think()
@@ -132,13 +132,13 @@ class Flow:
             if stop.is_set() or not items:
                 continue
             item_id = self.rng.choice(items)
-            if not await self.timed("open item", lambda: self.open_item(item_id), label):
+            if not await self.timed("open item", lambda item_id=item_id: self.open_item(item_id), label):
                 await self.recover()
                 continue
             await self.think()
             if stop.is_set():
                 continue
-            if not await self.timed("back", lambda: self.back(run_id), label):
+            if not await self.timed("back", lambda run_id=run_id: self.back(run_id), label):
                 await self.recover()
                 continue
             await self.think()

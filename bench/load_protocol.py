@@ -54,7 +54,7 @@ class View:
 class Tab:
     """One browser tab: its websocket, the page it is on, and the live fragment's refreshes."""
 
-    def __init__(self, flow: "ProtocolFlow") -> None:
+    def __init__(self, flow: ProtocolFlow) -> None:
         self.flow = flow
         self.ws: ClientConnection | None = None
         self.reader: asyncio.Task[None] | None = None

@@ -140,7 +140,8 @@ def latency_table(rows: list[Row]) -> str:
 
 
 def throughput_table(rounds: list[dict[str, Any]]) -> str:
-    lines = ["| round | sessions (browsers) | items settled | match s | execute s | total s | items/s | batches (median "
+    lines = ["| round | sessions (browsers) | items settled | match s | execute s | total s | items/s | "
+             "batches (median "
              "size) | CPU cores: server | load generator | everything else | server peak RSS MB | load avg "
              "(1 min) before → after |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
@@ -149,7 +150,8 @@ def throughput_table(rounds: list[dict[str, Any]]) -> str:
         other = r["machine_cores"] - r["server_cores"] - r["client_cores"]
         lines.append(
             f"| {r['label']} | {r['sessions']} ({r['browsers']}) | "
-            f"{t['items_in_window']:,}{' (of ' + format(t['items'], ',') + '; sessions stopped)' if t['cut_short'] else ''} | "
+            f"{t['items_in_window']:,}"
+            f"{' (of ' + format(t['items'], ',') + '; sessions stopped)' if t['cut_short'] else ''} | "
             f"{t['match_s']:.2f} | "
             f"{t['execute_s']:.2f} | {t['total_s']:.2f} | **{t['items_per_s']:,.0f}** | {t['batches']} "
             f"({t['median_batch']:,.0f}) | "
@@ -159,7 +161,7 @@ def throughput_table(rounds: list[dict[str, Any]]) -> str:
 
 
 def today() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def round_report(r: dict[str, Any], solo_ips: float) -> list[str]:

@@ -123,4 +123,4 @@ def read_run_timing(path: Path, run_id: str, load_end: float | None = None) -> d
 
 def _epoch(t: dt.datetime) -> float:
     """Stored times are UTC; DuckDB may hand them back naive."""
-    return (t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)).timestamp()
+    return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp()

@@ -12,8 +12,9 @@ import datetime as dt
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from engine.authz import NotAuthorized, UnknownMember
 from engine.catalog import UnknownDefinition
@@ -101,7 +102,7 @@ def _add_period_args(sp: argparse.ArgumentParser) -> None:
 
 def _date(text: str, flag: str) -> dt.datetime:
     try:
-        return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.timezone.utc)
+        return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(), dt.UTC)
     except ValueError:  # a usage error, said through ``out`` like every other message
         raise BadRequest(f"{flag} must be a date like 2026-07-01, not {text!r}") from None
 
@@ -160,7 +161,7 @@ def _dispatch(args: argparse.Namespace, out: Callable[[str], None]) -> int:
                     f"error: {path} already holds a workspace; the demo seeds only an empty one "
                     "(choose another with --db or RUNLEDGER_DB).")
                 return EXIT_OK if args.if_empty else EXIT_REFUSED
-        until = dt.datetime.fromisoformat(args.until).replace(tzinfo=dt.timezone.utc) if args.until else None
+        until = dt.datetime.fromisoformat(args.until).replace(tzinfo=dt.UTC) if args.until else None
         engine = seed_demo(path, args.definitions, until=until, say=out)
         engine.ws.close()
         return EXIT_OK
@@ -237,9 +238,9 @@ def _report(engine: Any, args: argparse.Namespace, out: Callable[[str], None]) -
     """The audit committee brief, or one analytics chart or table, for a period. The engine authorizes
     and audits the export; the folder and the automations are checked first, so that no export is
     recorded for a file that could not be written, and an unknown chart, table or format is a usage error."""
+    from core.periods import PeriodError, period_from_dates
     from engine.authz import load_actor
     from reporting.exports import ExportRefused
-    from core.periods import PeriodError, period_from_dates
     from store.definitions import read_definitions
     target = Path(args.out)
     if not (target.is_dir() or target.parent.is_dir()):

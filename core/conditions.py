@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 OPS = {"eq": "is", "ne": "is not", "lt": "is before/below", "lte": "is on or before/at most",
        "gt": "is after/above", "gte": "is on or after/at least", "in": "is one of",
@@ -27,7 +27,7 @@ class DaysAfterTrigger:
         return trigger_at + dt.timedelta(days=self.days)
 
 
-Value = Union[str, int, float, bool, dt.date, list, DaysAfterTrigger, None]
+Value = str | int | float | bool | dt.date | list[Any] | DaysAfterTrigger | None
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class Related:
 
 @dataclass(frozen=True)
 class Clause:
-    test: Union[Compare, Related]
+    test: Compare | Related
     reason: str  # recorded when the clause does not hold at execution
 
     def describe(self) -> str:

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from core.periods import PeriodChoice, parse_period
 from core.markup import md_repr, md_value
+from core.periods import PeriodChoice, parse_period
 
 # name: (script, url path, title, icon). Navigation (app.py) and every link read this table.
 PAGES: dict[str, tuple[str, str, str, str]] = {

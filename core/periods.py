@@ -21,7 +21,7 @@ PERIOD_KINDS: dict[str, str] = {
     "quarter": "A named quarter",
     "custom": "Custom dates",
 }
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def _midnight(d: dt.date) -> dt.datetime:

@@ -205,7 +205,8 @@ def _parse_signals(doc: dict[str, Any], fields: Mapping[str, str], fail: Any) ->
         return None
     if not isinstance(raw, dict) or not set(raw) <= {"key_prefix", "received_at"} or "key_prefix" not in raw:
         raise fail("signals", "{key_prefix: PREFIX, received_at: FIELD}", raw,
-                   "say how a signalled subject is numbered, and (optionally) which timestamp field records its arrival")
+                   "say how a signalled subject is numbered, and (optionally) which timestamp field records "
+                   "its arrival")
     prefix = raw["key_prefix"]
     if not isinstance(prefix, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,15}", prefix):
         raise fail("signals.key_prefix", "a short prefix like RC-", prefix)
@@ -223,7 +224,8 @@ def _parse_source(doc: dict[str, Any], fail: Any) -> SourceSpec | None:
         raise fail("source", "a mapping with file or sql, and schedule", type(raw).__name__)
     for k in raw:
         if k not in SOURCE_KEYS:
-            raise fail(f"source.{k}", f"one of {', '.join(sorted(SOURCE_KEYS))}", k, "remove it or correct its spelling")
+            raise fail(f"source.{k}", f"one of {', '.join(sorted(SOURCE_KEYS))}", k,
+                       "remove it or correct its spelling")
     schedule = raw.get("schedule")
     if not isinstance(schedule, str) or len(schedule.split()) != 5:
         raise fail("source.schedule", 'a 5-field cron expression such as "0 5 * * *"', schedule,

@@ -10,7 +10,7 @@ import datetime as dt
 
 from apscheduler.triggers.cron import CronTrigger
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def fire_times(trigger: CronTrigger, start: dt.datetime, end: dt.datetime,

@@ -6,8 +6,8 @@ Nothing else in the code base decides a status. Store functions write what this 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 # --- run statuses (spelled as in the product page) -----------------------------------------------
 PENDING = "pending"

@@ -12,23 +12,23 @@ import datetime as dt
 import json
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
+from demo.world import KYC_CRON, SUPPLIER_CRON, World, build_world, fire_times
 from engine import commands
 from engine.authz import hash_password, load_actor
 from engine.clock import SimulatedClock, SystemClock
-from demo.world import SUPPLIER_CRON, KYC_CRON, World, build_world, fire_times
 from engine.runtime import Engine
 from engine.signals import deliver_signal
 from store import items as item_store
-from store.sources import create_source
 from store.members import count_members, create_member
 from store.records import add_outage
 from store.registers import add_subject_with_event, change_subject, insert_subjects
+from store.sources import create_source
 from store.workspace import Workspace
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 DEMO_START = dt.datetime(2026, 6, 30, 0, 0, tzinfo=UTC)
 DEMO_MEMBERS = {"sigrid": ("Sigrid Halvorsen", ["operator", "approver"]), "auditor": ("Internal Audit", ["auditor"]),
                 "admin": ("Workspace Admin", ["admin"]), "viewer": ("Read-only Viewer", ["viewer"])}

@@ -21,7 +21,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from core.schedule import fire_times
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 QUARTER_START = dt.datetime(2026, 7, 1, tzinfo=UTC)
 QUARTER_END = dt.datetime(2026, 10, 1, tzinfo=UTC)  # exclusive
 # The second outage, from the fire time of the KYC run it hits: it begins a few deliveries in (each takes
@@ -78,7 +78,7 @@ def build_world(seed: int = 2026, until: dt.datetime | None = None) -> World:
     rng = random.Random(seed)
     until = until or QUARTER_END
     w = World()
-    names = iter(rng.sample([f"{f} {l}" for f in FIRST for l in LAST], len(FIRST) * len(LAST)))
+    names = iter(rng.sample([f"{first} {last}" for first in FIRST for last in LAST], len(FIRST) * len(LAST)))
     n_acc = 0
 
     def account(due: dt.date) -> dict[str, Any]:
@@ -96,7 +96,7 @@ def build_world(seed: int = 2026, until: dt.datetime | None = None) -> World:
     outage_week = mondays[6]
     skip_weeks = {mondays[2]: 3, mondays[4]: 3, mondays[8]: 3, mondays[11]: 3}
     leftover = leftover_monday(until)
-    for monday, count in zip(mondays + later_mondays, weekly):
+    for monday, count in zip(mondays + later_mondays, weekly, strict=True):
         week = [account((monday - dt.timedelta(days=rng.randint(0, 6))).date()) for _ in range(count)]
         week.sort(key=lambda a: a["account_id"])
         if monday == leftover:
@@ -125,7 +125,7 @@ def build_world(seed: int = 2026, until: dt.datetime | None = None) -> World:
     groups = [9, 12, 7] + [rng.randint(5, 15) for _ in firsts[3:]]
     n_sup = 0
     prev_first = QUARTER_START - dt.timedelta(days=30)
-    for first, count in zip(firsts, groups):
+    for first, count in zip(firsts, groups, strict=True):
         prev_horizon, prev_first = prev_first + dt.timedelta(days=45), first
         for _ in range(count):
             n_sup += 1
@@ -156,7 +156,7 @@ def build_world(seed: int = 2026, until: dt.datetime | None = None) -> World:
         w.happenings.append((t, "aml_failure", {"monitor": rng.choice(monitors),
                                                 "account_id": rng.choice(w.accounts)["account_id"],
                                                 "detail": f"threshold exceeded by {rng.randint(5, 80)}%"}))
-    for i in range(days // 3):
+    for _ in range(days // 3):
         w.happenings.append((moment_in(QUARTER_START, until), "aml_pass",
                              {"monitor": rng.choice(monitors), "account_id": rng.choice(w.accounts)["account_id"]}))
 

@@ -13,9 +13,9 @@ import logging
 import threading
 from typing import Any, NamedTuple
 
+from core.states import SUCCEEDED
 from engine.actioners.base import ActionContext, ActionRequest, CreatedRecord
 from engine.settings import number_from_env
-from core.states import SUCCEEDED
 from store.records import RECORD_TABLES, field_value_types, insert_idempotency, insert_records, read_idempotency
 from store.workspace import Workspace
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import threading
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
-from engine.clock import Clock
 from core.states import SUCCEEDED
+from engine.clock import Clock
 from store.bulk import same
 
 GC_PAUSE_MIN_ITEMS = 256
@@ -125,7 +126,7 @@ class Settlement:
     def _columns(names: tuple[str, ...], rows: list[tuple[Any, ...]]) -> dict[str, Any]:
         if not rows:
             return {}
-        return dict(zip(names, map(list, zip(*rows))))
+        return dict(zip(names, map(list, zip(*rows, strict=True)), strict=True))
 
     def updates(self, now: dt.datetime) -> dict[str, Any]:
         columns = self._columns(self.UPDATE_COLUMNS, self.update_rows)

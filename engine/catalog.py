@@ -8,9 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from core.definitions import Definition, LoadReport, content_hash, load_definition_files, parse_definition
-from store.definitions import (read_definition_version, read_definitions, record_definition_rejection,
-                               save_definition_version)
 from engine.vocabulary import workspace_vocabulary
+from store.definitions import (
+    read_definition_version,
+    read_definitions,
+    record_definition_rejection,
+    save_definition_version,
+)
 from store.workspace import Workspace
 
 

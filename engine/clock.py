@@ -13,9 +13,10 @@ import heapq
 import itertools
 import threading
 import time
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 class Clock(Protocol):

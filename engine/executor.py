@@ -20,19 +20,28 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
+from core.definitions import Definition
+from core.states import (
+    AWAITING_APPROVAL,
+    DETERMINISTIC,
+    IDEMPOTENT_REPLAY,
+    ITEM_FAILED,
+    ITEM_PENDING,
+    SKIPPED,
+    SUCCEEDED,
+    TRANSIENT,
+)
+from core.templates import TemplateError, compile_template
 from engine.action_calls import NoAnswer, TimedCalls, check_created
 from engine.actioners.base import ActionContext, ActionFailed, ActionRequest, acts_in_process
 from engine.batching import Batch, BatchSizer, Reads, Settlement, gc_paused
 from engine.catalog import DefinitionCatalog
 from engine.clock import Clock
-from core.definitions import Definition
 from engine.resume import WorkRegistry
-from core.states import (AWAITING_APPROVAL, DETERMINISTIC, IDEMPOTENT_REPLAY, ITEM_FAILED, ITEM_PENDING, SKIPPED,
-                         SUCCEEDED, TRANSIENT)
 from engine.status import settle_run_status
-from core.templates import TemplateError, compile_template
 from store import items as item_store
 from store import runs as run_store
 from store.audit import json_encoder
@@ -246,7 +255,7 @@ class Executor:
         looked up — the lookup costs more than the action for a fast in-process actioner.
         """
         item_ids, keys = batch["item_id"], batch["idempotency_key"]
-        lookup = [k for k, a in zip(keys, batch["attempts"]) if a] if fresh else keys
+        lookup = [k for k, a in zip(keys, batch["attempts"], strict=True) if a] if fresh else keys
         with self.ws.read() as conn:
             checks = check_subjects(conn, d.condition, run["triggered_at"], sorted(set(batch["subject_id"])))
             approved = item_store.read_approved_item_ids(conn, item_ids) if d.approval_required else set()
@@ -283,7 +292,7 @@ class Executor:
         updates, attempt_rows, ledger_rows, audit = s.update_rows, s.attempt_rows, s.ledger_rows, s.audit
         for item_id, kind, sid, stored, action, params, key, attempts in zip(
                 batch["item_id"], batch["subject_kind"], batch["subject_id"], batch["subject_snapshot"],
-                batch["action"], batch["parameters"], batch["idempotency_key"], batch["attempts"]):
+                batch["action"], batch["parameters"], batch["idempotency_key"], batch["attempts"], strict=True):
             now = clock_now()
             reason = checks[sid][0]
             current = now_json.get(sid)

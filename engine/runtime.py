@@ -15,13 +15,13 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from core.definitions import LoadReport
 from core.states import IN_FLIGHT, ITEM_PENDING, OPEN_RUN_STATUSES
 from engine.actioners.base import ActionContext
 from engine.actioners.messaging import MessagingIntegration
 from engine.actioners.modules import default_actioners
 from engine.catalog import DefinitionCatalog
 from engine.clock import Clock, SystemClock
-from core.definitions import LoadReport
 from engine.executor import Executor
 from engine.resume import is_interrupted, resume_every_seconds
 from engine.status import settle_run_status
@@ -36,7 +36,7 @@ log = logging.getLogger("runledger.engine")
 
 def schedule_event_id(definition_id: str, fire_time: dt.datetime) -> str:
     """One id per (definition, fire time): a fire repeated after a restart finds its event exists."""
-    return f"SCH-{definition_id}-{fire_time.astimezone(dt.timezone.utc):%Y%m%dT%H%M%SZ}"
+    return f"SCH-{definition_id}-{fire_time.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}"
 
 
 class Engine:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from engine.intake.server import start_intake
 from engine.runtime import Engine

@@ -12,8 +12,8 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from core.json_body import BadJson, read_json
-from store.sources import read_source
 from store.registers import REGISTERS, insert_signal_subject, record_trigger_event, to_jsonable
+from store.sources import read_source
 
 if TYPE_CHECKING:
     from engine.runtime import Engine
@@ -103,7 +103,7 @@ def validate_fields(register: str, payload: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def deliver_signal(engine: "Engine", source_id: str, raw_payload: bytes | str | dict[str, Any],
+def deliver_signal(engine: Engine, source_id: str, raw_payload: bytes | str | dict[str, Any],
                    dispatch: bool = True) -> str:
     """Accept a signal: one transaction records the register row and its trigger event."""
     actor = f"signal:{source_id}"

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from core.states import (CANCELLED, COMPLETED, COMPLETED_WITH_FAILURES, FAILED, PENDING, RUNNING,
-                         TERMINAL_RUN_STATUSES, derive_run_status)
+from core.states import (
+    CANCELLED,
+    COMPLETED,
+    COMPLETED_WITH_FAILURES,
+    FAILED,
+    PENDING,
+    RUNNING,
+    TERMINAL_RUN_STATUSES,
+    derive_run_status,
+)
 from store import runs as run_store
 from store.run_counts import write_item_counts
 from store.tx import Tx

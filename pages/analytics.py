@@ -9,22 +9,20 @@ from dataclasses import replace
 import polars as pl
 import streamlit as st
 
+from core.links import RunsView, parse_analytics_view, query_params_dict, runs_link
+from core.periods import AnalyticsPeriod, PeriodChoice, resolve_period
 from core.states import AWAITING_APPROVAL, IDEMPOTENT_REPLAY, ITEM_FAILED, SKIPPED, SUCCEEDED
-
 from reporting.analytics import OUTCOME_COLUMNS, Analytics
-from core.periods import AnalyticsPeriod
 from store.views.analytics import read_run_time_range
 from store.views.run_pages import read_definition_ids
 from ui.analytics_cache import analytics_view
 from ui.brief_widgets import render_brief
 from ui.export_widgets import chart_downloads, table_downloads
-from core.links import RunsView, parse_analytics_view, query_params_dict, runs_link
 from ui.period_picker import pick_period
-from core.periods import PeriodChoice, resolve_period
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
-from ui.text import fmt_duration
 from ui.tables import show_table
+from ui.text import fmt_duration
 
 engine = current_engine()
 actor = actor_or_stop()
@@ -56,8 +54,8 @@ resolved = resolve_period(view.period, today, earliest)
 first_day, last_day = resolved.first_day or earliest, resolved.last_day or today
 label = resolved.label
 analytics_period = AnalyticsPeriod(
-    dt.datetime.combine(first_day, dt.time(), dt.timezone.utc),
-    dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(), dt.timezone.utc), label, view.definitions)
+    dt.datetime.combine(first_day, dt.time(), dt.UTC),
+    dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(), dt.UTC), label, view.definitions)
 cached = analytics_view(engine.ws, analytics_period)  # once per workspace change and minute (ui.analytics_cache)
 a: Analytics = cached.analytics
 figures = cached.figures

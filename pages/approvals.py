@@ -8,15 +8,15 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.links import item_link, run_link
+from core.markup import md_escape
 from engine.catalog import UnknownDefinition
 from engine.commands import COMMAND_REFUSALS, approve_item, dismiss_item, four_eyes_conflict
 from store.views.oversight import read_open_approvals_oldest_first, read_recent_decisions
-from core.links import item_link, run_link
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
 from ui.tables import show_table
 from ui.text import fmt_age, fmt_time, pretty_json
-from core.markup import md_escape
 
 engine = current_engine()
 actor = actor_or_stop()

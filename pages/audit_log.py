@@ -8,13 +8,13 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from store.views.oversight import AuditFilter, read_audit_entry, read_audit_page, read_audit_vocabulary
 from core.links import audit_link, query_params_dict
+from core.markup import md_value
+from store.views.oversight import AuditFilter, read_audit_entry, read_audit_page, read_audit_vocabulary
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
-from ui.text import fmt_time, pretty_json
-from core.markup import md_value
 from ui.tables import show_table
+from ui.text import fmt_time, pretty_json
 
 engine = current_engine()
 actor_or_stop()
@@ -106,7 +106,7 @@ if wanted != current:
 for sentence in dict.fromkeys(problems):
     st.warning(sentence)
 
-utc = dt.timezone.utc
+utc = dt.UTC
 f = AuditFilter(actor=actor_f, event=event_f, entity_kind=kind_f, entity_id=entity_f,
                 start=dt.datetime.combine(start_f, dt.time(), utc) if start_f else None,
                 end=dt.datetime.combine(end_f + dt.timedelta(days=1), dt.time(), utc) if end_f else None)

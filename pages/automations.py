@@ -8,15 +8,15 @@ import difflib
 import pandas as pd
 import streamlit as st
 
+from core.links import definition_link, query_params_dict, run_link
+from core.markup import md_escape, md_repr, md_value
 from engine.catalog import UnknownDefinition
 from engine.commands import COMMAND_REFUSALS, preview_run_now, run_now, set_enabled
 from store.definitions import read_definition_rejections, read_definition_versions, read_definitions
-from core.links import definition_link, query_params_dict, run_link
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
-from ui.text import fmt_duration, fmt_time
-from core.markup import md_escape, md_repr, md_value
 from ui.tables import show_table
+from ui.text import fmt_duration, fmt_time
 
 engine = current_engine()
 actor = actor_or_stop()

@@ -3,21 +3,19 @@ filter (no page cap), with the plan first, a progress bar and a summary."""
 
 from __future__ import annotations
 
-
 import pandas as pd
 import streamlit as st
 
-from engine.commands import plan_bulk_retry
-from engine.commands import COMMAND_REFUSALS, retry_items
-from store.views.oversight import FailedFilter, count_failed_items_by_cause, read_failed_items
-from store.views.analytics import read_run_time_range
-from store.views.run_pages import read_definition_ids
 from core.links import failed_items_link, item_link, query_params_dict, run_link
-from ui.period_picker import pick_period
+from core.markup import md_escape, md_repr, md_value
 from core.periods import parse_period, resolve_period
+from engine.commands import COMMAND_REFUSALS, plan_bulk_retry, retry_items
+from store.views.analytics import read_run_time_range
+from store.views.oversight import FailedFilter, count_failed_items_by_cause, read_failed_items
+from store.views.run_pages import read_definition_ids
+from ui.period_picker import pick_period
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
-from core.markup import md_escape, md_repr, md_value
 from ui.tables import show_table
 
 engine = current_engine()

@@ -8,16 +8,16 @@ import json
 import pandas as pd
 import streamlit as st
 
+from core.links import audit_link, query_params_dict, record_link, run_link, runs_link, subject_link
+from core.markup import md_escape, md_repr
 from core.states import ITEM_FAILED
 from engine.commands import COMMAND_REFUSALS, NotEligible, check_retry_eligible, retry_item
 from store.views.run_pages import read_entity_audit, read_item_detail
 from ui.colors import OUTCOME_BADGES
-from core.links import audit_link, query_params_dict, record_link, run_link, runs_link, subject_link
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
-from ui.text import fmt_time, pretty_json
-from core.markup import md_escape, md_repr
 from ui.tables import show_table
+from ui.text import fmt_time, pretty_json
 
 engine = current_engine()
 actor = actor_or_stop()

@@ -9,8 +9,8 @@ from core.roles import ROLE_PERMISSIONS
 from store.members import read_members
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
-from ui.text import fmt_time
 from ui.tables import show_table
+from ui.text import fmt_time
 
 engine = current_engine()
 actor = actor_or_stop()

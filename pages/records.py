@@ -6,15 +6,15 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from store.views.oversight import RECORD_MODULES, read_items_for_subject, read_records, read_subject_row
+from core.links import Link, item_link, query_params_dict, record_link, run_link, subject_link
+from core.markup import md_repr, md_value
 from store.records import read_record
 from store.registers import REGISTERS
-from core.links import Link, item_link, query_params_dict, record_link, run_link, subject_link
+from store.views.oversight import RECORD_MODULES, read_items_for_subject, read_records, read_subject_row
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
-from ui.text import fmt_time, pretty_json
-from core.markup import md_repr, md_value
 from ui.tables import show_table
+from ui.text import fmt_time, pretty_json
 
 engine = current_engine()
 actor_or_stop()

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.roles import PERMISSION_ROLES
-from reporting.bundle import build_run_bundle
-from core.states import ITEM_FAILED, TERMINAL_RUN_STATUSES
-from store.views.run_pages import (count_failed_first_items, count_items_by_action_and_outcome,
-                                   read_entity_audit, read_items_page, read_run_detail)
-from ui.colors import STATUS_BADGES
 from core.links import audit_link, definition_link, query_params_dict, run_link, runs_link
+from core.markup import md_escape, md_repr
+from core.roles import PERMISSION_ROLES
+from core.states import ITEM_FAILED, TERMINAL_RUN_STATUSES
+from reporting.bundle import build_run_bundle
+from store.views.run_pages import (
+    count_failed_first_items,
+    count_items_by_action_and_outcome,
+    read_entity_audit,
+    read_items_page,
+    read_run_detail,
+)
+from ui.colors import STATUS_BADGES
 from ui.run_actions import render_cancel, render_retry, show_last_result
 from ui.run_views import KNOWN_OUTCOMES, breakdown_figure, duration_seconds, items_frame
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
-from ui.text import fmt_duration, fmt_time, pretty_json
-from core.markup import md_escape, md_repr
 from ui.tables import show_table
+from ui.text import fmt_duration, fmt_time, pretty_json
 
 engine = current_engine()
 actor = actor_or_stop()

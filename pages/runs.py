@@ -9,18 +9,33 @@ from dataclasses import replace
 
 import streamlit as st
 
-from store.views.analytics import read_run_time_range
-from store.views.run_pages import (BadCursor, count_failed_first_items, count_outcomes_for_runs, count_runs,
-                                   count_runs_by_status, read_definition_ids, read_runs_page)
-from ui.colors import STATUS_MARKS
 from core.links import RUN_SORTS, parse_runs_view, query_params_dict, run_link, runs_link
+from core.markup import md_escape
+from store.views.analytics import read_run_time_range
+from store.views.run_pages import (
+    BadCursor,
+    count_failed_first_items,
+    count_outcomes_for_runs,
+    count_runs,
+    count_runs_by_status,
+    read_definition_ids,
+    read_runs_page,
+)
+from ui.colors import STATUS_MARKS
 from ui.period_picker import pick_period
-from ui.run_views import ATTENTION, KNOWN_OUTCOMES, KNOWN_STATUSES, highlight_attention, run_filter, run_sort, \
-    RUNS_WIDTHS, runs_frame
-from ui.tables import table_height
+from ui.run_views import (
+    ATTENTION,
+    KNOWN_OUTCOMES,
+    KNOWN_STATUSES,
+    RUNS_WIDTHS,
+    highlight_attention,
+    run_filter,
+    run_sort,
+    runs_frame,
+)
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
-from core.markup import md_escape
+from ui.tables import table_height
 
 engine = current_engine()
 actor_or_stop()

@@ -13,13 +13,13 @@ from typing import Any
 
 import polars as pl
 
-from reporting.firing import FiringCheck, check_firing
-from core.periods import AnalyticsPeriod
 from core.definitions import Vocabulary
+from core.periods import AnalyticsPeriod
 from core.states import ATTENTION_STATUSES, ITEM_OUTCOMES
 from engine.vocabulary import workspace_vocabulary
-from store.views import analytics as q
+from reporting.firing import FiringCheck, check_firing
 from store.definitions import read_definitions
+from store.views import analytics as q
 from store.workspace import Workspace
 
 OUTCOME_COLUMNS = list(ITEM_OUTCOMES)

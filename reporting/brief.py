@@ -21,10 +21,11 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, PageBreak, SimpleDocTemplate
 
+from core.links import run_link
+from core.periods import AnalyticsPeriod
 from core.roles import Actor
 from reporting import brief_sections as sec
 from reporting.analytics import Analytics, build_analytics
-from core.periods import AnalyticsPeriod
 from reporting.base_url import LinkBase, resolve_base_url
 from reporting.brief_footer import canvas_with_footer
 from reporting.brief_text import AutomationFacts, automation_sentences, duration, group_skips
@@ -36,7 +37,6 @@ from reporting.provenance import Provenance, begin_export, record_export
 from store.views import brief as bq
 from store.views.analytics import AnalyticsFilter, read_approval_decisions
 from store.workspace import Workspace
-from core.links import run_link
 
 Progress = Callable[[float, str], None]
 BRIEF_CHARTS = ("outcomes-by-automation", "outcome-trend", "failure-causes", "firing", "approvals")
@@ -191,7 +191,7 @@ def _story(data: BriefData) -> list[Flowable]:
 
     if data.charts:
         story += [PageBreak(), sec.text("Charts", "h1")]
-        for title, png, height in data.charts:
+        for _title, png, height in data.charts:
             story += [sec.chart_image(png, CHART_WIDTH_PX, height)]
     story += [PageBreak(), sec.text("Appendix: every run of the period", "h1"),
               sec.text(f"Each run id links to the run's audit-grade page ({data.base_url}run?id=RUN-…): its "

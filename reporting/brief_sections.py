@@ -8,8 +8,6 @@ escapes it, because reportlab's Paragraph parses a mini-markup: a subject called
 
 from __future__ import annotations
 
-from core.states import ITEM_FAILED, ITEM_OUTCOMES, SUCCEEDED
-
 import io
 from collections.abc import Sequence
 from typing import Any
@@ -21,10 +19,11 @@ from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, Image, KeepTogether, Paragraph, Spacer, Table, TableStyle
 
-from reporting.palette import OUTCOME_COLORS, STATUS_COLORS
+from core.states import ITEM_FAILED, ITEM_OUTCOMES, SUCCEEDED
 from reporting.brief_text import OUTCOME_WORDS, plural
 from reporting.fonts import BOLD, FONT
 from reporting.integrity import IntegrityStatement
+from reporting.palette import OUTCOME_COLORS, STATUS_COLORS
 from reporting.provenance import Provenance
 
 INK, MUTED, RULE, SHADE = colors.HexColor("#1f2933"), colors.HexColor("#616e7c"), colors.HexColor("#cbd2d9"), \
@@ -226,7 +225,8 @@ def causes_table(causes: list[dict[str, Any]], titles: dict[str, str]) -> Table:
     for c in causes:
         rows.append([text(titles.get(c["definition_id"], c["definition_id"]), "cell"),
                      text(c["failure_cause"], "cell"), text(c["failure_class"], "cell"),
-                     text(f"{c['attempts']:,}", "num"), text(f"{c['items']:,}", "num"), text(f"{c['recovered']:,}", "num"),
+                     text(f"{c['attempts']:,}", "num"), text(f"{c['items']:,}", "num"),
+                     text(f"{c['recovered']:,}", "num"),
                      text(f"{c['still_failed']:,}", "num")])
     return _grid(rows, [x * mm for x in (30, 60, 17, 17, 12, 18, 16)])
 

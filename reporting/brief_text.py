@@ -6,12 +6,11 @@ subject name, cause or reason that looks like HTML or a link is printed as the c
 
 from __future__ import annotations
 
-from core.states import AWAITING_APPROVAL, COMPLETED, DISMISSED, IDEMPOTENT_REPLAY, ITEM_FAILED, SKIPPED, SUCCEEDED
-
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.states import AWAITING_APPROVAL, COMPLETED, DISMISSED, IDEMPOTENT_REPLAY, ITEM_FAILED, SKIPPED, SUCCEEDED
 from reporting.firing import FiringCheck
 
 SUBJECT_NOUNS = {"accounts": ("account", "accounts"), "suppliers": ("supplier", "suppliers"),

@@ -18,13 +18,14 @@ import hashlib
 import io
 import json
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Iterable, Union
+from typing import IO, TYPE_CHECKING, Any
 
 from core.roles import Actor
+from core.states import TERMINAL_RUN_STATUSES
 from engine.commands import NotFound
 from reporting.provenance import Provenance, begin_export, record_export
-from core.states import TERMINAL_RUN_STATUSES
 from store.audit import format_ts, read_chain_head
 from store.views.bundle import iter_run_approvals, iter_run_attempts, iter_run_audit_entries, iter_run_items
 from store.views.run_pages import read_run_detail
@@ -78,7 +79,7 @@ Anchoring it to the workspace
 """
 
 
-def _workspace(source: Union["Engine", Workspace]) -> Workspace:
+def _workspace(source: Engine | Workspace) -> Workspace:
     return source if isinstance(source, Workspace) else source.ws
 
 
@@ -105,7 +106,7 @@ class _BundleWriter:
 
     def __init__(self, zf: zipfile.ZipFile, folder: str, stamp: dt.datetime) -> None:
         self.zf, self.folder = zf, folder
-        self.date_time = stamp.astimezone(dt.timezone.utc).timetuple()[:6]
+        self.date_time = stamp.astimezone(dt.UTC).timetuple()[:6]
         self.files: dict[str, dict[str, Any]] = {}
 
     def _info(self, name: str, mode: int = 0o644) -> zipfile.ZipInfo:
@@ -200,11 +201,11 @@ def _not_found(run_id: str) -> str:
 
 def _period(run: dict[str, Any]) -> str:
     def t(v: dt.datetime | None) -> str:
-        return v.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if v else "not yet"
+        return v.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC") if v else "not yet"
     return f"run {run['run_id']}: triggered {t(run['triggered_at'])}, completed {t(run['completed_at'])}"
 
 
-def build_run_bundle(source: Union["Engine", Workspace], actor: Actor, run_id: str) -> tuple[str, bytes]:
+def build_run_bundle(source: Engine | Workspace, actor: Actor, run_id: str) -> tuple[str, bytes]:
     """The evidence bundle of one run as (file name, zip bytes), authorized and audited.
 
     Raises ``NotFound`` for an unknown run, ``NotAuthorized`` (audited as ``command.refused``) when the

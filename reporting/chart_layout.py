@@ -127,7 +127,7 @@ def shortened_labels(fig: go.Figure) -> list[tuple[str, str]]:
     """(printed, full) for every tick label that ends in an ellipsis: they are spelled out under the chart."""
     out = []
     for ax in (fig.layout.xaxis, fig.layout.yaxis):
-        for val, txt in zip(ax.tickvals or (), ax.ticktext or (), strict=False):
+        for val, txt in zip(ax.tickvals or (), ax.ticktext or (), strict=True):
             if str(txt).endswith("…"):
                 out.append((printed(str(txt)), str(val)))
     return out
@@ -153,7 +153,7 @@ def _numeric_extent(fig: go.Figure, axis: str) -> float:
     if fig.layout.barmode in ("stack", "relative"):
         sums: dict[Any, float] = {}
         for t in _traces(fig):
-            for k, v in zip(getattr(t, other, None) or (), getattr(t, axis, None) or (), strict=False):
+            for k, v in zip(getattr(t, other, None) or (), getattr(t, axis, None) or (), strict=True):
                 sums[k] = sums.get(k, 0.0) + max(float(v or 0), 0.0)
         return max(sums.values(), default=0.0)
     return max((float(v or 0) for v in _values(fig, axis)), default=0.0)

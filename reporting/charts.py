@@ -6,9 +6,6 @@ the ``Analytics`` frames and returns a Plotly figure; ``CHARTS`` names them for 
 
 from __future__ import annotations
 
-from core.states import (APPROVAL_CANCELLED, APPROVAL_OPEN, APPROVED, AWAITING_APPROVAL, CANCELLED, DETERMINISTIC,
-                         DISMISSED, ITEM_FAILED, RUNNING, SKIPPED, SUCCEEDED, TRANSIENT, UNKNOWN_CLASS)
-
 import datetime as dt
 import html
 import math
@@ -17,9 +14,24 @@ from collections.abc import Callable
 import plotly.graph_objects as go
 import polars as pl
 
-from reporting.palette import OUTCOME_COLORS, STATUS_COLORS
+from core.states import (
+    APPROVAL_CANCELLED,
+    APPROVAL_OPEN,
+    APPROVED,
+    AWAITING_APPROVAL,
+    CANCELLED,
+    DETERMINISTIC,
+    DISMISSED,
+    ITEM_FAILED,
+    RUNNING,
+    SKIPPED,
+    SUCCEEDED,
+    TRANSIENT,
+    UNKNOWN_CLASS,
+)
 from reporting.analytics import OUTCOME_COLUMNS, Analytics, bucket_labels
 from reporting.chart_layout import fit_layout, name_ticks, wrap_label
+from reporting.palette import OUTCOME_COLORS, STATUS_COLORS
 from reporting.provenance import Provenance
 
 FONT = dict(family="DejaVu Sans, Arial, sans-serif", size=12, color="#1f2933")
@@ -195,7 +207,7 @@ def approvals(a: Analytics) -> go.Figure:
         part = ap.filter(pl.col("decision") == decision)
         if part.height:
             waits = [f"median wait {_hours(m)}, longest {_hours(x)}"
-                     for m, x in zip(part["median_wait_seconds"], part["max_wait_seconds"])]
+                     for m, x in zip(part["median_wait_seconds"], part["max_wait_seconds"], strict=True)]
             fig.add_bar(x=part["definition_id"].to_list(), y=part["approvals"].to_list(), name=decision,
                         marker_color=DECISION_COLORS[decision], customdata=waits,
                         hovertemplate="%{x}<br>%{y:,} " + decision + "<br>%{customdata}<extra></extra>")

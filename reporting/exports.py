@@ -15,8 +15,8 @@ import struct
 import threading
 import zlib
 from collections.abc import Callable
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 from xml.sax.saxutils import escape
 
 import plotly.graph_objects as go
@@ -181,7 +181,8 @@ def render_table(df: pl.DataFrame, fmt: str, provenance: Provenance, title: str)
 
         table = df.to_arrow()
         table = table.replace_schema_metadata({**(table.schema.metadata or {}),
-                                               b"runledger.provenance": meta.encode(), b"runledger.table": title.encode()})
+                                               b"runledger.provenance": meta.encode(),
+                                               b"runledger.table": title.encode()})
         buf = io.BytesIO()
         pq.write_table(table, buf)
         return buf.getvalue()

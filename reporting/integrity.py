@@ -9,15 +9,14 @@ the instant of an action beyond the subject as it saw it then.
 
 from __future__ import annotations
 
-from core.states import APPROVAL_DECISIONS, APPROVAL_OPEN, SKIP_KINDS
-
 from dataclasses import dataclass, field
 
 from core.definitions import DefinitionError, parse_definition
-from engine.vocabulary import workspace_vocabulary
 from core.periods import AnalyticsPeriod
-from store.views.analytics import AnalyticsFilter, read_version_history
+from core.states import APPROVAL_DECISIONS, APPROVAL_OPEN, SKIP_KINDS
+from engine.vocabulary import workspace_vocabulary
 from store.audit import ChainVerdict
+from store.views.analytics import AnalyticsFilter, read_version_history
 from store.views.integrity import IntegrityFacts, read_integrity_facts
 from store.workspace import Workspace
 

@@ -3,8 +3,21 @@ exported charts), so "failed" is the same red everywhere an auditor looks."""
 
 from __future__ import annotations
 
-from core.states import (AWAITING_APPROVAL, CANCELLED, COMPLETED, COMPLETED_WITH_FAILURES, FAILED, IDEMPOTENT_REPLAY,
-                         IN_FLIGHT, ITEM_FAILED, ITEM_PENDING, PENDING, RUNNING, SKIPPED, SUCCEEDED)
+from core.states import (
+                         AWAITING_APPROVAL,
+                         CANCELLED,
+                         COMPLETED,
+                         COMPLETED_WITH_FAILURES,
+                         FAILED,
+                         IDEMPOTENT_REPLAY,
+                         IN_FLIGHT,
+                         ITEM_FAILED,
+                         ITEM_PENDING,
+                         PENDING,
+                         RUNNING,
+                         SKIPPED,
+                         SUCCEEDED,
+)
 
 STATUS_COLORS: dict[str, str] = {
     PENDING: "#9aa5b1",

@@ -28,7 +28,7 @@ class Provenance:
     workspace: str
     period: str  # in words, e.g. "2026-07-01 to 2026-09-30 (Q3 2026)"
     filters: dict[str, str] = field(default_factory=dict)
-    generated_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    generated_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     generated_by: str = ""
     chain_seq: int = 0  # the last audit entry when the file was generated
     chain_head: str = ""  # its hash

@@ -16,7 +16,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import itertools
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -44,7 +45,7 @@ def same(value: Any) -> Same:
 
 
 Columns = Mapping[str, "Sequence[Any] | Same"]
-_UTC = dt.timezone.utc
+_UTC = dt.UTC
 
 
 def _length(columns: Columns) -> int:
@@ -65,7 +66,7 @@ def _rows_to_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
 def _columns_to_rows(columns: Columns) -> list[dict[str, Any]]:
     full = _expanded(columns, _length(columns))
     names = list(full)
-    return [dict(zip(names, values)) for values in zip(*(full[c] for c in names))]
+    return [dict(zip(names, values, strict=True)) for values in zip(*(full[c] for c in names), strict=True)]
 
 
 def _use_fast_path(tx: Tx, n: int) -> bool:
@@ -221,7 +222,7 @@ def update_rows(tx: Tx, table: sa.Table, key: str, rows: Sequence[Mapping[str, A
 def dicts(result: sa.CursorResult[Any], rows: Sequence[Any] | None = None) -> list[dict[str, Any]]:
     """A result's rows (or the given ``rows`` of it) as dicts: a third cheaper than ``.mappings()``."""
     keys = list(result.keys())
-    return [dict(zip(keys, r)) for r in (result.all() if rows is None else rows)]
+    return [dict(zip(keys, r, strict=True)) for r in (result.all() if rows is None else rows)]
 
 
 def columns_of(result: sa.CursorResult[Any]) -> dict[str, list[Any]]:
@@ -230,7 +231,7 @@ def columns_of(result: sa.CursorResult[Any]) -> dict[str, list[Any]]:
     rows = result.all()
     if not rows:
         return {k: [] for k in keys}
-    return dict(zip(keys, map(list, zip(*rows))))
+    return dict(zip(keys, map(list, zip(*rows, strict=True)), strict=True))
 
 
 # --- Arrow ---------------------------------------------------------------------------------------

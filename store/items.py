@@ -10,13 +10,24 @@ work without ``SELECT … FOR UPDATE``, which DuckDB does not have.)
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from core.states import (APPROVAL_CANCELLED, APPROVED, AWAITING_APPROVAL, IN_FLIGHT, ITEM_FAILED, ITEM_PENDING,
-                         SKIPPED, TransitionRefused, check_item_transition, item_sources)
-from store.bulk import (Columns, append_columns, append_packed, append_rows, columns_of, pack, update_columns)
+from core.states import (
+    APPROVAL_CANCELLED,
+    APPROVED,
+    AWAITING_APPROVAL,
+    IN_FLIGHT,
+    ITEM_FAILED,
+    ITEM_PENDING,
+    SKIPPED,
+    TransitionRefused,
+    check_item_transition,
+    item_sources,
+)
+from store.bulk import Columns, append_columns, append_packed, append_rows, columns_of, pack, update_columns
 from store.schema import approvals, audit_log, item_attempts, run_items
 from store.tx import Tx
 
@@ -59,7 +70,7 @@ def claim_pending_items(tx: Tx, run_id: str, limit: int, after_position: int = 0
     """``claim_pending_item_columns`` as one dict per item."""
     cols = claim_pending_item_columns(tx, run_id, limit, after_position)
     names = list(cols)
-    return [dict(zip(names, values)) for values in zip(*cols.values())]
+    return [dict(zip(names, values, strict=True)) for values in zip(*cols.values(), strict=True)]
 
 
 def claim_pending_item_columns(tx: Tx, run_id: str, limit: int, after_position: int = 0) -> dict[str, list[Any]]:
@@ -154,7 +165,7 @@ def settle_item_outcomes(tx: Tx, columns: Columns) -> None:
     allowed = frozenset.intersection(*(item_sources(o) for o in set(columns["outcome"])))
     kept = update_columns(tx, run_items, "item_id", columns, guard=("outcome", sorted(allowed)))
     if kept:
-        wanted = dict(zip(columns["item_id"], columns["outcome"]))
+        wanted = dict(zip(columns["item_id"], columns["outcome"], strict=True))
         first = min(kept)
         stored = tx.conn.execute(sa.select(run_items.c.outcome).where(run_items.c.item_id == first)).scalar()
         raise TransitionRefused("item", first, stored or "missing", wanted[first])

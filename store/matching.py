@@ -8,7 +8,8 @@ the first one that stopped holding.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -33,18 +34,17 @@ def _compare(table: sa.Table, kind: str, c: Compare, trigger_at: dt.datetime) ->
     col = table.c[c.field]
     ftype = REGISTERS[kind].fields[c.field]
     v = _coerce(literal_for(c.value, trigger_at, ftype), ftype)
-    match c.op:
-        case "eq": return col == v
-        case "ne": return col != v
-        case "lt": return col < v
-        case "lte": return col <= v
-        case "gt": return col > v
-        case "gte": return col >= v
-        case "in": return col.in_(v)
-        case "not_in": return col.not_in(v)
-        case "is_null": return col.is_(None)
-        case "not_null": return col.is_not(None)
-    raise ValueError(f"unknown operator {c.op}")
+    if c.op not in _OPS:
+        raise ValueError(f"unknown operator {c.op}")
+    return _OPS[c.op](col, v)
+
+
+_OPS: dict[str, Any] = {
+    "eq": lambda col, v: col == v, "ne": lambda col, v: col != v, "lt": lambda col, v: col < v,
+    "lte": lambda col, v: col <= v, "gt": lambda col, v: col > v, "gte": lambda col, v: col >= v,
+    "in": lambda col, v: col.in_(v), "not_in": lambda col, v: col.not_in(v),
+    "is_null": lambda col, v: col.is_(None), "not_null": lambda col, v: col.is_not(None),
+}
 
 
 def _clause(subject: sa.Table, kind: str, clause: Clause, trigger_at: dt.datetime) -> sa.ColumnElement[bool]:
@@ -68,7 +68,7 @@ class _UTCFromNaive(sa.types.TypeDecorator):
     cache_ok = True
 
     def process_result_value(self, value: Any, dialect: Any) -> Any:
-        return None if value is None else value.replace(tzinfo=dt.timezone.utc)
+        return None if value is None else value.replace(tzinfo=dt.UTC)
 
 
 def _subject_columns(conn: sa.Connection, t: sa.Table) -> list[Any]:
@@ -146,7 +146,7 @@ def check_subjects(conn: sa.Connection, condition: Condition, trigger_at: dt.dat
     out: dict[str, tuple[str | None, dict[str, Any]]] = {}
     n = len(t.c)  # the subject's columns come first, then one flag per clause
     for row in conn.execute(q).all():
-        snapshot = dict(zip(names, row[:n]))
+        snapshot = dict(zip(names, row[:n], strict=True))
         held = row[n:]
         failing = next((clauses[i].reason for i in range(len(clauses)) if not held[i]), None)
         out[snapshot[reg.key]] = (failing, snapshot)

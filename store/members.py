@@ -32,7 +32,8 @@ def count_members(conn: sa.Connection) -> int:
     return conn.execute(sa.select(sa.func.count()).select_from(members)).scalar_one()
 
 
-def count_recent_sign_in_failures(conn: sa.Connection, member_id: str, since: dt.datetime) -> tuple[int, dt.datetime | None]:
+def count_recent_sign_in_failures(conn: sa.Connection, member_id: str,
+                                  since: dt.datetime) -> tuple[int, dt.datetime | None]:
     """Failed sign-ins for this member name since ``since`` and since its last successful sign-in, read
     from the audit log (so the count survives a restart), with the oldest of them (when the lock lifts)."""
     from store.schema import audit_log

@@ -6,7 +6,7 @@ failed upgrade leaves the workspace as it was.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import sqlalchemy as sa
 

@@ -20,7 +20,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from core.states import AWAITING_APPROVAL, IDEMPOTENT_REPLAY, IN_FLIGHT, ITEM_FAILED, ITEM_PENDING, SKIPPED, SUCCEEDED, UNFINISHED_ITEM_STATES
+from core.states import (
+    AWAITING_APPROVAL,
+    IDEMPOTENT_REPLAY,
+    IN_FLIGHT,
+    ITEM_FAILED,
+    ITEM_PENDING,
+    SKIPPED,
+    SUCCEEDED,
+    UNFINISHED_ITEM_STATES,
+)
 from store.schema import item_attempts, run_failure_causes, run_items, runs
 from store.tx import Tx
 

@@ -12,9 +12,10 @@ import os
 import re
 import threading
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -26,10 +27,10 @@ except ImportError:  # pragma: no cover - PostgreSQL-only installs
     pass
 
 from store import audit as audit_mod
-from store.tx import WROTE, Now, Tx
 from store.errors import SchemaTooNew, StoreError, WorkspaceHeld, WorkspaceUnreadable, WriteConflict, WriteFailed
 from store.migrations import SCHEMA_VERSION, read_schema_version, upgrade_schema
 from store.schema import audit_log
+from store.tx import WROTE, Now, Tx
 
 try:
     import duckdb
@@ -48,7 +49,7 @@ DEFAULT_WORKSPACE = "data/workspace.duckdb"
 
 
 def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def resolve_workspace_path(explicit: str | None = None) -> str:

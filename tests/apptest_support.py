@@ -2,7 +2,8 @@
 
 Two facts about AppTest shape this:
 - ``st.cache_resource`` is process-wide, so the cached engine of one test would serve the next test's
-  workspace; the ``app_workspace`` fixture (tests/conftest.py) clears it before and after (its ``on_release`` shuts the engine down).
+  workspace; the ``app_workspace`` fixture (tests/conftest.py) clears it before and after (its
+  ``on_release`` shuts the engine down).
 - AppTest re-detects the ``pages/`` folder on every run and then runs the selected page script directly
   (the old multipage mode), skipping ``app.py`` and its sign-in. A real server decides once, when
   ``st.navigation`` is first called; ``_navigation_only`` makes AppTest do the same.

@@ -91,8 +91,9 @@ def _report_writes() -> None:
 
 def seed(ws: Workspace, subjects: int) -> None:
     with ws.read() as conn:
-        from store.schema import accounts
         import sqlalchemy as sa
+
+        from store.schema import accounts
         if conn.execute(sa.select(sa.func.count()).select_from(accounts)).scalar_one():
             return
     with ws.transaction() as tx:

@@ -23,7 +23,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from PIL import Image, ImageFont
@@ -61,7 +61,7 @@ def overlapping_pairs(boxes: list[Box], tolerance: float = 0.5) -> list[tuple[Bo
 
 
 # --- SVG --------------------------------------------------------------------------------------------------
-@lru_cache(maxsize=None)
+@cache
 def _font(bold: bool, italic: bool, size: float) -> ImageFont.FreeTypeFont:
     name = "DejaVuSans" + ("-Bold" if bold else "") + ("Oblique" if italic and bold else "-Oblique" if italic
                                                        else "")

@@ -17,18 +17,19 @@ import functools
 import json
 import textwrap
 import threading
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 from unittest import mock
-from typing import Any, Iterable, Mapping
 
 import sqlalchemy as sa
 
+from core.roles import Actor
+from demo.seed import seed_members_and_sources
 from engine.actioners.base import ActionContext, ActionRequest, CreatedRecord, DeterministicFailure, TransientFailure
 from engine.actioners.modules import FindingsActioner, default_actioners
-from core.roles import Actor
 from engine.authz import hash_password, load_actor
 from engine.clock import SimulatedClock
-from demo.seed import seed_members_and_sources
 from engine.executor import params_hash
 from engine.runtime import Engine
 from store import items as item_store
@@ -38,7 +39,7 @@ from store.registers import insert_subjects
 from store.schema import audit_log
 from store.workspace import Workspace
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 START = dt.datetime(2026, 7, 6, 6, 0, tzinfo=UTC)  # a Monday, 06:00 UTC
 
 
@@ -167,7 +168,7 @@ class LosesResponse(WrappedActioner):
 
 
 # --- the engine -----------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def quick_password_hash(password: str) -> str:
     """A real argon2 hash, computed once per password per session: seeding members is then ~0.1 s, not
     ~0.6 s, per test. Each hash stays valid (argon2 carries its own salt), only reused across workspaces."""

@@ -17,19 +17,20 @@ import pyarrow.parquet as pq
 import pytest
 from pypdf import PdfReader
 
+from core.periods import AnalyticsPeriod
 from engine.authz import NotAuthorized, load_actor
 from engine.commands import set_enabled
-from core.periods import AnalyticsPeriod
 from reporting.analytics import build_analytics
 from reporting.exports import ExportRefused, export_chart, export_table, render_table
 from reporting.provenance import Provenance
 from store.workspace import Workspace
 from tests.support import START, finding_definition
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 Q3 = AnalyticsPeriod(dt.datetime(2026, 7, 1, tzinfo=UTC), dt.datetime(2026, 10, 1, tzinfo=UTC),
                      "Q3 2026 (2026-07-01 to 2026-09-30)")
-IN_Q3 = "r.triggered_at >= TIMESTAMPTZ '2026-07-01 00:00:00+00' AND r.triggered_at < TIMESTAMPTZ '2026-10-01 00:00:00+00'"
+IN_Q3 = ("r.triggered_at >= TIMESTAMPTZ '2026-07-01 00:00:00+00' "
+         "AND r.triggered_at < TIMESTAMPTZ '2026-10-01 00:00:00+00'")
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +156,7 @@ def test_chart_exports_are_valid_files_with_provenance(ws: Workspace, fmt: str, 
 
 def _audit(ws: Workspace, event: str) -> list[dict]:
     import sqlalchemy as sa
+
     from store.schema import audit_log
     with ws.read() as conn:
         return [dict(r) for r in conn.execute(sa.select(audit_log).where(audit_log.c.event == event)

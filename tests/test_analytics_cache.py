@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from core.links import PAGES
+from core.periods import AnalyticsPeriod
 from engine.authz import load_actor
 from engine.commands import run_now
 from reporting.analytics import Analytics, build_analytics
-from core.periods import AnalyticsPeriod
 from store.workspace import Workspace
 from tests.apptest_support import app_engine, open_app
 from ui import analytics_cache
 from ui.analytics_cache import analytics_view
-from core.links import PAGES
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 Q3 = AnalyticsPeriod(dt.datetime(2026, 7, 1, tzinfo=UTC), dt.datetime(2026, 10, 1, tzinfo=UTC),
                      "Q3 2026 (2026-07-01 to 2026-09-30)")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from tests.apptest_support import open_app
 from core.links import PAGES
 from core.periods import PeriodChoice, resolve_period
+from tests.apptest_support import open_app
 
 PAGE = PAGES["analytics"][0]
 
@@ -64,7 +64,7 @@ def test_custom_dates_and_the_default_period(app_workspace: str) -> None:
     at = open_app("sigrid", page=PAGE, params={"from": "2026-07-01", "to": "2026-07-31"})
     assert "2026-07-01 to 2026-07-31" in [s.value for s in at.subheader]
     at = open_app("sigrid", page=PAGE)
-    label = resolve_period(PeriodChoice("last_quarter"), dt.datetime.now(dt.timezone.utc).date()).label
+    label = resolve_period(PeriodChoice("last_quarter"), dt.datetime.now(dt.UTC).date()).label
     assert label in [s.value for s in at.subheader]
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
+from core.links import PAGES
 from engine.authz import NotAuthorized, load_actor
 from engine.commands import CommandRefused, approve_item, preview_run_now, set_enabled
 from engine.signals import deliver_signal
 from store.matching import count_matching_subjects
 from tests.apptest_support import app_engine, open_app
 from tests.test_app_runs import _run_failed_on_outage, sql
-from core.links import PAGES
 
 
 def _button(at, label: str):  # noqa: ANN001, ANN202
@@ -108,7 +108,7 @@ def test_a_record_traces_to_its_item_and_the_subject_to_its_items(app_workspace:
     [(item_id, ref, kind, subject)] = sql("SELECT item_id, record_ref, subject_kind, subject_id FROM run_items "
                                           "WHERE record_ref LIKE 'findings:%' ORDER BY item_id LIMIT 1")
     at = open_app("auditor", page=PAGES["records"][0], params={"module": "findings", "id": ref.split(":")[1]})
-    fields = dict(zip(at.dataframe[0].value["Field"], at.dataframe[0].value["Value"]))
+    fields = dict(zip(at.dataframe[0].value["Field"], at.dataframe[0].value["Value"], strict=True))
     assert fields["source_item_id"] == item_id
     at = open_app("auditor", page=PAGES["records"][0], params={"register": kind, "id": subject})
     assert f"item?id={item_id}" in list(at.dataframe[1].value["Item"])

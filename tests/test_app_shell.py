@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.apptest_support import app_engine, open_app
 from core.links import run_link
+from tests.apptest_support import app_engine, open_app
 
 
 def _audit(event: str) -> list[dict]:

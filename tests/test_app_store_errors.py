@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from core.links import PAGES
 from store.errors import WriteConflict, WriteFailed
 from tests.apptest_support import open_app
 from tests.test_app_oversight import _awaiting
 from tests.test_app_runs import RUN, _running_run, sql
-from core.links import PAGES
 
 
 def _raise(error: Exception):  # noqa: ANN202

@@ -5,12 +5,21 @@ version may not approve its actions."""
 from __future__ import annotations
 
 import pytest
-from tests.support import (actor, attempts_of, audit_of, finding_definition, fire_one, items_of, quick_password_hash,
-                      run_of, scalar)
 
 from engine import commands
 from store import items as item_store
 from store.members import create_member
+from tests.support import (
+    actor,
+    attempts_of,
+    audit_of,
+    finding_definition,
+    fire_one,
+    items_of,
+    quick_password_hash,
+    run_of,
+    scalar,
+)
 
 APPROVAL = {"d": finding_definition("d", approval=True)}
 

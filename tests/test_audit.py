@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import duckdb
 import pytest
-from tests.support import FailsTransiently, actor, audit_of, finding_definition, fire_one, items_of, scalar
 
-from engine import commands
 from cli.main import main
+from engine import commands
 from store.audit import GENESIS_HASH, entry_hash
 from store.registers import insert_subjects
 from store.workspace import Workspace
+from tests.support import FailsTransiently, actor, audit_of, finding_definition, fire_one, items_of, scalar
 
 
 def _busy_workspace(make_engine):

@@ -4,13 +4,13 @@ refusal is written to the audit log; nothing else changes."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
-from tests.support import FailsTransiently, actor, audit_of, finding_definition, fire_one, items_of, run_of, scalar
 
 from engine import commands
 from engine.authz import NotAuthorized
+from tests.support import FailsTransiently, actor, audit_of, finding_definition, fire_one, items_of, run_of, scalar
 
 
 def _workspace(make_engine):

@@ -14,10 +14,10 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from tests.support import START, WrappedActioner, finding_definition, fire_one, run_of, scalar
 
 from engine.batching import BatchSizer
 from store import items as item_store
+from tests.support import START, WrappedActioner, finding_definition, fire_one, run_of, scalar
 
 
 class ScriptedClock:
@@ -86,7 +86,8 @@ def test_batches_grow_while_the_thread_waits_for_others(make_engine, monkeypatch
     n = 2000
     clock = ScriptedClock()
     engine = make_engine({"d": finding_definition("d")}, accounts=n,
-                         actioners={"findings.create": WaitsInProcess(clock)}, batch_max=1024, batch_target_seconds=0.25)
+                         actioners={"findings.create": WaitsInProcess(clock)}, batch_max=1024,
+                         batch_target_seconds=0.25)
     engine.executor.clock = clock
     sizes = _claimed_sizes(monkeypatch)
     run_id = fire_one(engine)

@@ -16,21 +16,22 @@ import re
 import shutil
 import time
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import duckdb
 import pytest
 import sqlalchemy as sa
 from pypdf import PdfReader
 
-from engine.authz import NotAuthorized, load_actor
 from cli.main import EXIT_OK, EXIT_USAGE, main
+from core.periods import PeriodError, period_from_dates
+from engine.authz import NotAuthorized, load_actor
 from reporting.brief import generate_brief
 from reporting.exports import ExportedFile
 from reporting.integrity import build_integrity_statement
-from core.periods import PeriodError, period_from_dates
 from store.workspace import Workspace
 
 pytestmark = pytest.mark.slow  # briefs rendered through chromium
@@ -274,8 +275,8 @@ def test_the_pdf_says_failed_when_a_check_fails(demo_quarter_path: str, tmp_path
 # --- periods and the command line --------------------------------------------------------------------------
 def test_periods_from_two_days() -> None:
     assert Q3.label == "2026-07-01 to 2026-09-30 (Q3 2026)"
-    assert Q3.start == dt.datetime(2026, 7, 1, tzinfo=dt.timezone.utc)
-    assert Q3.end == dt.datetime(2026, 10, 1, tzinfo=dt.timezone.utc)
+    assert Q3.start == dt.datetime(2026, 7, 1, tzinfo=dt.UTC)
+    assert Q3.end == dt.datetime(2026, 10, 1, tzinfo=dt.UTC)
     august = period_from_dates(dt.date(2026, 8, 1), dt.date(2026, 8, 31), ["kyc-weekly-review"])
     assert august.label == "2026-08-01 to 2026-08-31" and august.definitions == ("kyc-weekly-review",)
     with pytest.raises(PeriodError):

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from engine.authz import load_actor
 from cli.main import EXIT_OK, main
 from core.periods import period_from_dates
+from engine.authz import load_actor
 from store.workspace import Workspace
 
 pytestmark = pytest.mark.slow  # briefs rendered through chromium

@@ -11,14 +11,16 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from engine.authz import NotAuthorized, load_actor
 from cli.main import main
+from core.links import PAGES
+from engine.authz import NotAuthorized, load_actor
 from engine.commands import NotFound
 from reporting import bundle_verify
 from reporting.bundle import build_run_bundle
@@ -26,7 +28,6 @@ from store import items as item_store
 from store.views.bundle import iter_run_attempts, iter_run_items
 from store.workspace import Workspace
 from tests.apptest_support import open_app
-from core.links import PAGES
 
 VERIFIER = Path(__file__).resolve().parent.parent / "reporting" / "bundle_verify.py"
 FILES = {"README.txt", "run.json", "items.jsonl", "attempts.jsonl", "trigger_event.json", "approvals.json",

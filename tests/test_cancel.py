@@ -7,13 +7,22 @@ from __future__ import annotations
 import threading
 
 import pytest
-from tests.support import (BlocksOnEvent, FailsTransiently, actor, audit_of, finding_definition, fire_one, items_of,
-                      run_of, scalar)
 
 from engine import commands
 from engine.actioners.base import TransientFailure
 from store import runs as run_store
 from store.registers import record_trigger_event
+from tests.support import (
+    BlocksOnEvent,
+    FailsTransiently,
+    actor,
+    audit_of,
+    finding_definition,
+    fire_one,
+    items_of,
+    run_of,
+    scalar,
+)
 
 
 def _run_in_thread(engine, definition_id: str = "d") -> tuple[threading.Thread, list[BaseException]]:

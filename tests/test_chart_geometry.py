@@ -28,16 +28,15 @@ import pytest
 from pypdf import PdfReader
 from reportlab.lib.units import mm
 
-from engine.authz import load_actor
 from cli.main import EXIT_OK, main
+from core.periods import period_from_dates
+from engine.authz import load_actor
 from reporting.analytics import Analytics, build_analytics
 from reporting.charts import CHARTS
 from reporting.exports import export_chart, render_chart
-from core.periods import period_from_dates
 from reporting.provenance import Provenance
 from store.workspace import Workspace
-from tests.geometry_support import (Box, overlapping_pairs, pdf_pages, png_border_ink, png_size,
-                                    svg_text_boxes)
+from tests.geometry_support import Box, overlapping_pairs, pdf_pages, png_border_ink, png_size, svg_text_boxes
 
 pytestmark = pytest.mark.slow  # every chart rendered through chromium in three formats
 
@@ -210,8 +209,9 @@ def briefs(demo_quarter_path: str, tmp_path_factory: pytest.TempPathFactory,
     folder = tmp_path_factory.mktemp("briefs")
     path = copy_demo(demo_quarter_path, folder, LONG_WORKSPACE)
     out = {}
-    for name, extra in (("quarter", []), ("limited", ["--definition", "aml-monitor-failure", "--definition",
-                                                      "kyc-weekly-review", "--definition", "post-incident-review-check"])):
+    limited = ["--definition", "aml-monitor-failure", "--definition", "kyc-weekly-review",
+               "--definition", "post-incident-review-check"]
+    for name, extra in (("quarter", []), ("limited", limited)):
         target = folder / f"{name}.pdf"
         code = main(["--db", path, "brief", "--from", "2026-07-01", "--to", "2026-09-30", *extra, "--out",
                      str(target), "--as", "sigrid"], out=lambda _: None)

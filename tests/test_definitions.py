@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.support import audit_of, finding_definition, items_of, run_of
 
-from engine.vocabulary import workspace_vocabulary
 from core.definitions import DefinitionError, load_definition_files
+from engine.vocabulary import workspace_vocabulary
 from store.definitions import read_definition_versions
+from tests.support import audit_of, finding_definition, items_of, run_of
 
 GOOD = finding_definition("good")
 

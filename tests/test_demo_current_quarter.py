@@ -11,23 +11,24 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import duckdb
 import pytest
 
+from demo.world import QUARTER_END, build_world, leftover_monday
 from engine import commands
 from engine.authz import load_actor
-from engine.commands import plan_bulk_retry
 from engine.clock import SimulatedClock
-from demo.world import QUARTER_END, build_world, leftover_monday
+from engine.commands import plan_bulk_retry
 from engine.runtime import Engine
 from store.views.oversight import FailedFilter, read_failed_items
 from store.workspace import Workspace
 from tests.support import DEMO_TODAY
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 UNTIL = dt.datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 Q3 = ("r.triggered_at >= TIMESTAMPTZ '2026-07-01 00:00:00+00' "
       "AND r.triggered_at < TIMESTAMPTZ '2026-10-01 00:00:00+00'")

@@ -7,7 +7,8 @@ the audit log), never through the engine's own summary.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import duckdb
 import pytest
@@ -154,7 +155,7 @@ def test_regulator_rule_change_intake(db) -> None:
                             FROM approvals a JOIN run_items i USING (item_id) JOIN runs r ON r.run_id = i.run_id
                             WHERE r.definition_id = ? AND {IN_QUARTER} ORDER BY a.decision""", REGULATOR)
     assert [d[0] for d in decisions] == ["approved"] * 3 + ["dismissed"]
-    for decision, by, _, outcome, _, ref in decisions[:3]:
+    for _decision, by, _, outcome, _, ref in decisions[:3]:
         assert (by, outcome) == ("member:sigrid", "succeeded") and ref.startswith("findings:")
     _, by, reason, outcome, skip_reason, ref = decisions[3]
     assert (by, outcome, ref) == ("member:sigrid", "skipped", None)

@@ -21,17 +21,18 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pytest
 import sqlalchemy as sa
-from tests.support import FailsDeterministically, FailsTransiently, finding_definition, fire_one, run_of, scalar
 
 from engine.batching import GC_PAUSE_MIN_ITEMS, gc_paused
-from store import audit, items as item_store
+from store import audit
+from store import items as item_store
 from store import runs as run_store
 from store.bulk import Same, append_columns, same, update_columns
 from store.registers import record_trigger_event
 from store.schema import accounts, item_attempts, members, run_items
 from store.workspace import Workspace
+from tests.support import FailsDeterministically, FailsTransiently, finding_definition, fire_one, run_of, scalar
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 END = dt.datetime(2026, 7, 6, 7, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[1]
 

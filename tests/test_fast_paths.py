@@ -17,15 +17,15 @@ import pyarrow as pa
 import pytest
 
 from core.conditions import Clause, Compare, Condition
-from engine.executor import _dumps_params, _dumps_sorted, _jsonable_for, params_hash
 from core.templates import TemplateError, compile_template, render
+from engine.executor import _dumps_params, _dumps_sorted, _jsonable_for, params_hash
 from store import audit
 from store.bulk import _array
 from store.matching import check_subjects
 from store.registers import insert_subjects, to_jsonable
 from store.workspace import Workspace
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 CONTEXT = {
     "subject": {"name": "Ålesund Credit", "manager": "m.one", "count": 3, "due": dt.date(2026, 7, 1),
                 "seen": dt.datetime(2026, 7, 6, 6, 0, tzinfo=UTC), "empty": None, "flag": False},
@@ -34,7 +34,8 @@ CONTEXT = {
 }
 TEMPLATES = [
     "plain text", "", "{{ subject.name }}", "  {{subject.count}}  ", "{{ subject.due }}", "{{ subject.seen }}",
-    "{{ subject.empty }}", "{{ subject.flag }}", "Review {{ subject.name }} ({{ subject.count }}) by {{ subject.manager }}",
+    "{{ subject.empty }}", "{{ subject.flag }}",
+    "Review {{ subject.name }} ({{ subject.count }}) by {{ subject.manager }}",
     "{{ subject.empty }} and {{ subject.flag }}", "{{ trigger.event_id }}/{{ definition.version }}{{ subject.due }}",
     "{{ not a placeholder }", 7, None, True,
     {"title": "T {{ subject.name }}", "n": "{{ subject.count }}", "nested": {"l": ["{{ definition.id }}", 1]}},
@@ -103,7 +104,8 @@ def test_a_long_id_list_finds_exactly_the_subjects_asked_for(tmp_path: Path) -> 
     ws = Workspace(str(tmp_path / "ws.duckdb"))
     with ws.transaction() as tx:
         insert_subjects(tx, "accounts", [
-            {"account_id": f"ACC-{i:04d}", "name": f"M {i}", "manager": "m", "status": "active" if i % 7 else "inactive",
+            {"account_id": f"ACC-{i:04d}", "name": f"M {i}", "manager": "m",
+             "status": "active" if i % 7 else "inactive",
              "kyc_review_due": dt.date(2026, 7, 1), "risk_rating": "low"} for i in range(1, 1001)])
     wanted = [f"ACC-{i:04d}" for i in range(100, 900, 3)] + ["ACC-9999", "ACC-0150x"]  # two that do not exist
     cond = Condition("accounts", (Clause(Compare("status", "eq", "active"), "the account is no longer active"),), ())

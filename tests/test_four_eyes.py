@@ -8,14 +8,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support import (actor, attempts_of, audit_of, build_engine, finding_definition, fire_one, item_of,
-                      items_of, quick_password_hash, run_of, scalar)
 
-from engine import commands
 from cli.main import EXIT_OK, EXIT_REFUSED, main
+from engine import commands
 from store import items as item_store
 from store.members import create_member
 from store.workspace import Workspace
+from tests.support import (
+    actor,
+    attempts_of,
+    audit_of,
+    build_engine,
+    finding_definition,
+    fire_one,
+    item_of,
+    items_of,
+    quick_password_hash,
+    run_of,
+    scalar,
+)
 
 APPROVAL = {"d": finding_definition("d", approval=True)}
 

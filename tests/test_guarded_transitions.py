@@ -8,8 +8,20 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from core.states import (AWAITING_APPROVAL, COMPLETED, IN_FLIGHT, ITEM_FAILED, ITEM_PENDING, ITEM_TRANSITIONS,
-                         RUN_TRANSITIONS, SKIPPED, SUCCEEDED, TransitionRefused, item_sources, run_sources)
+from core.states import (
+    AWAITING_APPROVAL,
+    COMPLETED,
+    IN_FLIGHT,
+    ITEM_FAILED,
+    ITEM_PENDING,
+    ITEM_TRANSITIONS,
+    RUN_TRANSITIONS,
+    SKIPPED,
+    SUCCEEDED,
+    TransitionRefused,
+    item_sources,
+    run_sources,
+)
 from store import items as item_store
 from store import runs as run_store
 from tests.support import finding_definition, fire_one, run_of

@@ -8,12 +8,22 @@ import json
 
 import pytest
 import sqlalchemy as sa
-from tests.support import (FailsTransiently, LosesResponse, actor, attempts_of, audit_of, finding_definition, fire_one,
-                      items_of, run_of, scalar)
 
 from engine import commands
 from engine.actioners.base import record_id
 from engine.executor import idempotency_key, params_hash
+from tests.support import (
+    FailsTransiently,
+    LosesResponse,
+    actor,
+    attempts_of,
+    audit_of,
+    finding_definition,
+    fire_one,
+    items_of,
+    run_of,
+    scalar,
+)
 
 
 def _one_record_for(engine, item: dict) -> str:

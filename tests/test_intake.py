@@ -13,10 +13,11 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -25,9 +26,9 @@ from demo.seed import seed_members_and_sources
 from engine.intake.server import discovery_path, sign
 from engine.runtime import Engine
 from engine.signals import MAX_PAYLOAD_BYTES
-from store.sources import read_source
 from store.registers import insert_subjects
 from store.schema import audit_log, intake_requests, runs
+from store.sources import read_source
 from store.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,7 +41,7 @@ def seed_workspace(db: Path) -> str:
     ws = Workspace(str(db))
     try:
         seed_members_and_sources(ws)
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         with ws.transaction() as tx:
             insert_subjects(tx, "incidents", [{"incident_id": "INC-701", "title": "Card payments outage",
                                                "severity": "high", "owner": "ops", "status": "open",

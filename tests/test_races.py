@@ -12,20 +12,31 @@ that is the one derived from its items.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import pytest
-from tests.support import (WrappedActioner, actor, attempts_of, audit_of, finding_definition, fire_one, items_of,
-                      quick_password_hash, run_of, scalar)
 
+from core.states import derive_run_status
 from engine import commands
 from engine.actioners.base import TransientFailure
-from core.states import derive_run_status
 from store import items as item_store
 from store import runs as run_store
 from store.errors import WriteConflict
 from store.members import create_member
 from store.schema import run_items
+from tests.support import (
+    WrappedActioner,
+    actor,
+    attempts_of,
+    audit_of,
+    finding_definition,
+    fire_one,
+    items_of,
+    quick_password_hash,
+    run_of,
+    scalar,
+)
 
 WAIT = 10  # seconds: only ever reached when a test is about to fail
 
@@ -75,7 +86,7 @@ def _race(*work: tuple[str, Callable[[], Any]]) -> tuple[list[Outcome], list[thr
             out.done.set()
 
     threads = [threading.Thread(target=run, args=(out, fn), name=name, daemon=True)
-               for out, (name, fn) in zip(outcomes, work)]
+               for out, (name, fn) in zip(outcomes, work, strict=True)]
     for t in threads:
         t.start()
     return outcomes, threads

@@ -6,11 +6,10 @@
 
 from __future__ import annotations
 
-from tests.support import finding_definition, items_of, run_of, scalar
-
 from store import items as item_store
 from store import runs as run_store
 from store.registers import record_trigger_event
+from tests.support import finding_definition, items_of, run_of, scalar
 
 
 def test_recovery_finishes_an_interrupted_run_without_acting_twice(make_engine) -> None:

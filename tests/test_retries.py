@@ -7,10 +7,21 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from tests.support import (FailsDeterministically, FailsTransiently, WrappedActioner, actor, attempts_of, audit_of,
-                      finding_definition, fire_one, items_of, run_of, scalar)
 
 from engine import commands
+from tests.support import (
+    FailsDeterministically,
+    FailsTransiently,
+    WrappedActioner,
+    actor,
+    attempts_of,
+    audit_of,
+    finding_definition,
+    fire_one,
+    items_of,
+    run_of,
+    scalar,
+)
 
 BACKOFF = "max_attempts: 3, backoff_seconds: 300, backoff_multiplier: 2"
 

@@ -20,7 +20,8 @@ from tests.support import FailsDeterministically, FailsTransiently, finding_defi
 MISMATCHES = f"""
     WITH counted AS (
         SELECT run_id, {", ".join(
-            f"count(*) FILTER (WHERE outcome IN ({', '.join(repr(o) for o, c in OUTCOME_COLUMN.items() if c == col)})) AS {col}"
+            f"count(*) FILTER (WHERE outcome IN "
+            f"({', '.join(repr(o) for o, c in OUTCOME_COLUMN.items() if c == col)})) AS {col}"
             for col in COUNT_COLUMNS)}
         FROM run_items GROUP BY run_id)
     SELECT r.run_id FROM runs r LEFT JOIN counted c USING (run_id)

@@ -9,7 +9,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from core.schedule import describe_cron
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @pytest.mark.parametrize("cron,words", [

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from tests.support import quick_password_hash
 
 from engine.authz import SignInRefused, hash_password, sign_in, verify_password
 from store.members import create_member
+from tests.support import quick_password_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,7 +19,8 @@ def _fail(engine, member: str, n: int) -> None:  # noqa: ANN001
 def test_five_failures_lock_the_name_until_the_window_passes(make_engine) -> None:  # noqa: ANN001
     engine = make_engine()
     _fail(engine, "sigrid", 5)
-    with pytest.raises(SignInThrottled, match=r"Too many failed sign-ins .* \(5 in 15 minutes\)\. Try again in about 15"):
+    with pytest.raises(SignInThrottled,
+                       match=r"Too many failed sign-ins .* \(5 in 15 minutes\)\. Try again in about 15"):
         sign_in(engine.ws, "sigrid", "sigrid")  # the right password is not even checked while locked
     [throttled] = audit_of(engine, "member.sign_in_throttled")
     assert throttled["entity_id"] == "sigrid" and throttled["payload"]["failures"] == 5

@@ -7,8 +7,8 @@ import pytest
 
 from engine.authz import NotAuthorized
 from engine.commands import CommandRefused
-from engine.signals import SignalRejected, deliver_signal
 from engine.commands.sources import add_intake_source, list_intake_sources
+from engine.signals import SignalRejected, deliver_signal
 from tests.support import actor, audit_of
 
 

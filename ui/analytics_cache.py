@@ -33,9 +33,9 @@ from types import MappingProxyType
 import plotly.graph_objects as go
 import streamlit as st
 
+from core.periods import AnalyticsPeriod
 from reporting import charts
 from reporting.analytics import Analytics, build_analytics
-from core.periods import AnalyticsPeriod
 from store.workspace import Workspace
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.periods import AnalyticsPeriod
 from core.roles import Actor
 from engine.authz import NotAuthorized
-from core.periods import AnalyticsPeriod
 from store.workspace import Workspace
 from ui.export_widgets import export_refusal
 

@@ -24,7 +24,8 @@ def export_refusal(actor: Actor) -> str | None:
     """Why this member may not export, or None."""
     if actor.may("export"):
         return None
-    return f"Exports need the {' or '.join(PERMISSION_ROLES['export'])} role; you have {', '.join(sorted(actor.roles))}."
+    return (f"Exports need the {' or '.join(PERMISSION_ROLES['export'])} role; "
+            f"you have {', '.join(sorted(actor.roles))}.")
 
 
 def _downloads(key: str, label: str, formats: tuple[str, ...], name: Callable[[str], str],

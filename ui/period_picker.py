@@ -6,8 +6,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from core.periods import (PERIOD_KINDS, PeriodChoice, parse_quarter, quarter_label, quarter_name, quarter_of,
-                          quarters_between, resolve_period)
+from core.periods import (
+    PERIOD_KINDS,
+    PeriodChoice,
+    parse_quarter,
+    quarter_label,
+    quarter_name,
+    quarter_of,
+    quarters_between,
+    resolve_period,
+)
 
 
 def _options(today: dt.date, earliest: dt.date | None, choice: PeriodChoice) -> dict[str, str]:

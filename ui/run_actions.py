@@ -9,12 +9,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core.roles import Actor
-from engine.commands import COMMAND_REFUSALS, cancel_run, plan_retry, retry_items
-from engine.runtime import Engine
-from core.states import TERMINAL_RUN_STATUSES
 from core.links import item_link
 from core.markup import md_escape
+from core.roles import Actor
+from core.states import TERMINAL_RUN_STATUSES
+from engine.commands import COMMAND_REFUSALS, cancel_run, plan_retry, retry_items
+from engine.runtime import Engine
 
 _RESULT = "run_action_result"
 

@@ -11,13 +11,25 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.states import (ATTENTION_STATUSES, AWAITING_APPROVAL, COMPLETED_WITH_FAILURES, FAILED,
-                         IDEMPOTENT_REPLAY, IN_FLIGHT, ITEM_FAILED, ITEM_OUTCOMES, ITEM_PENDING, RUN_STATUSES,
-                         SKIPPED, SUCCEEDED, TERMINAL_RUN_STATUSES)
-from store.views.run_pages import FailedFirst, RunFilter, RunSort
-from ui.colors import OUTCOME_COLORS, STATUS_MARKS
 from core.links import RunsView, item_link, record_link, run_link, subject_link
 from core.periods import resolve_period
+from core.states import (
+    ATTENTION_STATUSES,
+    AWAITING_APPROVAL,
+    COMPLETED_WITH_FAILURES,
+    FAILED,
+    IDEMPOTENT_REPLAY,
+    IN_FLIGHT,
+    ITEM_FAILED,
+    ITEM_OUTCOMES,
+    ITEM_PENDING,
+    RUN_STATUSES,
+    SKIPPED,
+    SUCCEEDED,
+    TERMINAL_RUN_STATUSES,
+)
+from store.views.run_pages import FailedFirst, RunFilter, RunSort
+from ui.colors import OUTCOME_COLORS, STATUS_MARKS
 
 OUTCOME_MARKS = {SUCCEEDED: "✓", ITEM_FAILED: "✕", SKIPPED: "skipped", AWAITING_APPROVAL: "awaiting approval",
                  IDEMPOTENT_REPLAY: "replayed", ITEM_PENDING: "pending", IN_FLIGHT: "in flight"}

@@ -14,7 +14,6 @@ from engine.serve import start_live
 from engine.settings import number_from_env
 from store.workspace import Workspace, resolve_workspace_path
 
-
 _open: weakref.WeakSet[Engine] = weakref.WeakSet()  # engines opened here and not yet released
 _open_lock = threading.Lock()
 

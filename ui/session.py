@@ -127,7 +127,7 @@ def session_expires_at() -> dt.datetime | None:
     if not state:
         return None
     at = min(state["seen"] + _idle_limit(), state["signed_in"] + _max_age())
-    return dt.datetime.fromtimestamp(at, dt.timezone.utc)
+    return dt.datetime.fromtimestamp(at, dt.UTC)
 
 
 def actor_or_stop() -> Actor:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.markup import md_escape
 from core.roles import ROLE_PERMISSIONS, Actor
 from engine.authz import SignInRefused
 from engine.runtime import Engine
 from ui.session import end_session, session_expires_at, start_session
-from core.markup import md_escape
 
 
 def render_sign_in(engine: Engine) -> None:

@@ -13,6 +13,7 @@ import streamlit as st
 
 from core.markup import md_escape
 
+
 def pretty_json(value: Any) -> str:
     """A stored JSON text or a value, indented for reading; unreadable text shown as it is."""
     if isinstance(value, str):

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from core.actions import ActionerSpec
-from engine.clock import Clock
 from core.states import DETERMINISTIC, TRANSIENT
+from engine.clock import Clock
 
 
 class ActionFailed(Exception):

@@ -5,10 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from engine.actioners.base import (ActionContext, ActionRequest, CreatedRecord, DeterministicFailure,
-                                   record_id)
-from engine.actioners.messaging import MessagingIntegration
 from core.actions import ACTIONER_SPECS, SEVERITIES, ActionerSpec
+from engine.actioners.base import ActionContext, ActionRequest, CreatedRecord, DeterministicFailure, record_id
+from engine.actioners.messaging import MessagingIntegration
 from store.audit import json_encoder
 
 _dumps_sorted = json_encoder(sort_keys=True)  # == json.dumps(v, sort_keys=True), built once

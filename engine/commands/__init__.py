@@ -6,14 +6,34 @@ the change it makes. Pages, the CLI and the intake endpoint all call these; ``na
 CLI and the endpoint use onto them.
 """
 
-from engine.commands.approvals import (FourEyesConflict, approve_item, check_four_eyes,
-                                       check_segregation_of_duties, dismiss_item, four_eyes_conflict)
+from engine.commands.approvals import (
+                                       FourEyesConflict,
+                                       approve_item,
+                                       check_four_eyes,
+                                       check_segregation_of_duties,
+                                       dismiss_item,
+                                       four_eyes_conflict,
+)
 from engine.commands.automations import RunNowPreview, preview_run_now, run_now, set_enabled
 from engine.commands.cancel import cancel_run, check_cancellable
-from engine.commands.refusals import (COMMAND_REFUSALS, AlreadyDone, CommandRefused, FourEyesRefused,
-                                      NotEligible, NotFound)
-from engine.commands.retry import (RetryPlan, check_retry_eligible, check_still_retryable, plan_bulk_retry,
-                                   plan_retry, retry_item, retry_items, retry_run)
+from engine.commands.refusals import (
+                                       COMMAND_REFUSALS,
+                                       AlreadyDone,
+                                       CommandRefused,
+                                       FourEyesRefused,
+                                       NotEligible,
+                                       NotFound,
+)
+from engine.commands.retry import (
+                                       RetryPlan,
+                                       check_retry_eligible,
+                                       check_still_retryable,
+                                       plan_bulk_retry,
+                                       plan_retry,
+                                       retry_item,
+                                       retry_items,
+                                       retry_run,
+)
 
 __all__ = ["COMMAND_REFUSALS", "AlreadyDone", "CommandRefused", "FourEyesConflict", "FourEyesRefused",
            "NotEligible", "NotFound", "RetryPlan", "RunNowPreview", "approve_item", "cancel_run",

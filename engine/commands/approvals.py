@@ -26,7 +26,7 @@ def _check_awaiting(item: dict) -> None:
                           "there is nothing to decide.")
 
 
-def check_segregation_of_duties(engine: "Engine", actor: Actor, item: dict, run: dict) -> None:
+def check_segregation_of_duties(engine: Engine, actor: Actor, item: dict, run: dict) -> None:
     """The author of the definition version a run pinned may not approve its actions; refused and audited."""
     with engine.ws.read() as conn:
         version = read_definition_version(conn, run["definition_id"], run["definition_version"])
@@ -42,7 +42,7 @@ class FourEyesConflict:
     message: str  # the sentence the member is refused with
 
 
-def four_eyes_conflict(engine: "Engine", actor: Actor, item: dict, run: dict, act: str) -> FourEyesConflict | None:
+def four_eyes_conflict(engine: Engine, actor: Actor, item: dict, run: dict, act: str) -> FourEyesConflict | None:
     """Why four eyes bar this member from deciding (``act``: approve or dismiss) this item, or None.
 
     A member who started the run (run now) or retried the item would otherwise be the only person between
@@ -59,14 +59,14 @@ def four_eyes_conflict(engine: "Engine", actor: Actor, item: dict, run: dict, ac
     return None
 
 
-def check_four_eyes(engine: "Engine", actor: Actor, item: dict, run: dict, act: str) -> None:
+def check_four_eyes(engine: Engine, actor: Actor, item: dict, run: dict, act: str) -> None:
     """Refuse, and audit, a decision by the member who started the run or retried the item."""
     conflict = four_eyes_conflict(engine, actor, item, run, act)
     if conflict is not None:
         _refuse_four_eyes(engine, actor, act, item, conflict.rule, conflict.message)
 
 
-def _refuse_four_eyes(engine: "Engine", actor: Actor, act: str, item: dict, rule: str, message: str) -> None:
+def _refuse_four_eyes(engine: Engine, actor: Actor, act: str, item: dict, rule: str, message: str) -> None:
     # Audited as a role refusal is (``command.refused``, the sentence as the reason), with the rule that
     # refused: the trail shows who tried to decide work they had a hand in.
     audit_refusal(engine.ws, actor, act, "run_item", item["item_id"], message, four_eyes=rule,
@@ -74,7 +74,7 @@ def _refuse_four_eyes(engine: "Engine", actor: Actor, act: str, item: dict, rule
     raise FourEyesRefused(message)
 
 
-def approve_item(engine: "Engine", actor: Actor, item_id: str) -> str:
+def approve_item(engine: Engine, actor: Actor, item_id: str) -> str:
     item, run = find_item(engine, item_id)
     check_permission(engine.ws, actor, "approve", "run_item", item_id)
     _check_awaiting(item)
@@ -91,7 +91,7 @@ def approve_item(engine: "Engine", actor: Actor, item_id: str) -> str:
         return item_store.read_item(conn, item_id)["outcome"]
 
 
-def dismiss_item(engine: "Engine", actor: Actor, item_id: str, reason: str) -> str:
+def dismiss_item(engine: Engine, actor: Actor, item_id: str, reason: str) -> str:
     item, run = find_item(engine, item_id)
     check_permission(engine.ws, actor, "dismiss", "run_item", item_id)
     if not reason or not reason.strip():

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from engine.runtime import Engine
 
 
-def run_now(engine: "Engine", actor: Actor, definition_id: str, background: bool = False) -> list[str]:
+def run_now(engine: Engine, actor: Actor, definition_id: str, background: bool = False) -> list[str]:
     check_permission(engine.ws, actor, "run_now", "definition", definition_id)
     _, _, enabled = engine.catalog.latest(definition_id)
     if not enabled:
@@ -35,7 +35,7 @@ class RunNowPreview:
     actions: tuple[str, ...]
 
 
-def preview_run_now(engine: "Engine", definition_id: str) -> RunNowPreview:
+def preview_run_now(engine: Engine, definition_id: str) -> RunNowPreview:
     """How many subjects the definition's latest version would match now (read only: no run, no audit)."""
     definition, _, _ = engine.catalog.latest(definition_id)
     with engine.ws.read() as conn:
@@ -44,7 +44,7 @@ def preview_run_now(engine: "Engine", definition_id: str) -> RunNowPreview:
                          tuple(a.actioner for a in definition.actions))
 
 
-def set_enabled(engine: "Engine", actor: Actor, definition_id: str, enabled: bool) -> None:
+def set_enabled(engine: Engine, actor: Actor, definition_id: str, enabled: bool) -> None:
     check_permission(engine.ws, actor, "manage_definitions", "definition", definition_id)
     engine.catalog.latest(definition_id)
     with engine.ws.transaction() as tx:

@@ -24,7 +24,7 @@ def check_cancellable(run: dict) -> None:
                           "cancelled.")
 
 
-def cancel_run(engine: "Engine", actor: Actor, run_id: str, reason: str) -> str:
+def cancel_run(engine: Engine, actor: Actor, run_id: str, reason: str) -> str:
     """Request, then settle: not-started items skipped now; in-flight ones finish and are recorded."""
     run = find_run(engine, run_id)
     check_permission(engine.ws, actor, "cancel", "run", run_id)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from engine import commands
 from engine.authz import load_actor
@@ -41,7 +42,7 @@ class Answer:
 
 @dataclass(frozen=True)
 class Operation:
-    run: Callable[["Engine", dict[str, Any]], Answer]
+    run: Callable[[Engine, dict[str, Any]], Answer]
     required: tuple[str, ...]
     optional: tuple[str, ...] = ()
 
@@ -55,13 +56,13 @@ def _text(params: dict[str, Any], name: str, required: bool = True) -> str | Non
     return value
 
 
-def _runs_of_event(engine: "Engine", event_id: str) -> list[str]:
+def _runs_of_event(engine: Engine, event_id: str) -> list[str]:
     """The runs an event started, read back (the scheduler's poll may have dispatched it first)."""
     with engine.ws.read() as conn:
         return run_store.read_run_ids_for_event(conn, event_id)
 
 
-def _emit(engine: "Engine", p: dict[str, Any]) -> Answer:
+def _emit(engine: Engine, p: dict[str, Any]) -> Answer:
     event, subject = _text(p, "event"), _text(p, "subject")
     if event not in EVENT_TYPES:
         raise BadRequest(f"unknown event {event!r}; known: {', '.join(sorted(EVENT_TYPES))}")
@@ -73,7 +74,7 @@ def _emit(engine: "Engine", p: dict[str, Any]) -> Answer:
                   {"event_id": event_id, "runs": runs})
 
 
-def _signal(engine: "Engine", p: dict[str, Any]) -> Answer:
+def _signal(engine: Engine, p: dict[str, Any]) -> Answer:
     source = _text(p, "source")
     payload = p.get("payload")
     if not isinstance(payload, (str, dict)):
@@ -84,13 +85,13 @@ def _signal(engine: "Engine", p: dict[str, Any]) -> Answer:
                   {"event_id": event_id, "runs": runs})
 
 
-def _fire(engine: "Engine", p: dict[str, Any]) -> Answer:
+def _fire(engine: Engine, p: dict[str, Any]) -> Answer:
     actor = load_actor(engine.ws, _text(p, "member"))
     runs = commands.run_now(engine, actor, _text(p, "definition"))
     return Answer([f"runs started: {', '.join(runs) or 'none'}"], {"runs": runs})
 
 
-def _retry(engine: "Engine", p: dict[str, Any]) -> Answer:
+def _retry(engine: Engine, p: dict[str, Any]) -> Answer:
     actor = load_actor(engine.ws, _text(p, "member"))
     run_id, item_id = _text(p, "run"), _text(p, "item", required=False)
     if item_id:
@@ -105,21 +106,21 @@ def _retry(engine: "Engine", p: dict[str, Any]) -> Answer:
                           "not_retried": {item["item_id"]: why for item, why in plan.not_eligible}})
 
 
-def _cancel(engine: "Engine", p: dict[str, Any]) -> Answer:
+def _cancel(engine: Engine, p: dict[str, Any]) -> Answer:
     actor = load_actor(engine.ws, _text(p, "member"))
     run_id = _text(p, "run")
     status = commands.cancel_run(engine, actor, run_id, _text(p, "reason"))
     return Answer([f"run {run_id}: {status}"], {"status": status})
 
 
-def _approve(engine: "Engine", p: dict[str, Any]) -> Answer:
+def _approve(engine: Engine, p: dict[str, Any]) -> Answer:
     actor = load_actor(engine.ws, _text(p, "member"))
     item_id = _text(p, "item")
     outcome = commands.approve_item(engine, actor, item_id)
     return Answer([f"{item_id}: {outcome}"], {"outcome": outcome})
 
 
-def _dismiss(engine: "Engine", p: dict[str, Any]) -> Answer:
+def _dismiss(engine: Engine, p: dict[str, Any]) -> Answer:
     actor = load_actor(engine.ws, _text(p, "member"))
     item_id = _text(p, "item")
     outcome = commands.dismiss_item(engine, actor, item_id, _text(p, "reason"))
@@ -137,7 +138,7 @@ OPERATIONS: dict[str, Operation] = {
 }
 
 
-def perform(engine: "Engine", name: str, params: dict[str, Any]) -> Answer:
+def perform(engine: Engine, name: str, params: dict[str, Any]) -> Answer:
     """Run one state-changing command; raises the commands' named errors, or ``BadRequest``."""
     op = OPERATIONS.get(name)
     if op is None:

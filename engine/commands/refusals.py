@@ -40,7 +40,7 @@ class FourEyesRefused(CommandRefused):
     the run pinned, started the run, or retried the item. A second pair of eyes must decide it."""
 
 
-def find_run(engine: "Engine", run_id: str) -> dict:
+def find_run(engine: Engine, run_id: str) -> dict:
     with engine.ws.read() as conn:
         run = run_store.read_run(conn, run_id)
     if run is None:
@@ -48,7 +48,7 @@ def find_run(engine: "Engine", run_id: str) -> dict:
     return run
 
 
-def find_item(engine: "Engine", item_id: str) -> tuple[dict, dict]:
+def find_item(engine: Engine, item_id: str) -> tuple[dict, dict]:
     with engine.ws.read() as conn:
         item = item_store.read_item(conn, item_id)
     if item is None:

@@ -75,7 +75,7 @@ def plan_retries(failed: Iterable[tuple[dict[str, Any], dict[str, Any]]]) -> Ret
     return plan
 
 
-def plan_retry(engine: "Engine", run_id: str) -> RetryPlan:
+def plan_retry(engine: Engine, run_id: str) -> RetryPlan:
     """Which failed items of a run a retry would take, and why the others would not be."""
     run = find_run(engine, run_id)
     with engine.ws.read() as conn:
@@ -90,7 +90,7 @@ def plan_bulk_retry(failed_items: list[dict[str, Any]]) -> RetryPlan:
                                "cancel_requested_by": row["cancel_requested_by"]}) for row in failed_items)
 
 
-def retry_items(engine: "Engine", actor: Actor, item_ids: list[str],
+def retry_items(engine: Engine, actor: Actor, item_ids: list[str],
                 progress: Callable[[int, int], None] | None = None) -> dict[str, str]:
     """Retry the given items (all eligible, checked again under the claim); returns item → outcome."""
     results: dict[str, str] = {}
@@ -117,11 +117,11 @@ def retry_items(engine: "Engine", actor: Actor, item_ids: list[str],
     return results
 
 
-def retry_item(engine: "Engine", actor: Actor, item_id: str) -> str:
+def retry_item(engine: Engine, actor: Actor, item_id: str) -> str:
     return retry_items(engine, actor, [item_id])[item_id]
 
 
-def retry_run(engine: "Engine", actor: Actor, run_id: str,
+def retry_run(engine: Engine, actor: Actor, run_id: str,
               progress: Callable[[int, int], None] | None = None) -> tuple[RetryPlan, dict[str, str]]:
     check_permission(engine.ws, actor, "retry", "run", run_id)
     plan = plan_retry(engine, run_id)

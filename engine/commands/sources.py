@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 _SOURCE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
 
 
-def add_intake_source(engine: "Engine", actor: Actor, source_id: str, register: str) -> str:
+def add_intake_source(engine: Engine, actor: Actor, source_id: str, register: str) -> str:
     """Register a source and return its new secret (shown once)."""
     check_permission(engine.ws, actor, "manage_definitions", "intake_source", source_id)
     if not _SOURCE_ID.match(source_id):
@@ -40,7 +40,7 @@ def add_intake_source(engine: "Engine", actor: Actor, source_id: str, register: 
     return secret
 
 
-def list_intake_sources(engine: "Engine") -> list[dict[str, Any]]:
+def list_intake_sources(engine: Engine) -> list[dict[str, Any]]:
     """Sources without their secrets."""
     with engine.ws.read() as conn:
         return [{k: v for k, v in s.items() if k != "secret"} for s in read_sources(conn)]

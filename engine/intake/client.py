@@ -13,10 +13,11 @@ import http.client
 import json
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from engine.intake.server import SIGNATURE_HEADER, TIMESTAMP_HEADER, discovery_path, sign
 from engine.commands.named import BadRequest, params_from_args
+from engine.intake.server import SIGNATURE_HEADER, TIMESTAMP_HEADER, discovery_path, sign
 from engine.settings import number_from_env
 from store.errors import WorkspaceHeld
 

@@ -33,20 +33,21 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from core.json_body import BadJson, read_json
 from engine.authz import NotAuthorized, UnknownMember
 from engine.catalog import UnknownDefinition
 from engine.commands import CommandRefused, NotFound
-from core.json_body import BadJson, read_json
 from engine.commands.named import OPERATIONS, BadRequest, perform
 from engine.signals import MAX_PAYLOAD_BYTES, SignalRejected
 from store.errors import StoreError, WriteConflict
-from store.sources import read_source, record_answer, remember_request
 from store.registers import UnknownSubject
+from store.sources import read_source, record_answer, remember_request
 
 if TYPE_CHECKING:
     from engine.runtime import Engine
@@ -113,7 +114,7 @@ _REFUSALS: tuple[tuple[type[BaseException], int], ...] = (
 class _Server(ThreadingHTTPServer):
     daemon_threads = False  # server_close() waits for requests in flight before the workspace closes
     block_on_close = True
-    intake: "IntakeServer"
+    intake: IntakeServer
 
 
 class _Server6(_Server):
@@ -159,7 +160,7 @@ class _Handler(BaseHTTPRequestHandler):
 class IntakeServer:
     """The endpoint of one running engine: bound by ``start``, gone (with its discovery file) by ``stop``."""
 
-    def __init__(self, engine: "Engine", port: int | None = None, host: str | None = None,
+    def __init__(self, engine: Engine, port: int | None = None, host: str | None = None,
                  wall_clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
         self.requested_port = resolve_intake_port(port)
@@ -215,7 +216,7 @@ class IntakeServer:
         if self.discovery_file is None:
             return
         info = {"pid": os.getpid(), "host": self.host, "port": self.port, "cli_token": self.cli_token,
-                "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "workspace": os.path.abspath(self.engine.ws.path)}
         tmp = f"{self.discovery_file}.{os.getpid()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -362,7 +363,7 @@ class IntakeServer:
             log.exception("intake: could not audit %s (%s)", label, reply.status)
 
 
-def start_intake(engine: "Engine", port: int | None = None) -> IntakeServer | None:
+def start_intake(engine: Engine, port: int | None = None) -> IntakeServer | None:
     """Start the endpoint unless ``RUNLEDGER_INTAKE_PORT=off`` (and no port was given)."""
     if port is None and resolve_intake_port(None) is None:
         return None

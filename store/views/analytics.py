@@ -15,8 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from store.run_counts import COLUMN_OUTCOME, COUNT_COLUMNS
-from store.schema import (approvals, audit_log, definition_versions, run_failure_causes, run_items, runs,
-                          trigger_events)
+from store.schema import approvals, audit_log, definition_versions, run_failure_causes, run_items, runs, trigger_events
 
 
 @dataclass(frozen=True)

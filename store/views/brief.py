@@ -12,8 +12,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from core.states import SKIPPED
-from store.views.analytics import AnalyticsFilter, run_period_conds
 from store.schema import audit_log, run_items, runs, trigger_events
+from store.views.analytics import AnalyticsFilter, run_period_conds
 
 RETRY_EVENTS = ("item.retried", "item.retry_started")  # by a member; by the retry policy
 

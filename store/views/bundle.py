@@ -7,7 +7,8 @@ all on one connection, inside one transaction, and the bundle is one consistent 
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import sqlalchemy as sa
 

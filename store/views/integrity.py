@@ -9,18 +9,26 @@ with pass/fail. Everything is read on the caller's connection (one consistent sn
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
-from core.states import (ACTED_OUTCOMES, APPROVAL_OPEN, APPROVED, CANCELLED_REASON, DISMISSED, IDEMPOTENT_REPLAY,
-                         SKIP_KINDS, SKIPPED, SUCCEEDED)
-from store.views.analytics import AnalyticsFilter, run_period_conds
+from core.states import (
+    ACTED_OUTCOMES,
+    APPROVAL_OPEN,
+    APPROVED,
+    CANCELLED_REASON,
+    DISMISSED,
+    IDEMPOTENT_REPLAY,
+    SKIP_KINDS,
+    SKIPPED,
+    SUCCEEDED,
+)
 from store.records import RECORD_TABLES
-from store.schema import (approvals, idempotency_records, item_attempts, messaging_deliveries, run_items,
-                          runs)
-
+from store.schema import approvals, idempotency_records, item_attempts, messaging_deliveries, run_items, runs
+from store.views.analytics import AnalyticsFilter, run_period_conds
 
 
 @dataclass(frozen=True)
@@ -232,7 +240,8 @@ def _acted_without_approval(conn: sa.Connection, f: AnalyticsFilter, rec: sa.Sub
 def _records_before_approval(conn: sa.Connection, f: AnalyticsFilter, rec: sa.Subquery) -> int:
     q = (sa.select(sa.func.count()).select_from(
         _approvals_in_scope(f).join(rec, rec.c.source_item_id == approvals.c.item_id))
-         .where(*run_period_conds(f), sa.or_(approvals.c.decided_at.is_(None), rec.c.created_at < approvals.c.decided_at)))
+         .where(*run_period_conds(f),
+                sa.or_(approvals.c.decided_at.is_(None), rec.c.created_at < approvals.c.decided_at)))
     return _scalar(conn, q)
 
 

@@ -16,8 +16,17 @@ from typing import Any
 import sqlalchemy as sa
 
 from core.states import ACTED_OUTCOMES, ITEM_FAILED
-from store.schema import (approvals, audit_log, definition_versions, definitions, item_attempts,
-                          run_failure_causes, run_items, runs, trigger_events)
+from store.schema import (
+    approvals,
+    audit_log,
+    definition_versions,
+    definitions,
+    item_attempts,
+    run_failure_causes,
+    run_items,
+    runs,
+    trigger_events,
+)
 
 PAGE_SIZE = 50
 
@@ -39,7 +48,7 @@ class RunSort:
     descending: bool = True
 
 
-_FAR = dt.datetime(9999, 12, 31, tzinfo=dt.timezone.utc)
+_FAR = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
 # Sort key → (expression, what stands in for NULL so that keyset comparisons stay total, kind).
 _SORTS: dict[str, tuple[Any, Any, str]] = {
     "completed": (runs.c.completed_at, _FAR, "ts"),  # still open runs count as the newest

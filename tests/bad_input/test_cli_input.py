@@ -52,7 +52,8 @@ def state(db: str) -> tuple[dict[str, int], list[tuple[Any, ...]]]:
             counts = {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES}
             outcomes = conn.execute(sa.text("SELECT item_id, outcome, attempts FROM run_items ORDER BY 1")).all()
             counts |= {f"{i}:{o}:{a}": 1 for i, o, a in outcomes}
-            audit = [tuple(r) for r in conn.execute(sa.text("SELECT actor, event, entity_id FROM audit_log ORDER BY seq"))]
+            audit = [tuple(r) for r in conn.execute(
+                sa.text("SELECT actor, event, entity_id FROM audit_log ORDER BY seq"))]
         assert ws.verify_audit().intact
         return counts, audit
     finally:
@@ -66,7 +67,8 @@ CASES: dict[str, tuple[list[str], int, list[str], list[tuple[str, str, str]]]] =
     "cancel unknown run": (["cancel", "RUN-999999", "--reason", "x", "--as", "sigrid"], EXIT_REFUSED, [NO_RUN], []),
     "approve unknown item": (["approve", "RUN-000001-999999", "--as", "sigrid"], EXIT_REFUSED, [NO_ITEM], []),
     "hostile run id": (["retry", "<script>alert(1)</script>", "--as", "sigrid"], EXIT_REFUSED,
-                       ["error: There is no run '<script>alert(1)</script>'. Check the id (runs look like RUN-000123)."], []),
+                       ["error: There is no run '<script>alert(1)</script>'. Check the id (runs look like "
+                        "RUN-000123)."], []),
     "bundle unknown run": (["bundle", "RUN-999999", "--as", "auditor", "--out", "."], EXIT_REFUSED,
                            ["error: There is no run 'RUN-999999' in this workspace, so there is no evidence to bundle. "
                             "Check the id (run ids look like RUN-000042); the Runs page lists every run."], []),
@@ -76,7 +78,8 @@ CASES: dict[str, tuple[list[str], int, list[str], list[tuple[str, str, str]]]] =
                        ["error: no active member 'nobody' in this workspace; pass --as with a member id (for the "
                         "demo: sigrid, auditor, admin, viewer)"], []),
     "viewer retries a run": (["retry", "RUN-000001", "--as", "viewer"], EXIT_REFUSED,
-                             ["refused: viewer may not retry run RUN-000001: that needs the operator role (has: viewer)."],
+                             ["refused: viewer may not retry run RUN-000001: that needs the operator role "
+                              "(has: viewer)."],
                              [("member:viewer", "command.refused", "RUN-000001")]),
     "viewer retries an item": (["retry", "RUN-000001", "RUN-000001-000001", "--as", "viewer"], EXIT_REFUSED,
                                ["refused: viewer may not retry run_item RUN-000001-000001: that needs the operator "

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.vocabulary import workspace_vocabulary
 from core.definitions import DefinitionError, load_definition_files
+from engine.vocabulary import workspace_vocabulary
 from tests.support import audit_of, finding_definition, items_of, run_of
 
 GOOD = finding_definition("good")
@@ -120,7 +120,8 @@ def test_a_rejected_file_is_audited_with_its_message_and_the_others_keep_running
     assert engine.catalog.latest("good")[1] == 1
     rejected = {Path(e["entity_id"]).stem: e["payload"]["errors"] for e in audit_of(engine, "definition.rejected")}
     folder = engine.definitions_dir
-    assert rejected == {name: [message.replace("{path}", str(folder / f"{name}.yaml"))] for name, (_, message) in CASES.items()}
+    assert rejected == {name: [message.replace("{path}", str(folder / f"{name}.yaml"))]
+                        for name, (_, message) in CASES.items()}
     [run_id] = engine.fire("good")
     assert run_of(engine, run_id)["status"] == "completed"
     assert {i["outcome"] for i in items_of(engine, run_id).values()} == {"succeeded"}

@@ -17,19 +17,19 @@ import sqlalchemy as sa
 from pypdf import PdfReader
 from streamlit.runtime.pages_manager import PagesManager
 
+from core.links import PAGES
+from core.periods import period_from_dates
 from engine.actioners.base import ActionContext, ActionRequest, DeterministicFailure
 from engine.authz import load_actor
 from reporting.analytics import build_analytics
 from reporting.charts import failure_causes
 from reporting.exports import export_table
-from core.periods import period_from_dates
 from store.registers import insert_subjects
 from store.workspace import Workspace
 from tests import apptest_support
 from tests.apptest_support import open_app
 from tests.bad_input.test_hostile_urls import assert_inert
 from tests.support import WrappedActioner, build_engine, finding_definition
-from core.links import PAGES
 
 NAME = "<img src=x onerror=alert(1)> **BOLD** [click](http://evil.example)"
 CAUSE = ('=HYPERLINK("http://evil.example","click") <a href="http://evil.example">link</a> <b>bold</b> '

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.apptest_support import open_app
 from core.links import PAGES
+from tests.apptest_support import open_app
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = "<img src=x onerror=alert(1)>"

@@ -3,7 +3,7 @@ fall back, wherever it is read — never ``could not convert string to float``."
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from engine.intake.server import IntakeServer, sign
 from engine.commands.named import BadRequest, perform
+from engine.intake.server import IntakeServer, sign
 from engine.signals import MAX_PAYLOAD_BYTES, SignalRejected, deliver_signal
-from store.sources import read_source
 from store.registers import UnknownSubject
+from store.sources import read_source
 from tests.support import audit_of
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,7 +76,8 @@ BAD_SIGNALS: dict[str, tuple[str, Any, str]] = {  # name → (source, payload, e
                                   "send plain text"),
     "nested 5,000 levels deep": ("regulator-feed", "[" * 5000 + "]" * 5000,
                                  "payload nests deeper than 32 levels; send one flat JSON object"),
-    "nested 40 levels in a field": ("regulator-feed", json.dumps({**GOOD, "title": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["x"]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}),
+    "nested 40 levels in a field": ("regulator-feed", '{"reference": "R-1", "regulator": "NCUA", "title": '
+                                    + "[" * 40 + '"x"' + "]" * 40 + "}",
                                     "payload nests deeper than 32 levels; send one flat JSON object"),
     "a direction override in text": ("regulator-feed", json.dumps({**GOOD, "reference": "NCUA-\u202e41-6202"}),
                                      "field 'reference' holds a text-direction control (U+202E) at position 6, "

@@ -1,4 +1,5 @@
-"""Helpers for the browser tests (the fixtures are in conftest.py): a real browser against a real server: Debian's chromium, driven by playwright, on ``streamlit run``
+"""Helpers for the browser tests (the fixtures are in conftest.py). A real browser against a real server:
+Debian's chromium, driven by playwright, on ``streamlit run``
 over a private copy of the demo quarter. Each test saves a screenshot of what it checked under
 ``tests/artifacts/`` (ignored by git) — look at them.
 
@@ -14,7 +15,6 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"

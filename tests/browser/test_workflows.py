@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.browser.support import AppServer, screenshot, sign_in
 from tests.browser.scenario import prepare
+from tests.browser.support import AppServer, screenshot, sign_in
 
 
 @pytest.fixture(scope="module")

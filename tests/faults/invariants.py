@@ -19,8 +19,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from core.periods import AnalyticsPeriod
-from reporting.integrity import build_integrity_statement
 from core.states import ITEM_FAILED, RunFacts, derive_run_status
+from reporting.integrity import build_integrity_statement
 from store.audit import verify_audit_chain
 from store.records import RECORD_TABLES
 from store.run_counts import COUNT_COLUMNS, item_count_values
@@ -31,8 +31,8 @@ _RECORDS = "WITH records AS (" + " UNION ALL ".join(
     f"SELECT '{module}:' || {list(t.primary_key.columns)[0].name} AS ref, source_item_id, idempotency_key "
     f"FROM {t.name}" for module, t in RECORD_TABLES.items()) + ") "
 _ACTED = "('succeeded', 'idempotent-replay')"
-ALL_TIME = AnalyticsPeriod(dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc),
-                           dt.datetime(9999, 1, 1, tzinfo=dt.timezone.utc), "all time")
+ALL_TIME = AnalyticsPeriod(dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
+                           dt.datetime(9999, 1, 1, tzinfo=dt.UTC), "all time")
 
 CONSISTENT: tuple[tuple[str, str], ...] = (
     ("succeeded or replayed items whose record (of the item's key) does not exist",

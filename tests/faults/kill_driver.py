@@ -35,22 +35,30 @@ import threading
 import time
 import traceback
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
+from invariants import rest_violations  # noqa: E402
+from kill_workload import (  # noqa: E402
+    WorkloadFindings,
+    decide_approvals,
+    fire_rounds,
+    retry_failed_runs,
+    seed_accounts,
+    write_definitions,
+)
+
+from demo.seed import seed_members_and_sources, workspace_is_empty  # noqa: E402
 from engine.actioners.messaging import MessagingIntegration  # noqa: E402
 from engine.actioners.modules import default_actioners  # noqa: E402
 from engine.clock import SystemClock  # noqa: E402
-from demo.seed import seed_members_and_sources, workspace_is_empty  # noqa: E402
 from engine.executor import Executor  # noqa: E402
 from engine.runtime import Engine  # noqa: E402
-from invariants import rest_violations  # noqa: E402
-from kill_workload import (WorkloadFindings, decide_approvals, fire_rounds, retry_failed_runs,  # noqa: E402
-                           seed_accounts, write_definitions)
 from store import items as item_store  # noqa: E402
 from store.registers import read_subject  # noqa: E402
 from store.workspace import Tx, Workspace  # noqa: E402

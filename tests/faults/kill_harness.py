@@ -25,14 +25,16 @@ import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from invariants import consistency_violations, rest_violations
-from line_process import LineProcess
 from kill_driver import CATEGORIES as POINT_CATEGORIES
 from kill_workload import expected_violations
+from line_process import LineProcess
+
 from store.workspace import Workspace
 
 DRIVER = Path(__file__).with_name("kill_driver.py")

@@ -28,10 +28,10 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
+from core.roles import Actor
 from engine import commands
 from engine.actioners.base import ActionContext, ActionRequest, CreatedRecord, TransientFailure
 from engine.actioners.modules import FindingsActioner
-from core.roles import Actor
 from engine.authz import load_actor
 from engine.executor import params_hash
 from engine.runtime import Engine, schedule_event_id
@@ -40,7 +40,7 @@ from store.records import insert_idempotency, insert_records
 from store.registers import insert_subjects
 from store.workspace import Workspace
 
-START = dt.datetime(2026, 7, 6, 6, 0, tzinfo=dt.timezone.utc)  # a Monday
+START = dt.datetime(2026, 7, 6, 6, 0, tzinfo=dt.UTC)  # a Monday
 ACCOUNTS = 36
 MEMBER = "sigrid"  # operator and approver; the definitions are authored by admin (segregation of duties)
 DEFINITIONS = ("bulk", "notify", "flaky", "review", "halt")

@@ -10,13 +10,23 @@ import time
 from typing import Any
 
 import pytest
-from tests.support import (LosesResponse, WrappedActioner, actor, attempts_of, audit_of, finding_definition, fire_one,
-                      items_of, run_of, scalar)
 from invariants import assert_consistent
 
 from engine import commands
-from engine.actioners.base import ActionContext, ActionRequest, CreatedRecord
 from engine.action_calls import action_timeout_seconds
+from engine.actioners.base import ActionContext, ActionRequest, CreatedRecord
+from tests.support import (
+    LosesResponse,
+    WrappedActioner,
+    actor,
+    attempts_of,
+    audit_of,
+    finding_definition,
+    fire_one,
+    items_of,
+    run_of,
+    scalar,
+)
 
 TIMEOUT = 0.3  # seconds: the executor's wait for an actioner in these tests
 

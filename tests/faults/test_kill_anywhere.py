@@ -15,10 +15,10 @@ import random
 from pathlib import Path
 
 import pytest
-from tests.support import finding_definition, fire_one
 from kill_harness import CATEGORIES, Tally, killed_file_violations, run_epoch
 
 from store.workspace import Workspace
+from tests.support import finding_definition, fire_one
 
 pytestmark = pytest.mark.slow  # engine processes killed at 32 points
 

@@ -16,13 +16,13 @@ from typing import Any
 
 import duckdb
 import pytest
-from tests.support import FailsTransiently, finding_definition, fire_one, items_of, run_of, scalar
 from invariants import assert_consistent
 
 from store import items as item_store
 from store.errors import SchemaTooNew, WorkspaceUnreadable, WriteFailed
 from store.migrations import SCHEMA_VERSION
 from store.workspace import Workspace
+from tests.support import FailsTransiently, finding_definition, fire_one, items_of, run_of, scalar
 
 
 def _outcomes(engine: Any, run_id: str) -> dict[str, str]:
