@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 DB ?= $(or $(RUNLEDGER_DB),data/workspace.duckdb)
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: run test install browser
+.PHONY: run test lint install browser
 
 install: $(VENV)/.installed
 
@@ -23,3 +23,8 @@ run: install browser
 
 test: install browser
 	$(PY) -m pytest -n 2 --dist loadfile
+
+# ruff (lint and import order) and mypy (types), both configured in pyproject.toml; main is clean under both.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy

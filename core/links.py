@@ -8,12 +8,13 @@ link and its reader can never drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import urlencode
 
 from core.markup import md_repr, md_value
-from core.periods import PeriodChoice, parse_period
+from core.periods import PeriodChoice, last_param, parse_period
 
 # name: (script, url path, title, icon). Navigation (app.py) and every link read this table.
 PAGES: dict[str, tuple[str, str, str, str]] = {
@@ -51,7 +52,7 @@ class Link:
 
 
 def _clean(params: Mapping[str, str | list[str] | None]) -> Params:
-    return {k: v for k, v in params.items() if v not in (None, "", [])}  # type: ignore[misc]
+    return {k: v for k, v in params.items() if v not in (None, "", [])}
 
 
 # --- Runs: the filters that live in the URL -----------------------------------------------------------
@@ -93,7 +94,9 @@ def parse_runs_view(params: Mapping[str, list[str]], known_definitions: Sequence
                     known_statuses: Sequence[str], known_outcomes: Sequence[str] = ()) -> tuple[RunsView, list[str]]:
     """A view from URL params, and a sentence for every param that could not be used (never an error)."""
     problems: list[str] = []
-    one = lambda k: (params.get(k) or [None])[-1]  # noqa: E731
+    def one(key: str) -> str | None:
+        return last_param(params, key)
+
 
     def pick(key: str, allowed: Sequence[str]) -> tuple[str, ...]:
         wanted = params.get(key) or []
@@ -201,7 +204,13 @@ def analytics_link(view: AnalyticsView | None = None) -> Link:
     return Link("analytics", (view or AnalyticsView()).to_params())
 
 
-def query_params_dict(query_params: object) -> dict[str, list[str]]:
+class RepeatableParams(Protocol):
+    """What ``st.query_params`` offers (the core names no Streamlit type)."""
+
+    def keys(self) -> Iterable[str]: ...
+    def get_all(self, key: str) -> list[str]: ...
+
+
+def query_params_dict(query_params: RepeatableParams) -> dict[str, list[str]]:
     """``st.query_params`` as plain lists (every key may repeat)."""
-    qp = query_params
-    return {k: qp.get_all(k) for k in qp.keys()}  # type: ignore[attr-defined]
+    return {k: query_params.get_all(k) for k in query_params.keys()}

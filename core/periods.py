@@ -137,6 +137,13 @@ def resolve_period(choice: PeriodChoice, today: dt.date, earliest: dt.date | Non
     return Period(None, None, "all time")
 
 
+def last_param(params: Mapping[str, list[str]], key: str) -> str | None:
+    """A URL param's value (the last, when a link repeats it), or None when absent or empty: the one way
+    every page and view reads a single-valued param."""
+    values = params.get(key) or []
+    return values[-1] or None if values else None
+
+
 def _cut(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
@@ -158,7 +165,9 @@ def parse_period(params: Mapping[str, list[str]], default_kind: str, problems: l
     ``show`` names a value from the link inside a sentence (pages pass one that escapes markdown).
     ``from``/``to`` alone mean custom dates, ``quarter`` alone a named quarter, so a link written by hand
     reads as meant."""
-    one = lambda k: (params.get(k) or [None])[-1]  # noqa: E731 - the last of a repeated param wins
+    def one(key: str) -> str | None:
+        return last_param(params, key)
+
     default = PERIOD_KINDS[default_kind].lower()
     kind = one("period") or default_kind
     if kind not in PERIOD_KINDS:

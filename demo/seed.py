@@ -9,6 +9,7 @@ uses. Nothing here writes a run, an item or an outcome directly.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import secrets
 import time
@@ -90,7 +91,7 @@ def _play(engine: Engine, clock: SimulatedClock, world: World, until: dt.datetim
         steps += [(t, "fire", {"definition_id": d_id}) for t in fire_times(cron, DEMO_START, until)]
     for at, kind, data in world.happenings:
         if kind == "deactivate":  # happens while a run is delivering: the clock applies it in passing
-            clock.call_at(at, lambda a=data["account_id"], t=at: _change(ws, "account.deactivated", a, t))
+            clock.call_at(at, functools.partial(_change, ws, "account.deactivated", data["account_id"], at))
         elif at < until:
             steps.append((at, kind, data))
     steps.sort(key=lambda s: s[0])
@@ -151,7 +152,7 @@ def _next_retry_due(engine: Engine) -> dt.datetime | None:
         due = item_store.read_due_retries(conn, dt.datetime.max.replace(tzinfo=UTC))
         if not due:
             return None
-        return min(item_store.read_item(conn, i)["retry_due_at"] for _, i in due)
+        return min(item_store.require_item(conn, i)["retry_due_at"] for _, i in due)
 
 
 def _change(ws: Workspace, event_type: str, subject_id: str, at: dt.datetime) -> None:

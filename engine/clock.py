@@ -50,7 +50,7 @@ class SimulatedClock:
         if start.tzinfo is None:
             raise ValueError("the simulated clock needs a timezone-aware start")
         self._now = start.astimezone(UTC)
-        self._queue: list[tuple[dt.datetime, int, Callable[[], None]]] = []
+        self._queue: list[tuple[dt.datetime, int, Callable[[], object]]] = []
         self._counter = itertools.count()
         self._lock = threading.RLock()
         self._running_callbacks = False
@@ -61,7 +61,7 @@ class SimulatedClock:
     def work_seconds(self) -> float:
         return 0.0  # computing takes no simulated time: only sleeps (an integration's latency) move it
 
-    def call_at(self, when: dt.datetime, callback: Callable[[], None]) -> None:
+    def call_at(self, when: dt.datetime, callback: Callable[[], object]) -> None:
         with self._lock:
             heapq.heappush(self._queue, (when.astimezone(UTC), next(self._counter), callback))
 

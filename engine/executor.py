@@ -128,7 +128,7 @@ class Executor:
         n_subjects = n_items = 0
         try:
             with self.ws.transaction() as tx:
-                if run_store.read_run(tx.conn, run_id)["cancel_requested_at"] is not None:
+                if run_store.require_run(tx.conn, run_id)["cancel_requested_at"] is not None:
                     return  # cancelled since the read above: a cancelled run gets no pending items
                 # Matched in chunks, each appended to the transaction as it comes: a run over 100,000
                 # subjects never holds them all in memory as dicts, nor their items as rows.
@@ -221,7 +221,7 @@ class Executor:
             batch = claim(tx)
         if batch.get("item_id"):
             with self.ws.read() as conn:
-                run = run_store.read_run(conn, run_id)  # what a batch reads of it does not change
+                run = run_store.require_run(conn, run_id)  # what a batch reads of it does not change
             d = self.catalog.get(run["definition_id"], run["definition_version"])
         while batch.get("item_id"):
             last = batch["position"][-1]

@@ -158,7 +158,7 @@ class Engine:
             by_run.setdefault(item["run_id"], []).append(item)
         for run_id, batch in by_run.items():
             with self.ws.read() as conn:
-                run = run_store.read_run(conn, run_id)
+                run = run_store.require_run(conn, run_id)
             self.executor.process_items(run, batch, actor)
         return len(taken)
 
@@ -219,7 +219,7 @@ class Engine:
                 self.executor.match_run(run["run_id"], actor)
             with self.ws.read() as conn:
                 in_flight = item_store.read_in_flight_items(conn, run["run_id"])
-                run = run_store.read_run(conn, run["run_id"])
+                run = run_store.require_run(conn, run["run_id"])
             if in_flight:
                 self.executor.process_items(run, in_flight, actor)
             self.executor.execute_run(run["run_id"], actor)

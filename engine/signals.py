@@ -98,7 +98,7 @@ def validate_fields(register: str, payload: dict[str, Any]) -> dict[str, Any]:
         elif not isinstance(value, typ) or (isinstance(value, str) and not value.strip()):
             raise SignalRejected(f"field '{name}' must be non-empty {TYPE_WORDS[typ]}, got {value!r}")
         else:
-            _check_plain_text(name, value)
+            _check_plain_text(name, str(value))
         row[name] = value
     return row
 

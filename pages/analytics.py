@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import replace
 
+import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
@@ -136,13 +137,13 @@ table_downloads(engine.ws, actor, a, "firing")
 
 
 # --- charts ----------------------------------------------------------------------------------------------------
-def drill_from(event: object, fig: object, axis: str) -> None:
+def drill_from(event: object, fig: go.Figure, axis: str) -> None:
     """A clicked bar opens the Runs page: the trace names the outcome, the axis the week or automation."""
     points = getattr(getattr(event, "selection", None), "points", None) or []
     if not points:
         return
     pt = points[0]
-    outcome = fig.data[pt["curve_number"]].name if pt.get("curve_number") is not None else None  # type: ignore[attr-defined]
+    outcome = fig.data[pt["curve_number"]].name if pt.get("curve_number") is not None else None
     outcome = outcome if outcome in OUTCOME_COLUMNS else None
     if axis == "week":
         week = dt.date.fromisoformat(str(pt["x"])[:10])

@@ -4,12 +4,14 @@ chain (intact, or the first broken entry)."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from core.links import audit_link, query_params_dict
 from core.markup import md_value
+from core.periods import last_param
 from store.views.oversight import AuditFilter, read_audit_entry, read_audit_page, read_audit_vocabulary
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
@@ -19,7 +21,6 @@ from ui.text import fmt_time, pretty_json
 engine = current_engine()
 actor_or_stop()
 params = query_params_dict(st.query_params)
-one = lambda k: ((params.get(k) or [None])[-1] or None)  # noqa: E731
 st.title("Audit log")
 st.caption("Append-only and hash-chained: each entry carries the hash of the one before it, so an edit "
            "anywhere breaks the chain from that entry on.")
@@ -42,7 +43,8 @@ def warn(sentence: str) -> None:
     problems.append(sentence)
 
 
-seq_text = one("seq")
+seq_text = last_param(params, "seq")
+seq: int | None = None
 if seq_text:
     try:
         seq = int(seq_text)
@@ -69,10 +71,10 @@ with engine.ws.read() as conn:
     vocab = read_audit_vocabulary(conn)
 
 
-def _pick(label: str, key: str, options: list[str], col: object) -> str | None:
-    current = one(key)
+def _pick(label: str, key: str, options: list[str], col: Any) -> str | None:
+    current = last_param(params, key)
     choices = [None, *options] + ([current] if current and current not in options else [])
-    return col.selectbox(label, choices, index=choices.index(current),  # type: ignore[attr-defined]
+    return col.selectbox(label, choices, index=choices.index(current),
                          format_func=lambda v: v or "Any")
 
 
@@ -80,12 +82,12 @@ c = st.columns(4)
 actor_f = _pick("Actor", "actor", vocab["actor"], c[0])
 event_f = _pick("Event", "event", vocab["event"], c[1])
 kind_f = _pick("Entity kind", "entity_kind", vocab["entity_kind"], c[2])
-entity_f = c[3].text_input("Entity id", value=one("entity_id") or "").strip() or None
+entity_f = c[3].text_input("Entity id", value=last_param(params, "entity_id") or "").strip() or None
 d1, d2, _ = st.columns([1, 1, 2])
 
 
 def _date(key: str) -> dt.date | None:
-    text = one(key)
+    text = last_param(params, key)
     try:
         return dt.date.fromisoformat(text) if text else None
     except ValueError:
@@ -98,7 +100,7 @@ start_f = d1.date_input("From", value=start)
 end_f = d2.date_input("To (included)", value=end)
 wanted = {"actor": actor_f, "event": event_f, "entity_kind": kind_f, "entity_id": entity_f,
           "from": start_f.isoformat() if start_f else None, "to": end_f.isoformat() if end_f else None}
-current = {k: one(k) for k in wanted}
+current = {k: last_param(params, k) for k in wanted}
 if wanted != current:
     st.session_state["audit_log_problems"] = problems
     st.query_params.from_dict({k: v for k, v in wanted.items() if v})
@@ -110,10 +112,8 @@ utc = dt.UTC
 f = AuditFilter(actor=actor_f, event=event_f, entity_kind=kind_f, entity_id=entity_f,
                 start=dt.datetime.combine(start_f, dt.time(), utc) if start_f else None,
                 end=dt.datetime.combine(end_f + dt.timedelta(days=1), dt.time(), utc) if end_f else None)
-try:
-    before = int(one("before")) if one("before") else None
-except ValueError:
-    before = None
+before_text = last_param(params, "before")
+before = int(before_text) if before_text and before_text.isdigit() else None
 with engine.ws.read() as conn:
     rows, next_before = read_audit_page(conn, f, before_seq=before)
 if not rows:

@@ -10,8 +10,8 @@ import streamlit as st
 
 from core.links import definition_link, query_params_dict, run_link
 from core.markup import md_escape, md_repr, md_value
-from engine.catalog import UnknownDefinition
-from engine.commands import COMMAND_REFUSALS, preview_run_now, run_now, set_enabled
+from core.periods import last_param
+from engine.commands import AUTOMATION_REFUSALS, preview_run_now, run_now, set_enabled
 from store.definitions import read_definition_rejections, read_definition_versions, read_definitions
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
@@ -21,7 +21,6 @@ from ui.text import fmt_duration, fmt_time
 engine = current_engine()
 actor = actor_or_stop()
 params = query_params_dict(st.query_params)
-one = lambda k: ((params.get(k) or [None])[-1] or None)  # noqa: E731
 st.title("Automations")
 st.caption("Each automation is a versioned definition: every distinct content is a new version, and each run "
            "pins the version it ran.")
@@ -64,7 +63,7 @@ if rejections:
             st.code(rej["errors"], wrap_lines=True)
 
 ids = [r["definition_id"] for r in rows]
-chosen = one("id")
+chosen = last_param(params, "id")
 if chosen and chosen not in ids:
     st.error(f"There is no automation {md_repr(chosen)}. Known: {', '.join(ids)}.")
     chosen = None
@@ -105,7 +104,7 @@ if confirming:
                 st.session_state["automations_result"] = ("ok", "Started " + (", ".join(made)
                                                                              or "no run (nothing fired)"))
                 st.session_state["automations_runs"] = made
-            except (*COMMAND_REFUSALS, UnknownDefinition) as exc:
+            except AUTOMATION_REFUSALS as exc:
                 st.session_state["automations_result"] = ("error", md_escape(exc))
             st.rerun()
         if no.button("Cancel", key="run-now-cancel"):
@@ -119,7 +118,7 @@ if right.button(label, disabled=not may_manage, help=None if may_manage else "Ne
     try:
         set_enabled(engine, actor, chosen, not row["enabled"])
         st.session_state["automations_result"] = ("ok", f"{chosen} {label.lower()}d.")
-    except (*COMMAND_REFUSALS, UnknownDefinition) as exc:
+    except AUTOMATION_REFUSALS as exc:
         st.session_state["automations_result"] = ("error", md_escape(exc))
     st.rerun()
 if not may_run:
@@ -129,7 +128,7 @@ if not may_manage:
 
 
 def _version(key: str, default: int) -> int:
-    text = one(key)
+    text = last_param(params, key)
     try:
         value = int(text) if text else default
     except ValueError:
@@ -145,7 +144,7 @@ show_table(pd.DataFrame([{"Version": v.version, "Content hash": v.content_hash, 
                            for v in versions]))
 vcol, ccol = st.columns(2)
 shown = vcol.selectbox("Version", numbers, index=numbers.index(version))
-compare_default = _version("compare", numbers[0]) if one("compare") else None
+compare_default = _version("compare", numbers[0]) if last_param(params, "compare") else None
 compare = ccol.selectbox("Compare with", [None, *numbers], index=[None, *numbers].index(compare_default),
                          format_func=lambda v: "—" if v is None else f"version {v}")
 if (shown, compare) != (version, compare_default):

@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.links import failed_items_link, item_link, query_params_dict, run_link
 from core.markup import md_escape, md_repr, md_value
-from core.periods import parse_period, resolve_period
+from core.periods import last_param, parse_period, resolve_period
 from engine.commands import COMMAND_REFUSALS, plan_bulk_retry, retry_items
 from store.views.analytics import read_run_time_range
 from store.views.oversight import FailedFilter, count_failed_items_by_cause, read_failed_items
@@ -36,7 +36,7 @@ problems: list[str] = []
 choice = parse_period(params, "all", problems, md_value)
 for p in problems:
     st.warning(p)
-definition = (params.get("definition") or [None])[-1]
+definition = last_param(params, "definition")
 if definition and definition not in definitions:
     st.warning(f"Unknown definition {md_repr(definition)} in the link; showing all.")
     definition = None

@@ -10,6 +10,7 @@ import streamlit as st
 
 from core.links import audit_link, query_params_dict, record_link, run_link, runs_link, subject_link
 from core.markup import md_escape, md_repr
+from core.periods import last_param
 from core.states import ITEM_FAILED
 from engine.commands import COMMAND_REFUSALS, NotEligible, check_retry_eligible, retry_item
 from store.views.run_pages import read_entity_audit, read_item_detail
@@ -21,7 +22,7 @@ from ui.text import fmt_time, pretty_json
 
 engine = current_engine()
 actor = actor_or_stop()
-item_id = ((query_params_dict(st.query_params).get("id") or [""])[-1]).strip()
+item_id = (last_param(query_params_dict(st.query_params), "id") or "").strip()
 if not item_id:
     st.title("Run item")
     st.info("No item chosen. Open a run, then one of its items.")

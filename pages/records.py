@@ -8,6 +8,7 @@ import streamlit as st
 
 from core.links import Link, item_link, query_params_dict, record_link, run_link, subject_link
 from core.markup import md_repr, md_value
+from core.periods import last_param
 from store.records import read_record
 from store.registers import REGISTERS
 from store.views.oversight import RECORD_MODULES, read_items_for_subject, read_records, read_subject_row
@@ -19,8 +20,7 @@ from ui.text import fmt_time, pretty_json
 engine = current_engine()
 actor_or_stop()
 params = query_params_dict(st.query_params)
-one = lambda k: ((params.get(k) or [None])[-1] or None)  # noqa: E731
-module, register, record_id = one("module"), one("register"), one("id")
+module, register, record_id = last_param(params, "module"), last_param(params, "register"), last_param(params, "id")
 LABELS = {"findings": "Findings", "evidence_requests": "Evidence requests", "assessments": "Assessments",
           "lifecycle_instances": "Lifecycle instances"}
 
@@ -95,7 +95,8 @@ st.caption("What the automations created in the owning modules. Each record link
 if module and module not in RECORD_MODULES:
     st.warning(f"Unknown module {md_repr(module)}; showing findings.")
     module = None
-tab = st.segmented_control("Module", list(RECORD_MODULES), default=module or "findings", format_func=LABELS.get)
+tab = st.segmented_control("Module", list(RECORD_MODULES), default=module or "findings",
+                           format_func=lambda m: LABELS.get(m, m))
 tab = tab or "findings"
 if tab != (module or "findings"):
     st.query_params.from_dict({"module": tab})
@@ -107,7 +108,7 @@ if not recs:
     st.stop()
 key = {"findings": "finding_id", "evidence_requests": "request_id", "assessments": "assessment_id",
        "lifecycle_instances": "instance_id"}[tab]
-frame = pd.DataFrame([{"Record": record_link(f"{tab}:{r[key]}").href,  # type: ignore[union-attr]
+frame = pd.DataFrame([{"Record": record_link(f"{tab}:{r[key]}").href,  # type: ignore[union-attr]  # module:id always links
                        "Title": r["title"], "Subject": subject_link(r["subject_kind"], r["subject_id"]).href,
                        "Created": fmt_time(r["created_at"]), "Item": item_link(r["source_item_id"]).href}
                       for r in recs])

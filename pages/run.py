@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from core.links import audit_link, definition_link, query_params_dict, run_link, runs_link
 from core.markup import md_escape, md_repr
+from core.periods import last_param
 from core.roles import PERMISSION_ROLES
 from core.states import ITEM_FAILED, TERMINAL_RUN_STATUSES
 from reporting.bundle import build_run_bundle
@@ -27,7 +30,7 @@ from ui.text import fmt_duration, fmt_time, pretty_json
 engine = current_engine()
 actor = actor_or_stop()
 params = query_params_dict(st.query_params)
-run_id = ((params.get("id") or [""])[-1]).strip()
+run_id = (last_param(params, "id") or "").strip()
 
 if not run_id:
     st.title("Run")
@@ -43,6 +46,7 @@ if run is None:
     st.page_link(runs_link().page, label="Go to Runs", icon=":material/list_alt:")
     st.stop()
 
+shown: dict[str, Any] = run  # found (narrowed for the functions below, which mypy cannot see into)
 st.title(f"Run {run_id}")
 st.caption(md_escape(run["definition_title"] or run["definition_id"]))
 show_last_result(run_id)
@@ -51,7 +55,7 @@ show_last_result(run_id)
 def render_facts() -> dict[str, int]:
     """Status, times and counts: the part that changes while the run runs."""
     with engine.ws.read() as conn:
-        current = read_run_detail(conn, run_id) or run
+        current = read_run_detail(conn, run_id) or shown
         breakdown = count_items_by_action_and_outcome(conn, run_id)
     st.badge(current["status"], color=STATUS_BADGES.get(current["status"], "gray"))
     c = st.columns([1, 1, 3])
@@ -150,11 +154,11 @@ st.download_button(  # a callable: the zip is built, and its export audited, whe
 
 # --- items ----------------------------------------------------------------------------------------------
 st.subheader("Items")
-outcome = (params.get("outcome") or [None])[-1]
+outcome = last_param(params, "outcome")
 if outcome and outcome not in KNOWN_OUTCOMES:
     st.warning(f"Unknown outcome {md_repr(outcome)} in the link; showing every item.")
     outcome = None
-failed_attempts = (params.get("attempts") or [None])[-1] == ITEM_FAILED  # ?attempts=failed
+failed_attempts = last_param(params, "attempts") == ITEM_FAILED  # ?attempts=failed
 options = ["all", *[o for o in KNOWN_OUTCOMES if counts.get(o)], *(["failed-first"] if failed_first else [])]
 current_option = "failed-first" if failed_attempts else outcome if outcome in options else "all"
 labels = {"all": "All", "failed-first": f"failed at first ({failed_first.items:,})" if failed_first else ""}
@@ -165,7 +169,7 @@ if picked != current_option:
                                        failed_attempts=picked == "failed-first").params)
     st.rerun()
 try:
-    after = int((params.get("from") or ["0"])[-1])
+    after = int(last_param(params, "from") or "0")
 except ValueError:
     after = 0
 with engine.ws.read() as conn:

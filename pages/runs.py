@@ -11,6 +11,7 @@ import streamlit as st
 
 from core.links import RUN_SORTS, parse_runs_view, query_params_dict, run_link, runs_link
 from core.markup import md_escape
+from core.periods import last_param
 from store.views.analytics import read_run_time_range
 from store.views.run_pages import (
     BadCursor,
@@ -60,7 +61,7 @@ statuses = c2.multiselect("Status", KNOWN_STATUSES, default=list(view.statuses),
 dates_row = st.container()
 c4, c5, c6 = st.columns([3, 3, 2])
 with engine.ws.read() as conn:
-    first_run, _ = read_run_time_range(conn)
+    first_run, _last_run = read_run_time_range(conn)
 period = pick_period(c3, view.period, today, first_run.date() if first_run else None, dates_place=dates_row)
 time_field = c4.radio("Period applies to", ["triggered", "completed"],
                       index=["triggered", "completed"].index(view.time_field), horizontal=True,
@@ -71,11 +72,11 @@ failed_attempts = c5.toggle("Only runs with failed attempts (recovered or not)",
 sort_labels = {"completed": "Completion time", "triggered": "Trigger time", "started": "Start time",
                "duration": "Duration", "definition": "Definition", "status": "Status",
                "subjects": "Subjects matched", "actions": "Actions invoked"}
-sort = c6.selectbox("Sort by", RUN_SORTS, index=RUN_SORTS.index(view.sort), format_func=sort_labels.get)
+sort = c6.selectbox("Sort by", RUN_SORTS, index=RUN_SORTS.index(view.sort), format_func=lambda s: sort_labels.get(s, s))
 descending = c6.toggle("Newest / largest first", value=view.descending)
 
 chosen = replace(view, definitions=tuple(definitions), statuses=tuple(statuses), period=period,
-                 time_field=time_field, sort=sort, descending=descending, failed_attempts=failed_attempts)
+                 time_field=time_field, sort=sort or view.sort, descending=descending, failed_attempts=failed_attempts)
 if chosen != view:  # the URL is the view: rewrite it (dropping the page position) and show the new one
     st.query_params.from_dict(chosen.to_params())
     st.rerun()
@@ -87,7 +88,7 @@ if view.outcome:
 
 # --- counts and the page -----------------------------------------------------------------------------
 f, period_words = run_filter(view, today)
-after = (params.get("after") or [None])[-1]
+after = last_param(params, "after")
 with engine.ws.read() as conn:
     counts = count_runs_by_status(conn, f)
     with_failed_attempts = sum(count_runs_by_status(conn, replace(f, failed_attempts=True)).values())

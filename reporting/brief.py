@@ -38,7 +38,7 @@ from store.views import brief as bq
 from store.views.analytics import AnalyticsFilter, read_approval_decisions
 from store.workspace import Workspace
 
-Progress = Callable[[float, str], None]
+Progress = Callable[[float, str], object]  # what it returns is ignored (a progress bar returns itself)
 BRIEF_CHARTS = ("outcomes-by-automation", "outcome-trend", "failure-causes", "firing", "approvals")
 CHART_WIDTH_PX = 780  # printed 170 mm wide: the charts' 12 px text comes out at about 7 pt
 APPENDIX_LIMIT = 5_000  # beyond this the appendix says how many more there are and links the Runs page

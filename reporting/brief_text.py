@@ -78,7 +78,7 @@ class AutomationFacts:
     versions: tuple[int, int] | None = None  # the lowest and highest version that ran
     statuses: dict[str, int] = field(default_factory=dict)
     skips: list[tuple[str, int]] = field(default_factory=list)  # (reason, items), most frequent first
-    causes: list[Mapping[str, Any]] = field(default_factory=list)  # analytics failure_causes rows
+    causes: Sequence[Mapping[str, Any]] = field(default_factory=list)  # analytics failure_causes rows
     retries: list[tuple[str, int, int]] = field(default_factory=list)  # (actor, retries, items)
     records: dict[str, int] = field(default_factory=dict)  # module → records
     decisions: list[Mapping[str, Any]] = field(default_factory=list)  # approval rows of this automation

@@ -3,6 +3,8 @@ exported charts), so "failed" is the same red everywhere an auditor looks."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from core.states import (
                          AWAITING_APPROVAL,
                          CANCELLED,
@@ -39,11 +41,12 @@ OUTCOME_COLORS: dict[str, str] = {
 }
 
 # Streamlit badge colours (st.badge / :color[...]) for the same meanings.
-STATUS_BADGES: dict[str, str] = {
+BadgeColor = Literal["red", "orange", "yellow", "blue", "green", "violet", "gray", "grey", "primary"]
+STATUS_BADGES: dict[str, BadgeColor] = {
     PENDING: "gray", RUNNING: "blue", COMPLETED: "green", COMPLETED_WITH_FAILURES: "orange",
     CANCELLED: "gray", FAILED: "red",
 }
-OUTCOME_BADGES: dict[str, str] = {
+OUTCOME_BADGES: dict[str, BadgeColor] = {
     SUCCEEDED: "green", ITEM_FAILED: "red", SKIPPED: "gray", AWAITING_APPROVAL: "violet",
     IDEMPOTENT_REPLAY: "blue", ITEM_PENDING: "gray", IN_FLIGHT: "blue",
 }

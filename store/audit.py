@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from json.encoder import c_make_encoder, encode_basestring, encode_basestring_ascii
+from json.encoder import c_make_encoder, encode_basestring, encode_basestring_ascii  # type: ignore[attr-defined]  # the C accelerator json.dumps itself uses; the typeshed stubs omit it
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa

@@ -45,6 +45,13 @@ def same(value: Any) -> Same:
 
 
 Columns = Mapping[str, "Sequence[Any] | Same"]
+
+
+def listed(values: Sequence[Any] | Same) -> Sequence[Any]:
+    """A column that must hold its own values (a key, the outcomes), not one value for every row."""
+    if isinstance(values, Same):
+        raise TypeError("this column must list a value per row, not one value for all")
+    return values
 _UTC = dt.UTC
 
 
@@ -178,7 +185,7 @@ def update_columns(tx: Tx, table: sa.Table, key: str, columns: Columns,
     if not n:
         return set()
     others = [c for c in columns if c != key]
-    keys = columns[key]
+    keys = listed(columns[key])
     if not _use_fast_path(tx, n):
         kept: set[Any] = set()
         if guard is not None:  # a few rows: read which the guard keeps, then update only the others
@@ -194,7 +201,7 @@ def update_columns(tx: Tx, table: sa.Table, key: str, columns: Columns,
         return kept
     name = f"_update_{next(_names)}"
     exprs, arrays, params = _source(table, {c: columns[c] for c in others}, name)
-    arrays[key] = _values(keys, table.c[key])  # type: ignore[arg-type]
+    arrays[key] = _values(keys, table.c[key])
     sets = ", ".join(f'"{c}" = {e}' for c, e in exprs.items())
     guarded, returning = "", ""
     if guard is not None:
@@ -203,13 +210,13 @@ def update_columns(tx: Tx, table: sa.Table, key: str, columns: Columns,
     # The keys' range, besides the join: the table is read only where it can hold them (zone maps skip
     # the rest) instead of joining every row of it — a workspace holds millions of items, a batch 4,000.
     # (DuckDB orders strings by their UTF-8 bytes, which is the order of min and max here.)
-    rows = _run_registered(tx, name, arrays, f'UPDATE "{table.name}" SET {sets} FROM {name} '
+    updated = _run_registered(tx, name, arrays, f'UPDATE "{table.name}" SET {sets} FROM {name} '
                                              f'WHERE "{table.name}"."{key}" BETWEEN ? AND ? '
                                              f'AND "{table.name}"."{key}" = {name}."{key}"{guarded}{returning}',
-                           [*params, min(keys), max(keys), *(guard[1] if guard else ())])  # type: ignore[type-var]
+                           [*params, min(keys), max(keys), *(guard[1] if guard else ())])
     if guard is None:
         return set()
-    return set(keys) - {r[0] for r in rows}
+    return set(keys) - {row[0] for row in updated}
 
 
 def update_rows(tx: Tx, table: sa.Table, key: str, rows: Sequence[Mapping[str, Any]]) -> None:

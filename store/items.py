@@ -27,7 +27,7 @@ from core.states import (
     check_item_transition,
     item_sources,
 )
-from store.bulk import Columns, append_columns, append_packed, append_rows, columns_of, pack, update_columns
+from store.bulk import Columns, append_columns, append_packed, append_rows, columns_of, listed, pack, update_columns
 from store.schema import approvals, audit_log, item_attempts, run_items
 from store.tx import Tx
 
@@ -52,6 +52,14 @@ def pack_items(columns: Columns) -> pa.Table:
 def read_item(conn: sa.Connection, item_id: str) -> dict[str, Any] | None:
     row = conn.execute(sa.select(run_items).where(run_items.c.item_id == item_id)).mappings().first()
     return dict(row) if row else None
+
+
+def require_item(conn: sa.Connection, item_id: str) -> dict[str, Any]:
+    """An item that must exist (the caller just claimed or settled it)."""
+    item = read_item(conn, item_id)
+    if item is None:
+        raise LookupError(f"there is no run item {item_id} in this workspace")
+    return item
 
 
 def read_items(conn: sa.Connection, run_id: str, outcome: str | None = None) -> list[dict[str, Any]]:
@@ -159,13 +167,13 @@ def settle_item_outcomes(tx: Tx, columns: Columns) -> None:
     """Write the outcomes a batch settled (columns: ``item_id``, ``outcome``, …): one guarded statement that
     updates only items still in a state every outcome of the batch may follow (in flight); a row that is
     not is refused by name and the batch rolls back."""
-    n = len(columns["item_id"])
-    if not n:
+    item_ids, outcomes = listed(columns["item_id"]), listed(columns["outcome"])
+    if not item_ids:
         return
-    allowed = frozenset.intersection(*(item_sources(o) for o in set(columns["outcome"])))
+    allowed = frozenset.intersection(*(item_sources(o) for o in set(outcomes)))
     kept = update_columns(tx, run_items, "item_id", columns, guard=("outcome", sorted(allowed)))
     if kept:
-        wanted = dict(zip(columns["item_id"], columns["outcome"], strict=True))
+        wanted = dict(zip(item_ids, outcomes, strict=True))
         first = min(kept)
         stored = tx.conn.execute(sa.select(run_items.c.outcome).where(run_items.c.item_id == first)).scalar()
         raise TransitionRefused("item", first, stored or "missing", wanted[first])

@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from core.conditions import Clause, Compare, Condition, Related, literal_for
+from core.conditions import Clause, Compare, Condition, literal_for
 from store.bulk import dicts
 from store.registers import REGISTERS
 
@@ -30,7 +30,7 @@ def _coerce(value: Any, field_type: str) -> Any:
     return value
 
 
-def _compare(table: sa.Table, kind: str, c: Compare, trigger_at: dt.datetime) -> sa.ColumnElement[bool]:
+def _compare(table: sa.FromClause, kind: str, c: Compare, trigger_at: dt.datetime) -> sa.ColumnElement[bool]:
     col = table.c[c.field]
     ftype = REGISTERS[kind].fields[c.field]
     v = _coerce(literal_for(c.value, trigger_at, ftype), ftype)
@@ -51,7 +51,6 @@ def _clause(subject: sa.Table, kind: str, clause: Clause, trigger_at: dt.datetim
     t = clause.test
     if isinstance(t, Compare):
         return _compare(subject, kind, t, trigger_at)
-    assert isinstance(t, Related)
     other = REGISTERS[t.register].table.alias(f"rel_{t.register}")
     conds = [other.c[theirs] == subject.c[ours] for theirs, ours in t.match]
     conds += [_compare(other, t.register, w, trigger_at) for w in t.where]

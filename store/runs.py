@@ -37,6 +37,14 @@ def read_run(conn: sa.Connection, run_id: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
+def require_run(conn: sa.Connection, run_id: str) -> dict[str, Any]:
+    """A run that must exist (the caller holds its items, or just wrote it)."""
+    run = read_run(conn, run_id)
+    if run is None:
+        raise LookupError(f"there is no run {run_id} in this workspace")
+    return run
+
+
 def read_cancel_requested(conn: sa.Connection, run_id: str) -> bool:
     """Whether the run has a cancel request: the executor asks before every batch."""
     return conn.execute(sa.select(runs.c.cancel_requested_at.is_not(None)).where(runs.c.run_id == run_id)

@@ -7,14 +7,14 @@ through fifty runs saw a fifth of them and a second scroll bar. Every list is al
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import streamlit as st
 
 ROW_PX = 35  # Streamlit's table row height (the header row too)
 
 
-def table_height(rows: int, cap: int = 100) -> int | str:
+def table_height(rows: int, cap: int = 100) -> int | Literal["auto"]:
     """Pixels that show every row (up to ``cap``); ``"auto"`` for an empty table."""
     if rows <= 0:
         return "auto"

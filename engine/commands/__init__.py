@@ -14,7 +14,7 @@ from engine.commands.approvals import (
                                        dismiss_item,
                                        four_eyes_conflict,
 )
-from engine.commands.automations import RunNowPreview, preview_run_now, run_now, set_enabled
+from engine.commands.automations import AUTOMATION_REFUSALS, RunNowPreview, preview_run_now, run_now, set_enabled
 from engine.commands.cancel import cancel_run, check_cancellable
 from engine.commands.refusals import (
                                        COMMAND_REFUSALS,
@@ -35,7 +35,8 @@ from engine.commands.retry import (
                                        retry_run,
 )
 
-__all__ = ["COMMAND_REFUSALS", "AlreadyDone", "CommandRefused", "FourEyesConflict", "FourEyesRefused",
+__all__ = ["AUTOMATION_REFUSALS", "COMMAND_REFUSALS",
+           "AlreadyDone", "CommandRefused", "FourEyesConflict", "FourEyesRefused",
            "NotEligible", "NotFound", "RetryPlan", "RunNowPreview", "approve_item", "cancel_run",
            "check_cancellable", "check_four_eyes", "check_retry_eligible", "check_segregation_of_duties",
            "check_still_retryable", "dismiss_item", "four_eyes_conflict", "plan_bulk_retry", "plan_retry",

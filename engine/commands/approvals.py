@@ -88,7 +88,7 @@ def approve_item(engine: Engine, actor: Actor, item_id: str) -> str:
         settle_run_status(tx, run["run_id"], actor.audit_name)  # its counts: the item is in flight now
     engine.executor.process_items(find_run(engine, run["run_id"]), taken, actor.audit_name)
     with engine.ws.read() as conn:
-        return item_store.read_item(conn, item_id)["outcome"]
+        return item_store.require_item(conn, item_id)["outcome"]
 
 
 def dismiss_item(engine: Engine, actor: Actor, item_id: str, reason: str) -> str:

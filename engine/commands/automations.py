@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 from core.roles import Actor
 from engine.authz import check_permission
-from engine.commands.refusals import NotEligible
+from engine.catalog import UnknownDefinition
+from engine.commands.refusals import COMMAND_REFUSALS, NotEligible
 from store.definitions import set_definition_enabled
 from store.matching import count_matching_subjects
 
@@ -22,6 +23,10 @@ def run_now(engine: Engine, actor: Actor, definition_id: str, background: bool =
     if not enabled:
         raise NotEligible(f"{definition_id} is disabled; an admin must enable it before it can run.")
     return engine.fire(definition_id, kind="manual", actor_name=actor.audit_name, background=background)
+
+
+# What "run now" or enable/disable may answer instead: a command refusal, or an automation that is unknown.
+AUTOMATION_REFUSALS: tuple[type[Exception], ...] = (*COMMAND_REFUSALS, UnknownDefinition)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ def cancel_run(engine: Engine, actor: Actor, run_id: str, reason: str) -> str:
     check_cancellable(run)
     with engine.ws.transaction() as tx:
         # Checked again under the write lock: the executor may have finished the run since the read above.
-        check_cancellable(run_store.read_run(tx.conn, run_id))
+        check_cancellable(run_store.require_run(tx.conn, run_id))
         if not run_store.request_cancel(tx, run_id, actor.audit_name, reason.strip()):
             raise AlreadyDone(f"Run {run_id} already has a cancel request.")
         tx.audit(actor.audit_name, "run.cancel_requested", "run", run_id, {"reason": reason.strip()})

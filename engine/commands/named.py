@@ -47,13 +47,15 @@ class Operation:
     optional: tuple[str, ...] = ()
 
 
-def _text(params: dict[str, Any], name: str, required: bool = True) -> str | None:
+def _text(params: dict[str, Any], name: str) -> str:
     value = params.get(name)
-    if value is None and not required:
-        return None
     if not isinstance(value, str) or not value.strip():
         raise BadRequest(f"'{name}' must be a non-empty string")
     return value
+
+
+def _optional_text(params: dict[str, Any], name: str) -> str | None:
+    return None if params.get(name) is None else _text(params, name)
 
 
 def _runs_of_event(engine: Engine, event_id: str) -> list[str]:
@@ -93,7 +95,7 @@ def _fire(engine: Engine, p: dict[str, Any]) -> Answer:
 
 def _retry(engine: Engine, p: dict[str, Any]) -> Answer:
     actor = load_actor(engine.ws, _text(p, "member"))
-    run_id, item_id = _text(p, "run"), _text(p, "item", required=False)
+    run_id, item_id = _text(p, "run"), _optional_text(p, "item")
     if item_id:
         outcome = commands.retry_item(engine, actor, item_id)
         return Answer([f"{item_id}: {outcome}"], {"results": {item_id: outcome}})

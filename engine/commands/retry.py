@@ -91,7 +91,7 @@ def plan_bulk_retry(failed_items: list[dict[str, Any]]) -> RetryPlan:
 
 
 def retry_items(engine: Engine, actor: Actor, item_ids: list[str],
-                progress: Callable[[int, int], None] | None = None) -> dict[str, str]:
+                progress: Callable[[int, int], object] | None = None) -> dict[str, str]:
     """Retry the given items (all eligible, checked again under the claim); returns item → outcome."""
     results: dict[str, str] = {}
     for n, item_id in enumerate(item_ids, 1):
@@ -111,7 +111,7 @@ def retry_items(engine: Engine, actor: Actor, item_ids: list[str],
             settle_run_status(tx, run["run_id"], actor.audit_name)
         engine.executor.process_items(find_run(engine, run["run_id"]), taken, actor.audit_name)
         with engine.ws.read() as conn:
-            results[item_id] = item_store.read_item(conn, item_id)["outcome"]
+            results[item_id] = item_store.require_item(conn, item_id)["outcome"]
         if progress:
             progress(n, len(item_ids))
     return results
@@ -122,7 +122,7 @@ def retry_item(engine: Engine, actor: Actor, item_id: str) -> str:
 
 
 def retry_run(engine: Engine, actor: Actor, run_id: str,
-              progress: Callable[[int, int], None] | None = None) -> tuple[RetryPlan, dict[str, str]]:
+              progress: Callable[[int, int], object] | None = None) -> tuple[RetryPlan, dict[str, str]]:
     check_permission(engine.ws, actor, "retry", "run", run_id)
     plan = plan_retry(engine, run_id)
     return plan, retry_items(engine, actor, [i["item_id"] for i in plan.eligible], progress)

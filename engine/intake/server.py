@@ -143,7 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
             405, "only POST /signals/<source> and POST /commands/<name> are served",
             f"{self.command} {urlsplit(self.path).path}", self.client_address[0]))
 
-    do_GET = do_PUT = do_DELETE = do_PATCH = _not_allowed  # noqa: N815
+    do_GET = do_PUT = do_DELETE = do_PATCH = _not_allowed  # noqa: N815 - http.server names its handlers so
 
     def _send(self, reply: Reply) -> None:
         data = reply.body()
@@ -283,7 +283,7 @@ class IntakeServer:
         try:
             with self.engine.ws.transaction() as tx:
                 fresh = remember_request(tx, signature, name if kind == "signals" else "cli", False, "received")
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - every request gets an answer, even when the store fails
             log.exception("intake: could not remember %s", label)
             return self.refuse(503, f"the engine cannot record this request now: {exc}", label, remote)
         if not fresh:
