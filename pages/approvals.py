@@ -16,15 +16,13 @@ from store.views.oversight import read_open_approvals_oldest_first, read_recent_
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
 from ui.tables import show_table
-from ui.text import fmt_age, fmt_time, pretty_json
+from ui.text import fmt_age, fmt_time, pretty_json, show_command_result
 
 engine = current_engine()
 actor = actor_or_stop()
 st.title("Approvals")
 st.caption("Actions that need a person's decision before they execute. Oldest first.")
-result = st.session_state.pop("approvals_result", None)
-if result:
-    (st.success if result[0] == "ok" else st.error)(result[1])
+show_command_result("approvals_result")
 
 with engine.ws.read() as conn:
     waiting = read_open_approvals_oldest_first(conn)

@@ -16,7 +16,7 @@ from store.definitions import read_definition_rejections, read_definition_versio
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
 from ui.tables import show_table
-from ui.text import fmt_duration, fmt_time
+from ui.text import fmt_duration, fmt_time, show_command_result
 
 engine = current_engine()
 actor = actor_or_stop()
@@ -24,9 +24,7 @@ params = query_params_dict(st.query_params)
 st.title("Automations")
 st.caption("Each automation is a versioned definition: every distinct content is a new version, and each run "
            "pins the version it ran.")
-result = st.session_state.pop("automations_result", None)
-if result:
-    (st.success if result[0] == "ok" else st.error)(result[1])
+show_command_result("automations_result")
 
 with engine.ws.read() as conn:
     rows = read_definitions(conn)

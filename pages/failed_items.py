@@ -17,6 +17,7 @@ from ui.period_picker import pick_period
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
 from ui.tables import show_table
+from ui.text import show_command_result
 
 engine = current_engine()
 actor = actor_or_stop()
@@ -24,9 +25,7 @@ params = query_params_dict(st.query_params)
 st.title("Failed items")
 st.caption("Every failed item across runs, grouped by cause. Transient failures can be retried with the same "
            "idempotency key; deterministic ones need their cause fixed first.")
-result = st.session_state.pop("failed_items_result", None)
-if result:
-    (st.success if result[0] == "ok" else st.error)(result[1])
+show_command_result("failed_items_result")
 
 with engine.ws.read() as conn:
     definitions = read_definition_ids(conn)

@@ -10,8 +10,8 @@ from core.links import Link, item_link, query_params_dict, record_link, run_link
 from core.markup import md_repr, md_value
 from core.periods import last_param
 from store.records import read_record
-from store.registers import REGISTERS
-from store.views.oversight import RECORD_MODULES, read_items_for_subject, read_records, read_subject_row
+from store.registers import REGISTERS, read_subject
+from store.views.oversight import RECORD_MODULES, read_items_for_subject, read_records
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
 from ui.tables import show_table
@@ -49,7 +49,7 @@ if register:  # one subject of a register
         _back()
         st.stop()
     with engine.ws.read() as conn:
-        row = read_subject_row(conn, register, record_id or "")
+        row = read_subject(conn, register, record_id or "")
         touched = read_items_for_subject(conn, register, record_id or "")
     st.title(f"{register} {md_value(record_id or '')}")
     if row is None:

@@ -68,3 +68,11 @@ def fmt_time(value: Any) -> str:
         return value.strftime("%Y-%m-%d %H:%M:%S UTC")
     except AttributeError:
         return str(value)
+
+
+def show_command_result(key: str) -> None:
+    """What the member's last command answered (kept over the rerun that follows it): ``("ok", text)`` as
+    success, anything else as an error."""
+    result = st.session_state.pop(key, None)
+    if result:
+        (st.success if result[0] == "ok" else st.error)(result[1])

@@ -14,7 +14,6 @@ import sqlalchemy as sa
 
 from core.states import AWAITING_APPROVAL, ITEM_FAILED
 from store.records import RECORD_TABLES
-from store.registers import REGISTERS
 from store.schema import approvals, audit_log, run_failure_causes, run_items, runs
 
 
@@ -163,12 +162,6 @@ def read_records(conn: sa.Connection, module: str, limit: int = 500) -> list[dic
     t = RECORD_TABLES[module]
     q = sa.select(t).order_by(t.c.created_at.desc()).limit(limit)
     return [dict(r) for r in conn.execute(q).mappings()]
-
-
-def read_subject_row(conn: sa.Connection, register: str, subject_id: str) -> dict[str, Any] | None:
-    reg = REGISTERS[register]
-    row = conn.execute(sa.select(reg.table).where(reg.table.c[reg.key] == subject_id)).mappings().first()
-    return dict(row) if row else None
 
 
 def read_items_for_subject(conn: sa.Connection, subject_kind: str, subject_id: str,
