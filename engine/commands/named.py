@@ -1,4 +1,4 @@
-"""The state-changing commands (emit, signal, fire, retry, cancel, approve, dismiss), performed one way.
+"""The state-changing commands (emit, signal, fire, retry, cancel, approve, dismiss, import), performed one way.
 
 The CLI performs them on a workspace it opened itself; the intake endpoint performs them for a CLI in
 another process while the engine holds the file. Both call ``perform`` with the same parameters, so a
@@ -125,6 +125,24 @@ def _approve(engine: Engine, p: dict[str, Any]) -> Answer:
     return Answer([f"{item_id}: {outcome}"], {"outcome": outcome})
 
 
+def _flag(params: dict[str, Any], name: str) -> bool:
+    value = params.get(name, False)
+    if not isinstance(value, bool):
+        raise BadRequest(f"'{name}' must be true or false")
+    return value
+
+
+def _import(engine: Engine, p: dict[str, Any]) -> Answer:
+    actor = load_actor(engine.ws, _text(p, "member"))
+    report = commands.import_register(engine, actor, _text(p, "register"), _text(p, "file"),
+                                      fmt=_optional_text(p, "format"), mode=_optional_text(p, "mode") or "upsert",
+                                      skip_bad_rows=_flag(p, "skip_bad_rows"),
+                                      ignore_extra_columns=_flag(p, "ignore_extra_columns"))
+    r = report.outcome.result
+    return Answer(report.lines(), {"import_id": r.import_id, "counts": r.counts(), "runs": report.runs,
+                                   "events": len(r.events)})
+
+
 def _dismiss(engine: Engine, p: dict[str, Any]) -> Answer:
     actor = load_actor(engine.ws, _text(p, "member"))
     item_id = _text(p, "item")
@@ -140,7 +158,16 @@ OPERATIONS: dict[str, Operation] = {
     "cancel": Operation(_cancel, ("member", "run", "reason")),
     "approve": Operation(_approve, ("member", "item")),
     "dismiss": Operation(_dismiss, ("member", "item", "reason")),
+    "import": Operation(_import, ("member", "register", "file"),
+                        ("format", "mode", "skip_bad_rows", "ignore_extra_columns")),
 }
+
+
+def operation_of(args: argparse.Namespace) -> str | None:
+    """The state-changing command a parsed CLI line names (``registers import`` is ``import``), or None."""
+    if args.command == "registers":
+        return "import" if args.registers_command == "import" else None
+    return args.command if args.command in OPERATIONS else None
 
 
 def perform(engine: Engine, name: str, params: dict[str, Any]) -> Answer:
@@ -160,9 +187,13 @@ def perform(engine: Engine, name: str, params: dict[str, Any]) -> Answer:
 
 def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The parameters of a parsed CLI command; a signal's payload file (or stdin) is read here."""
-    op = OPERATIONS[args.command]
+    name = operation_of(args)
+    assert name is not None, args.command
+    op = OPERATIONS[name]
     params = {k: getattr(args, k) for k in op.required + op.optional
               if k != "payload" and getattr(args, k, None) is not None}
+    if name == "import":  # the engine may run elsewhere in the file system: it is handed the absolute path
+        params["file"] = str(Path(args.file).resolve())
     if args.command == "signal":
         try:
             params["payload"] = (sys.stdin.read() if args.payload == "-"
