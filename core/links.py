@@ -166,10 +166,6 @@ def failed_items_link(definition_id: str | None = None, period: PeriodChoice | N
                                   **(period or PeriodChoice(RUNS_DEFAULT_PERIOD)).to_params(RUNS_DEFAULT_PERIOD)}))
 
 
-def approvals_link() -> Link:
-    return Link("approvals")
-
-
 def audit_link(entity_kind: str | None = None, entity_id: str | None = None, actor: str | None = None,
                event: str | None = None, seq: int | None = None) -> Link:
     return Link("audit", _clean({"entity_kind": entity_kind, "entity_id": entity_id, "actor": actor,
@@ -199,10 +195,6 @@ def parse_analytics_view(params: Mapping[str, list[str]],
         problems.append("A custom period needs both 'from' and 'to'; showing the last quarter.")
         period = PeriodChoice(ANALYTICS_DEFAULT_PERIOD)
     return AnalyticsView(period, tuple(w for w in wanted if w in known_definitions)), problems
-
-
-def analytics_link(view: AnalyticsView | None = None) -> Link:
-    return Link("analytics", (view or AnalyticsView()).to_params())
 
 
 class RepeatableParams(Protocol):

@@ -83,11 +83,6 @@ class TransitionRefused(Exception):
         super().__init__(f"{kind} {entity_id} is {current}; it cannot become {wanted} (allowed: {allowed})")
 
 
-def run_sources(wanted: str) -> frozenset[str]:
-    """The statuses a run may become ``wanted`` from: what the store's guarded write requires of the row."""
-    return frozenset(s for s, targets in RUN_TRANSITIONS.items() if wanted in targets)
-
-
 def item_sources(wanted: str) -> frozenset[str]:
     """The states an item may become ``wanted`` from (``in-flight`` from pending, failed or awaiting approval)."""
     return frozenset(s for s, targets in ITEM_TRANSITIONS.items() if wanted in targets)

@@ -80,6 +80,3 @@ class SimulatedClock:
                 finally:
                     self._running_callbacks = False
             self._now = max(self._now, when)
-
-    def next_due(self) -> dt.datetime | None:
-        return self._queue[0][0] if self._queue else None

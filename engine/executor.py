@@ -115,8 +115,7 @@ class Executor:
 
     def _match_run(self, run_id: str, actor: str) -> None:
         with self.ws.read() as conn:
-            run = run_store.read_run(conn, run_id)
-            assert run is not None
+            run = run_store.require_run(conn, run_id)
             if run["started_at"] is not None or run["failure_cause"] or run["cancel_requested_at"] is not None:
                 return  # already matched, failed, or cancelled while pending: nothing to match
             event = run_store.read_event(conn, run["trigger_event_id"])

@@ -265,10 +265,8 @@ class Engine:
             if d.trigger.kind == "schedule":
                 self.scheduler.add_job(self._fire_scheduled, d.trigger.cron_trigger(), args=[d.id],
                                        id=f"schedule:{d.id}", misfire_grace_time=3600)
-        for reg in sourced_registers(self):  # each declared source, read on its own schedule
-            assert reg.spec.source is not None
-            self.scheduler.add_job(self._import_scheduled, CronTrigger.from_crontab(reg.spec.source.schedule,
-                                                                                    timezone="UTC"),
+        for reg, source in sourced_registers(self):  # each declared source, read on its own schedule
+            self.scheduler.add_job(self._import_scheduled, CronTrigger.from_crontab(source.schedule, timezone="UTC"),
                                    args=[reg.kind], id=import_definition_id(reg.kind), misfire_grace_time=3600)
 
     def _import_scheduled(self, register_id: str) -> None:

@@ -101,7 +101,7 @@ def run_scheduled_import(engine: Importer, register_id: str, at: dt.datetime | N
             path = (source_file(source, engine.registers_dir) if source.file
                     else read_sql_source(source, register_id, Path(folder)))
             with engine.ws.transaction() as tx:
-                run_id = _open_run(tx, reg, at)
+                run_id = _open_run(tx, reg, source, at)
                 outcome = import_file(tx, reg, path, actor=ACTOR, fmt="parquet" if source.url_env else source.format,
                                       mode=source.mode, origin="sql" if source.url_env else "file",
                                       source=f"${source.url_env}" if source.url_env else None)
@@ -112,7 +112,7 @@ def run_scheduled_import(engine: Importer, register_id: str, at: dt.datetime | N
                 settle_run_status(tx, run_id, ACTOR)
         except (ImportRefused, SourceUnavailable) as exc:
             with engine.ws.transaction() as tx:  # nothing of the source was loaded; the run says why
-                run_id = _open_run(tx, reg, at)
+                run_id = _open_run(tx, reg, source, at)
                 tx.audit(ACTOR, "register.import_refused", "register", register_id,
                          {"source": source.described, "reason": str(exc), "run_id": run_id})
                 run_store.write_run_fields(tx, run_id, failure_cause=f"import failed: {exc}",
@@ -123,9 +123,7 @@ def run_scheduled_import(engine: Importer, register_id: str, at: dt.datetime | N
     return run_id
 
 
-def _open_run(tx: Tx, reg: Register, at: dt.datetime) -> str:
-    source = reg.spec.source
-    assert source is not None
+def _open_run(tx: Tx, reg: Register, source: SourceSpec, at: dt.datetime) -> str:
     event_id = record_trigger_event(tx, kind=IMPORT, event_type="register.import_scheduled", source="scheduler",
                                     occurred_at=at, definition_id=import_definition_id(reg.kind),
                                     payload={"register": reg.kind, "source": source.described},
@@ -134,11 +132,12 @@ def _open_run(tx: Tx, reg: Register, at: dt.datetime) -> str:
     event: dict[str, Any] = {"event_id": event_id, "kind": IMPORT, "source": "scheduler", "occurred_at": at}
     run_id = run_store.create_run(tx, definition_id=import_definition_id(reg.kind), definition_version=reg.version,
                                   event=event, actor=ACTOR)
-    assert run_id is not None  # a new event: no run yet
+    if run_id is None:  # the event was just recorded (a second read of the minute fails on its key): no run yet
+        raise RuntimeError(f"{event_id} already had a run")
     return run_id
 
 
-def sourced_registers(engine: Importer) -> list[Register]:
-    """The registers that declare a scheduled source."""
+def sourced_registers(engine: Importer) -> list[tuple[Register, SourceSpec]]:
+    """The registers that declare a scheduled source, with it."""
     with engine.ws.read() as conn:
-        return [r for r in read_registers(conn).values() if r.declared and r.spec.source is not None]
+        return [(r, r.spec.source) for r in read_registers(conn).values() if r.declared and r.spec.source]

@@ -15,6 +15,7 @@ from core.markup import md_repr, md_value
 from core.periods import last_param
 from engine.commands import CommandRefused, import_register
 from engine.registers import definitions_using
+from store.registers import read_register_rejections
 from store.views.registers import (
     SUBJECT_PAGE,
     read_imports_of,
@@ -33,6 +34,7 @@ params = query_params_dict(st.query_params)
 register_id = last_param(params, "id")
 with engine.ws.read() as conn:
     summaries = {s["id"]: s for s in read_register_summaries(conn)}
+    rejections = read_register_rejections(conn)
 
 
 def _last(row: dict | None) -> str:
@@ -43,6 +45,11 @@ if not register_id:
     st.title("Registers")
     st.caption(f"The subjects automations act on, declared as YAML files in {md_value(str(engine.registers_dir))}; "
                "each load is kept as evidence: who loaded what, when, from which file, with its SHA-256.")
+    if rejections:
+        with st.expander(f"Rejected register files ({len(rejections)})", icon=":material/error:"):
+            for r in rejections:
+                st.markdown(f"**{md_value(r['source_path'])}** · {fmt_time(r['rejected_at'])}")
+                st.text(r["errors"])
     if not summaries:
         st.info("No register is declared yet. Put a YAML file per register in the registers folder (README, "
                 "'Start a real workspace'); the engine takes it when it next loads.")

@@ -242,12 +242,6 @@ def automation_sentences(a: AutomationFacts) -> list[str]:
     return out
 
 
-def outcome_phrase(totals: Mapping[str, int]) -> str:
-    """Every outcome, zeros included: "691 items: 671 succeeded, 0 failed, 20 skipped, …"."""
-    return f"{plural(totals['items'], 'item')}: " + ", ".join(
-        f"{totals[o]:,} {w}" for o, w in OUTCOME_WORDS.items())
-
-
 def group_skips(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[str, int]]]:
     out: dict[str, list[tuple[str, int]]] = {}
     for r in rows:

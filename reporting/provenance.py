@@ -56,7 +56,8 @@ def begin_export(ws: Workspace, actor: Actor, kind: str, name: str, period: str,
                  filters: dict[str, str] | None = None) -> Provenance:
     """Check the actor may export (a refusal is audited and raises ``NotAuthorized``), then read the
     chain head that the file will cite."""
-    assert kind in EXPORT_KINDS, kind
+    if kind not in EXPORT_KINDS:  # a programming error, kept under ``python -O`` too
+        raise ValueError(f"unknown export kind {kind!r}; one of {', '.join(EXPORT_KINDS)}")
     check_permission(ws, actor, "export", kind, name)
     with ws.read() as conn:
         seq, head = read_chain_head(conn)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from json.encoder import c_make_encoder, encode_basestring, encode_basestring_ascii  # type: ignore[attr-defined]  # the C accelerator json.dumps itself uses; the typeshed stubs omit it
 from typing import Any, NamedTuple
@@ -113,13 +113,6 @@ def chain_columns(entries: Sequence[AuditEntry], head: tuple[int, str]) -> dict[
             "event": [e.event for e in entries], "entity_kind": [e.entity_kind for e in entries],
             "entity_id": [e.entity_id for e in entries], "payload": payloads, "prev_hash": prevs,
             "hash": hashes}
-
-
-def chain_rows(entries: Iterable[AuditEntry], head: tuple[int, str]) -> list[dict[str, Any]]:
-    """Number and hash entries after ``head``; the caller appends them in its transaction."""
-    cols = chain_columns(list(entries), head)
-    names = list(cols)
-    return [dict(zip(names, values, strict=True)) for values in zip(*cols.values(), strict=True)]
 
 
 @dataclass(frozen=True)

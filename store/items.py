@@ -74,13 +74,6 @@ CLAIM_COLUMNS = ("item_id", "run_id", "position", "subject_kind", "subject_id", 
                  "subject_snapshot", "action", "parameters", "idempotency_key", "outcome", "attempts")
 
 
-def claim_pending_items(tx: Tx, run_id: str, limit: int, after_position: int = 0) -> list[dict[str, Any]]:
-    """``claim_pending_item_columns`` as one dict per item."""
-    cols = claim_pending_item_columns(tx, run_id, limit, after_position)
-    names = list(cols)
-    return [dict(zip(names, values, strict=True)) for values in zip(*cols.values(), strict=True)]
-
-
 def claim_pending_item_columns(tx: Tx, run_id: str, limit: int, after_position: int = 0) -> dict[str, list[Any]]:
     """Take the next ``limit`` pending items of a run in order, marking them in flight; return them as
     columns (``CLAIM_COLUMNS`` → values), which the executor works from without a dict per item.
@@ -249,11 +242,6 @@ def decide_approval(tx: Tx, item_id: str, decision: str, actor: str, reason: str
                                                    approvals.c.decision.is_(None))
                           .values(decision=decision, decided_by=actor, decided_at=tx.now(), reason=reason))
     return res.rowcount == 1
-
-
-def read_open_approvals(conn: sa.Connection) -> list[dict[str, Any]]:
-    q = sa.select(approvals).where(approvals.c.decision.is_(None)).order_by(approvals.c.opened_at)
-    return [dict(r) for r in conn.execute(q).mappings()]
 
 
 def skip_item(tx: Tx, item_id: str, from_outcome: str, reason: str) -> None:

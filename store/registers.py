@@ -162,17 +162,6 @@ def read_registers(conn: sa.Connection) -> Registers:
     return out
 
 
-def read_register_rows(conn: sa.Connection) -> list[dict[str, Any]]:
-    """The declared registers as the registers table lists them (title, version, source file)."""
-    return [dict(r) for r in conn.execute(sa.select(s.registers).order_by(s.registers.c.register_id)).mappings()]
-
-
-def read_register_versions(conn: sa.Connection, register_id: str) -> list[dict[str, Any]]:
-    q = (sa.select(s.register_versions).where(s.register_versions.c.register_id == register_id)
-         .order_by(s.register_versions.c.version))
-    return [dict(r) for r in conn.execute(q).mappings()]
-
-
 def _existing_columns(conn: sa.Connection, table: str) -> set[str] | None:
     if not sa.inspect(conn).has_table(table):
         return None

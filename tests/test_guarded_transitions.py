@@ -15,12 +15,10 @@ from core.states import (
     ITEM_FAILED,
     ITEM_PENDING,
     ITEM_TRANSITIONS,
-    RUN_TRANSITIONS,
     SKIPPED,
     SUCCEEDED,
     TransitionRefused,
     item_sources,
-    run_sources,
 )
 from store import items as item_store
 from store import runs as run_store
@@ -40,11 +38,6 @@ def _set_outcome(engine, item_id: str, outcome: str) -> None:  # noqa: ANN001
 @pytest.mark.parametrize("wanted", sorted(ITEM_TRANSITIONS))
 def test_item_sources_are_the_transition_table_read_backwards(wanted: str) -> None:
     assert item_sources(wanted) == {s for s, ts in ITEM_TRANSITIONS.items() if wanted in ts}
-
-
-@pytest.mark.parametrize("wanted", sorted(RUN_TRANSITIONS))
-def test_run_sources_are_the_transition_table_read_backwards(wanted: str) -> None:
-    assert run_sources(wanted) == {s for s, ts in RUN_TRANSITIONS.items() if wanted in ts}
 
 
 def test_settling_an_item_that_is_not_in_flight_is_refused_by_name_and_rolls_back(make_engine) -> None:

@@ -139,3 +139,10 @@ def test_the_brief_command_does_not_load_streamlit() -> None:
              "print('streamlit' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_no_invariant_is_an_assert() -> None:
+    """``python -O`` removes ``assert``: what the product relies on is checked with a raise that names it."""
+    found = [f"{name}:{node.lineno}" for name, path in MODULES.items()
+             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(node, ast.Assert)]
+    assert found == []

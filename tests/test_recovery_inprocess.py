@@ -27,8 +27,8 @@ def test_recovery_finishes_an_interrupted_run_without_acting_twice(make_engine) 
         run_store.mark_event_dispatched(tx, event["event_id"])
     engine.executor.match_run(run_id, "member:sigrid")
     with engine.ws.transaction() as tx:
-        claimed = item_store.claim_pending_items(tx, run_id, 7)
-    assert len(claimed) == 7 and run_of(engine, run_id)["status"] == "running"
+        claimed = item_store.claim_pending_item_columns(tx, run_id, 7)
+    assert len(claimed["item_id"]) == 7 and run_of(engine, run_id)["status"] == "running"
 
     assert engine.recover() == [run_id]
     items = items_of(engine, run_id).values()

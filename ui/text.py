@@ -11,8 +11,6 @@ from typing import Any
 
 import streamlit as st
 
-from core.markup import md_escape
-
 
 def pretty_json(value: Any) -> str:
     """A stored JSON text or a value, indented for reading; unreadable text shown as it is."""
@@ -22,17 +20,6 @@ def pretty_json(value: Any) -> str:
         except ValueError:
             return value
     return json.dumps(value, indent=2, sort_keys=True, default=str, ensure_ascii=False)
-
-
-def show_long_text(label: str, value: Any, fold_after: int = 400, language: str | None = None) -> None:
-    """Short text inline; long text folded into an expander (as ``st.code``, so never rendered)."""
-    text = "" if value is None else str(value)
-    if len(text) <= fold_after and "\n" not in text:
-        st.markdown(f"**{md_escape(label)}**")
-        st.text(text or "—")
-        return
-    with st.expander(f"{label} ({len(text):,} characters)"):
-        st.code(text, language=language, wrap_lines=True)
 
 
 def fmt_duration(seconds: float | None) -> str:

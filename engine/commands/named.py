@@ -188,7 +188,8 @@ def perform(engine: Engine, name: str, params: dict[str, Any]) -> Answer:
 def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The parameters of a parsed CLI command; a signal's payload file (or stdin) is read here."""
     name = operation_of(args)
-    assert name is not None, args.command
+    if name is None:
+        raise BadRequest(f"`{args.command}` is not a command that changes the workspace")
     op = OPERATIONS[name]
     params = {k: getattr(args, k) for k in op.required + op.optional
               if k != "payload" and getattr(args, k, None) is not None}

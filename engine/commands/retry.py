@@ -41,9 +41,8 @@ _ALREADY_RETRIED = ("Item {item_id} is already being retried or was retried by s
 def check_still_retryable(tx: Tx, seen: dict) -> tuple[dict, dict]:
     """Inside the retry's transaction: the item is still the failure the member saw (no retry claimed
     or settled since), and the retry is still eligible (the run has not been cancelled meanwhile)."""
-    item = item_store.read_item(tx.conn, seen["item_id"])
-    run = run_store.read_run(tx.conn, seen["run_id"])
-    assert item is not None and run is not None, seen["item_id"]
+    item = item_store.require_item(tx.conn, seen["item_id"])
+    run = run_store.require_run(tx.conn, seen["run_id"])
     if item["outcome"] != ITEM_FAILED or item["attempts"] != seen["attempts"]:
         if item["outcome"] == ITEM_FAILED:
             raise AlreadyDone(f"Item {item['item_id']} was retried by someone else since you saw it (it has "
