@@ -54,7 +54,7 @@ def build_base(path: Path, defs: Path, subjects: int) -> dict[str, Any]:
 
     The accounts' KYC review falls due in 2099, so the demo's weekly KYC review never matches them should its
     Monday cron fire during a round."""
-    from store.registers import insert_subjects
+    from store.subjects import insert_subjects
     from store.workspace import Workspace
 
     subprocess.run([sys.executable, "-m", "engine", "--db", str(path), "demo"], cwd=ROOT, check=True,

@@ -13,9 +13,10 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "auditor": frozenset({"view", "export"}),
     # The compliance officer who operates the automations also reports on them (the spec's Sigrid produces
     # the audit committee brief), so operators export as auditors do; viewers only look.
-    "operator": frozenset({"view", "retry", "cancel", "run_now", "export"}),
+    "operator": frozenset({"view", "retry", "cancel", "run_now", "export", "import_subjects"}),
     "approver": frozenset({"view", "approve", "dismiss"}),
-    "admin": frozenset({"view", "manage_definitions", "manage_members"}),
+    # Loading the organization's subjects is the operators' routine and an admin's set-up work.
+    "admin": frozenset({"view", "manage_definitions", "manage_members", "import_subjects"}),
 }
 ROLES = tuple(ROLE_PERMISSIONS)
 PERMISSION_ROLES = {p: sorted(r for r, ps in ROLE_PERMISSIONS.items() if p in ps)

@@ -8,6 +8,7 @@ uses. Nothing here writes a run, an item or an outcome directly.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import functools
 import json
@@ -15,6 +16,7 @@ import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from demo.world import KYC_CRON, SUPPLIER_CRON, World, build_world, fire_times
 from engine import commands
@@ -23,10 +25,13 @@ from engine.clock import SimulatedClock, SystemClock
 from engine.runtime import Engine
 from engine.signals import deliver_signal
 from store import items as item_store
+from store.imports import import_file
 from store.members import count_members, create_member
 from store.records import add_outage
-from store.registers import add_subject_with_event, change_subject, insert_subjects
+from store.registers import read_registers
+from store.runs import read_runs_table
 from store.sources import create_source
+from store.subjects import insert_subjects, load_rows
 from store.workspace import Workspace
 
 UTC = dt.UTC
@@ -64,18 +69,23 @@ def seed_demo(path: str, definitions_dir: str | Path = "definitions", until: dt.
     world = build_world(seed, until)
     say(f"Seeding the demo workspace {path} (seed {seed}), {DEMO_START:%Y-%m-%d} → {until:%Y-%m-%d %H:%M} UTC")
     seed_members_and_sources(ws)
-    with ws.transaction() as tx:
-        insert_subjects(tx, "accounts", world.accounts)
-        insert_subjects(tx, "suppliers", world.suppliers)
-        insert_subjects(tx, "incidents", world.incidents)
-        insert_subjects(tx, "exceptions", world.exceptions)
+    for refused in engine.load_registers(actor="member:admin").errors:
+        say(f"  register rejected: {refused}")
+    # The credit union's systems export their registers as files; the demo imports them as anyone would.
+    data = Path(path).resolve().parent / f"{Path(path).stem}-demo-data"
+    for kind, rows in (("accounts", world.accounts), ("suppliers", world.suppliers),
+                       ("incidents", world.incidents), ("exceptions", world.exceptions)):
+        with ws.read() as conn:
+            reg = read_registers(conn)[kind]
+        file = write_csv(data / f"{kind}.csv", list(reg.fields), rows)
+        with ws.transaction() as tx:
+            import_file(tx, reg, file, actor="engine:demo")
     report = engine.load_definitions(actor="member:admin")
     for err in report.errors:
         say(f"  definition rejected: {err}")
     _play(engine, clock, world, until, say)
     ws.now = SystemClock().now  # from here on the workspace lives on the real clock
     with ws.read() as conn:
-        from store.runs import read_runs_table
         n_runs = len(read_runs_table(conn, limit=100_000))
     say(f"Seeded {n_runs} runs in {time.monotonic() - t0:.1f} s; audit chain "
         f"{'intact' if ws.verify_audit().intact else 'BROKEN'}.")
@@ -155,23 +165,31 @@ def _next_retry_due(engine: Engine) -> dt.datetime | None:
         return min(item_store.require_item(conn, i)["retry_due_at"] for _, i in due)
 
 
+# The world's changes as the credit union's systems report them: the fields each one sets.
+CHANGES = {"account.deactivated": ("accounts", "account_id", {"status": "inactive"}, False),
+           "incident.closed": ("incidents", "incident_id", {"status": "closed"}, True),
+           "exception.closed": ("exceptions", "exception_id", {"status": "closed"}, True)}
+
+
 def _change(ws: Workspace, event_type: str, subject_id: str, at: dt.datetime) -> None:
+    """A world change loaded as any change is (through the one load path): the declared change it makes
+    raises its event."""
+    kind, key, values, stamps_closed = CHANGES[event_type]
+    row = {key: subject_id, **values, **({"closed_at": at} if stamps_closed else {})}
     with ws.transaction() as tx:
-        change_subject(tx, event_type, subject_id, source="workspace", actor="engine:demo-world", occurred_at=at)
+        load_rows(tx, kind, [row], origin="demo", source="workspace", actor="engine:demo-world",
+                  occurred_at=at, event_source="workspace")
 
 
 def _aml(ws: Workspace, at: dt.datetime, data: dict, failed: bool) -> None:
     with ws.transaction() as tx:
-        from store.registers import new_event_id
+        from store.subjects import new_event_id
         rid = f"AMR-{new_event_id(tx)[3:]}"
         row = {"result_id": rid, "monitor": data["monitor"], "account_id": data["account_id"],
                "result": "failed" if failed else "passed", "detail": data.get("detail", "within thresholds"),
                "observed_at": at}
-        if failed:
-            add_subject_with_event(tx, "aml_monitor_result.failed", row, source="aml-monitor",
-                                   actor="engine:demo-world", occurred_at=at)
-        else:
-            insert_subjects(tx, "aml_monitor_results", [row])
+        load_rows(tx, "aml_monitor_results", [row], origin="demo", source="aml-monitor", actor="engine:demo-world",
+                  occurred_at=at, event_source="aml-monitor")  # a failed result raises its event
 
 
 def _find_open_approval(engine: Engine, data: dict) -> str:
@@ -181,3 +199,20 @@ def _find_open_approval(engine: Engine, data: dict) -> str:
             if a["subject_id"] == data.get("subject_id") or snap.get("reference") == data.get("reference"):
                 return str(a["item_id"])
     raise LookupError(f"no open approval for {data}")
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    return value.isoformat() if isinstance(value, (dt.date, dt.datetime)) else value
+
+
+def write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> Path:
+    """The rows as the CSV file a system would export (ISO dates and times; empty for nothing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for r in rows:
+            writer.writerow([_cell(r.get(c)) for c in columns])
+    return path

@@ -25,13 +25,12 @@ class UnknownDefinition(LookupError):
 class DefinitionCatalog:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
-        self.vocabulary = workspace_vocabulary(ws)
         self._parsed: dict[tuple[str, int], Definition] = {}
         self._lock = threading.Lock()
 
     def load_directory(self, directory: str | Path, actor: str) -> LoadReport:
         """Version every valid file whose content changed; record each rejected file once."""
-        report = load_definition_files(directory, self.vocabulary)
+        report = load_definition_files(directory, workspace_vocabulary(self.ws))
         with self.ws.transaction() as tx:
             for path, d in report.definitions:
                 save_definition_version(tx, definition_id=d.id, title=d.title, trigger_kind=d.trigger.kind,
@@ -51,7 +50,7 @@ class DefinitionCatalog:
             stored = read_definition_version(conn, definition_id, version)
         if stored is None:
             raise UnknownDefinition(f"no automation {definition_id!r} at version {version}")
-        d = parse_definition(stored.content, f"{definition_id}@v{version}", self.vocabulary)
+        d = parse_definition(stored.content, f"{definition_id}@v{version}", workspace_vocabulary(self.ws))
         with self._lock:
             self._parsed[key] = d
         return d

@@ -48,7 +48,7 @@ from store.audit import json_encoder
 from store.bulk import same
 from store.matching import check_subjects, iter_match_subjects
 from store.records import insert_idempotency, insert_records, read_idempotency
-from store.registers import REGISTERS
+from store.registers import Register, read_registers
 from store.tx import Tx
 from store.workspace import Workspace
 
@@ -60,9 +60,9 @@ _dumps_sorted = json_encoder(sort_keys=True)
 _dumps_params = json_encoder(sort_keys=True, default=str)
 
 
-def _jsonable_for(kind: str) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+def _jsonable_for(reg: Register) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
     """``to_jsonable`` for one register's rows: only its date and timestamp fields can need converting."""
-    temporal = [name for name, typ in REGISTERS[kind].fields.items() if typ in ("date", "timestamp")]
+    temporal = [name for name, typ in reg.fields.items() if typ in ("date", "timestamp")]
 
     def jsonable(row: Mapping[str, Any]) -> dict[str, Any]:
         out = dict(row)
@@ -158,7 +158,8 @@ class Executor:
     def _item_columns(self, run: dict[str, Any], d: Definition, event: dict[str, Any],
                       subjects: list[dict[str, Any]], pos: int = 0) -> dict[str, Any]:
         """One pending item per subject and action, as columns (a run may match 100,000 subjects)."""
-        reg = REGISTERS[d.condition.subject]
+        with self.ws.read() as conn:
+            reg = read_registers(conn)[d.condition.subject]
         trigger_ctx = {"event_id": run["trigger_event_id"], "kind": run["trigger_kind"],
                        "source": run["trigger_source"], "event_type": event.get("event_type", ""),
                        "occurred_at": run["triggered_at"]}
@@ -168,7 +169,7 @@ class Executor:
         key_prefix = "|".join([d.id, str(version), event_id, ""])
         item_ids, positions, subject_ids, labels, snapshots, actions, params_json, keys = \
             [], [], [], [], [], [], [], []
-        sha256, jsonable = hashlib.sha256, _jsonable_for(reg.kind)
+        sha256, jsonable = hashlib.sha256, _jsonable_for(reg)
         for subject in subjects:
             sid = str(subject[reg.key])
             label = str(subject.get(reg.label) or sid)
@@ -261,7 +262,8 @@ class Executor:
             approved = item_store.read_approved_item_ids(conn, item_ids) if d.approval_required else set()
             ledger = read_idempotency(conn, lookup)
             cancel_requested = run_store.read_cancel_requested(conn, run["run_id"])
-        to_json = _jsonable_for(d.condition.subject)
+            reg = read_registers(conn)[d.condition.subject]
+        to_json = _jsonable_for(reg)
         now_json: dict[str, tuple[str, dict[str, Any]]] = {}
         for sid, (_, subject) in checks.items():
             if subject:

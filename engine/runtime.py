@@ -23,12 +23,13 @@ from engine.actioners.modules import default_actioners
 from engine.catalog import DefinitionCatalog
 from engine.clock import Clock, SystemClock
 from engine.executor import Executor
+from engine.registers import RegisterLoadReport, load_register_folder, resolve_registers_dir
 from engine.resume import is_interrupted, resume_every_seconds
 from engine.status import settle_run_status
 from store import items as item_store
 from store import runs as run_store
 from store.errors import WriteFailed
-from store.registers import record_trigger_event
+from store.subjects import record_trigger_event
 from store.workspace import Workspace
 
 log = logging.getLogger("runledger.engine")
@@ -42,10 +43,12 @@ def schedule_event_id(definition_id: str, fire_time: dt.datetime) -> str:
 class Engine:
     def __init__(self, ws: Workspace, clock: Clock | None = None, definitions_dir: str | Path = "definitions",
                  messaging_latency: float = 0.0, batch_max: int = 4000, actioners: dict[str, Any] | None = None,
-                 batch_target_seconds: float = 0.5, intake_port: int | None = None) -> None:
+                 batch_target_seconds: float = 0.5, intake_port: int | None = None,
+                 registers_dir: str | Path | None = None) -> None:
         self.ws = ws
         self.clock = clock or SystemClock()
         self.definitions_dir = Path(definitions_dir)
+        self.registers_dir = resolve_registers_dir(registers_dir, definitions_dir)
         self.catalog = DefinitionCatalog(ws)
         self.messaging = MessagingIntegration(ws, self.clock, messaging_latency)
         ctx = ActionContext(self.clock, {"messaging": self.messaging})
@@ -58,7 +61,13 @@ class Engine:
         self._workers: list[threading.Thread] = []  # background runs started by "run now"
 
     # --- definitions --------------------------------------------------------------------------------
+    def load_registers(self, actor: str = "engine:loader") -> RegisterLoadReport:
+        """The registers folder first: definitions are checked against the registers it declares."""
+        return load_register_folder(self.ws, self.registers_dir, actor)
+
     def load_definitions(self, actor: str = "engine:loader") -> LoadReport:
+        """The registers, then the definitions (checked against them)."""
+        self.load_registers(actor)
         report = self.catalog.load_directory(self.definitions_dir, actor)
         for err in report.errors:
             log.warning("definition rejected: %s", err)

@@ -11,27 +11,27 @@ import datetime as dt
 import re
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
+
 from core.json_body import BadJson, read_json
-from store.registers import REGISTERS, insert_signal_subject, record_trigger_event, to_jsonable
+from store.registers import Register, read_registers
 from store.sources import read_source
+from store.subjects import load_rows, record_trigger_event, to_jsonable
 
 if TYPE_CHECKING:
     from engine.runtime import Engine
+    from store.tx import Tx
 
 MAX_PAYLOAD_BYTES = 64 * 1024
-
-# What each register accepts from a signal: field → (type, required).
-SIGNAL_FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
-    "rule_changes": {"reference": (str, True), "regulator": (str, True), "title": (str, True),
-                     "effective_date": (dt.date, False)},
-}
 
 
 class SignalRejected(ValueError):
     pass
 
 
-TYPE_WORDS: dict[type, str] = {str: "text", dt.date: "date like 2026-09-30"}
+TYPE_WORDS: dict[str, str] = {"string": "text", "date": "date like 2026-09-30", "integer": "whole number",
+                              "number": "number", "boolean": "true or false",
+                              "timestamp": "time like 2026-09-30T14:00:00Z"}
 
 
 def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -75,31 +75,59 @@ def _check_plain_text(name: str, value: str) -> None:
                              f"position {m.start() + 1}, which would show it other than it is; send plain text")
 
 
-def validate_fields(register: str, payload: dict[str, Any]) -> dict[str, Any]:
-    spec = SIGNAL_FIELDS[register]
-    unknown = sorted(set(payload) - set(spec))
+def signal_fields(reg: Register) -> list[str]:
+    """The fields a signal may carry: every declared one but the arrival time Runledger records."""
+    received = reg.spec.signals.received_at if reg.spec.signals else None
+    return [f for f in reg.fields if f != received and f != reg.key] + [reg.key]
+
+
+def _typed(name: str, ftype: str, value: Any) -> Any:
+    """A payload value as its field's type, or a refusal naming the field, the type and the value."""
+    bad = SignalRejected(f"field '{name}' must be a {TYPE_WORDS[ftype]}, got {value!r}")
+    if ftype == "date":
+        if not isinstance(value, str) or len(value) != 10:  # text only: not the number 20261201
+            raise bad
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            raise bad from None
+    if ftype == "timestamp":
+        try:
+            t = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+        except ValueError:
+            t = None
+        if t is None or t.tzinfo is None:
+            raise bad
+        return t
+    if ftype == "integer" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if ftype == "number" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if ftype == "boolean" and isinstance(value, bool):
+        return value
+    if ftype == "string":
+        if not isinstance(value, str) or not value.strip():
+            raise SignalRejected(f"field '{name}' must be non-empty {TYPE_WORDS[ftype]}, got {value!r}")
+        _check_plain_text(name, value)
+        return value
+    raise bad
+
+
+def validate_fields(reg: Register, payload: dict[str, Any]) -> dict[str, Any]:
+    """The register row a payload stands for, checked against the register's declaration."""
+    accepted = signal_fields(reg)
+    shown = [f for f in accepted if f != reg.key]
+    unknown = sorted(set(payload) - set(accepted))
     if unknown:
-        raise SignalRejected(f"unknown field(s) {', '.join(unknown)}; {register} accepts "
-                             f"{', '.join(spec)}")
+        raise SignalRejected(f"unknown field(s) {', '.join(unknown)}; {reg.kind} accepts {', '.join(shown)}")
     row: dict[str, Any] = {}
-    for name, (typ, required) in spec.items():
+    for name in accepted:
         value = payload.get(name)
         if value is None:
-            if required:
-                raise SignalRejected(f"field '{name}' is required ({TYPE_WORDS[typ]})")
+            if name in reg.spec.required and name != reg.key:
+                raise SignalRejected(f"field '{name}' is required ({TYPE_WORDS[reg.fields[name]]})")
             continue
-        if typ is dt.date:
-            try:  # text only: fromisoformat would also read the number 20261201 as a date
-                if not isinstance(value, str) or len(value) != 10:
-                    raise ValueError(value)
-                value = dt.date.fromisoformat(value)
-            except ValueError:
-                raise SignalRejected(f"field '{name}' must be a date like 2026-09-30, got {value!r}") from None
-        elif not isinstance(value, typ) or (isinstance(value, str) and not value.strip()):
-            raise SignalRejected(f"field '{name}' must be non-empty {TYPE_WORDS[typ]}, got {value!r}")
-        else:
-            _check_plain_text(name, str(value))
-        row[name] = value
+        row[name] = _typed(name, reg.fields[name], value)
     return row
 
 
@@ -114,15 +142,16 @@ def deliver_signal(engine: Engine, source_id: str, raw_payload: bytes | str | di
             raise SignalRejected(f"unknown source {source_id!r}; register it first "
                                  "(an admin runs: python -m engine sources add NAME --register REGISTER --as ADMIN)")
         payload = parse_payload(raw_payload)
-        row = validate_fields(source["register"], payload)
+        with engine.ws.read() as conn:
+            reg = read_registers(conn)[source["register"]]
+        row = validate_fields(reg, payload)
     except SignalRejected as exc:
         with engine.ws.transaction() as tx:
             tx.audit(actor, "signal.rejected", "intake_source", source_id, {"reason": str(exc)})
         raise
-    reg = REGISTERS[source["register"]]
     now = engine.clock.now()
     with engine.ws.transaction() as tx:
-        subject_id = insert_signal_subject(tx, reg.kind, row, now)
+        subject_id = _signalled_subject(tx, reg, row, source_id, now)
         event_id = record_trigger_event(tx, kind="signal", event_type="signal.received", source=source_id,
                                         occurred_at=now, subject_kind=reg.kind, subject_id=subject_id,
                                         payload=to_jsonable(payload))
@@ -130,3 +159,21 @@ def deliver_signal(engine: Engine, source_id: str, raw_payload: bytes | str | di
     if dispatch:
         engine.dispatch_events()
     return event_id
+
+
+def _signalled_subject(tx: Tx, reg: Register, row: dict[str, Any], source_id: str, now: dt.datetime) -> str:
+    """The register row a signal delivered, through the one load path: its key is the payload's, or the
+    next number after the register's declared prefix (RC-00001, …); its arrival time is recorded."""
+    spec = reg.spec.signals
+    subject_id = row.get(reg.key)
+    if subject_id is None:
+        if spec is None:
+            raise SignalRejected(f"field '{reg.key}' is required: {reg.kind} declares no key_prefix for signals")
+        count = tx.conn.execute(sa.select(sa.func.count()).select_from(reg.table)).scalar_one()
+        subject_id = f"{spec.key_prefix}{count + 1:05d}"
+    full = {**row, reg.key: subject_id}
+    if spec is not None and spec.received_at:
+        full[spec.received_at] = now
+    load_rows(tx, reg.kind, [full], origin="signal", source=source_id, actor=f"signal:{source_id}",
+              raise_events=True, occurred_at=now, event_source=source_id)
+    return str(subject_id)

@@ -10,7 +10,8 @@ from core.links import Link, item_link, query_params_dict, record_link, run_link
 from core.markup import md_repr, md_value
 from core.periods import last_param
 from store.records import read_record
-from store.registers import REGISTERS, read_subject
+from store.registers import read_registers
+from store.subjects import read_subject
 from store.views.oversight import RECORD_MODULES, read_items_for_subject, read_records
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
@@ -42,10 +43,12 @@ def _back() -> None:
     st.page_link(Link("records").page, label="All records", icon=":material/folder_open:")
 
 
+with engine.ws.read() as conn:
+    registers = read_registers(conn)
 if register:  # one subject of a register
-    if register not in REGISTERS:
+    if register not in registers:
         st.title("Records")
-        st.error(f"There is no register {md_repr(register)}. Registers: {', '.join(sorted(REGISTERS))}.")
+        st.error(f"There is no register {md_repr(register)}. Registers: {', '.join(sorted(registers))}.")
         _back()
         st.stop()
     with engine.ws.read() as conn:

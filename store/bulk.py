@@ -52,6 +52,8 @@ def listed(values: Sequence[Any] | Same) -> Sequence[Any]:
     if isinstance(values, Same):
         raise TypeError("this column must list a value per row, not one value for all")
     return values
+
+
 _UTC = dt.UTC
 
 

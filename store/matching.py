@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from core.conditions import Clause, Compare, Condition, literal_for
 from store.bulk import dicts
-from store.registers import REGISTERS
+from store.registers import Register, Registers, read_registers
 
 
 def _coerce(value: Any, field_type: str) -> Any:
@@ -30,9 +30,9 @@ def _coerce(value: Any, field_type: str) -> Any:
     return value
 
 
-def _compare(table: sa.FromClause, kind: str, c: Compare, trigger_at: dt.datetime) -> sa.ColumnElement[bool]:
+def _compare(table: sa.FromClause, reg: Register, c: Compare, trigger_at: dt.datetime) -> sa.ColumnElement[bool]:
     col = table.c[c.field]
-    ftype = REGISTERS[kind].fields[c.field]
+    ftype = reg.fields[c.field]
     v = _coerce(literal_for(c.value, trigger_at, ftype), ftype)
     if c.op not in _OPS:
         raise ValueError(f"unknown operator {c.op}")
@@ -47,13 +47,16 @@ _OPS: dict[str, Any] = {
 }
 
 
-def _clause(subject: sa.Table, kind: str, clause: Clause, trigger_at: dt.datetime) -> sa.ColumnElement[bool]:
+def _clause(registers: Registers, reg: Register, clause: Clause, trigger_at: dt.datetime) -> sa.ColumnElement[bool]:
     t = clause.test
     if isinstance(t, Compare):
-        return _compare(subject, kind, t, trigger_at)
-    other = REGISTERS[t.register].table.alias(f"rel_{t.register}")
-    conds = [other.c[theirs] == subject.c[ours] for theirs, ours in t.match]
-    conds += [_compare(other, t.register, w, trigger_at) for w in t.where]
+        return _compare(reg.table, reg, t, trigger_at)
+    related = registers[t.register]
+    other = related.table.alias(f"rel_{t.register}")
+    conds = [other.c[theirs] == reg.table.c[ours] for theirs, ours in t.match]
+    if related.declared:  # a withdrawn record no longer stands for anything
+        conds.append(other.c["_withdrawn_at"].is_(None))
+    conds += [_compare(other, related, w, trigger_at) for w in t.where]
     found = sa.exists().where(*conds)
     return found if t.exists else ~found
 
@@ -70,12 +73,14 @@ class _UTCFromNaive(sa.types.TypeDecorator):
         return None if value is None else value.replace(tzinfo=dt.UTC)
 
 
-def _subject_columns(conn: sa.Connection, t: sa.Table) -> list[Any]:
-    """The register's columns, each under its own name, with the DuckDB timestamp fast path."""
+def _subject_columns(conn: sa.Connection, reg: Register) -> list[Any]:
+    """The register's fields (its snapshot: not Runledger's bookkeeping columns), each under its own name,
+    with the DuckDB timestamp fast path."""
+    columns = [reg.table.c[f] for f in reg.fields]
     if conn.dialect.name != "duckdb":  # elsewhere the driver's own conversion is the reference
-        return list(t.c)
+        return columns
     return [sa.type_coerce(sa.cast(c, sa.DateTime()), _UTCFromNaive()).label(c.name)
-            if isinstance(c.type, sa.DateTime) and c.type.timezone else c for c in t.c]
+            if isinstance(c.type, sa.DateTime) and c.type.timezone else c for c in columns]
 
 
 def _key_in(conn: sa.Connection, col: sa.Column, ids: Sequence[str]) -> sa.ColumnElement[bool]:
@@ -92,10 +97,11 @@ def _key_in(conn: sa.Connection, col: sa.Column, ids: Sequence[str]) -> sa.Colum
 
 def _match_query(conn: sa.Connection, condition: Condition, trigger_at: dt.datetime,
                  only_ids: Sequence[str] | None) -> sa.Select:
-    reg = REGISTERS[condition.subject]
+    registers = read_registers(conn)
+    reg = registers[condition.subject]
     t = reg.table
-    q = sa.select(*_subject_columns(conn, t)).where(*[_clause(t, reg.kind, c, trigger_at)
-                                                      for c in condition.where])
+    q = sa.select(*_subject_columns(conn, reg)).where(reg.active(), *[_clause(registers, reg, c, trigger_at)
+                                                                       for c in condition.where])
     if only_ids is not None:
         q = q.where(_key_in(conn, t.c[reg.key], only_ids))
     return q.order_by(t.c[reg.key])
@@ -123,31 +129,28 @@ def iter_match_subjects(conn: sa.Connection, condition: Condition, trigger_at: d
         yield dicts(result, rows)
 
 
-def read_subjects(conn: sa.Connection, kind: str, ids: Sequence[str]) -> list[dict[str, Any]]:
-    reg = REGISTERS[kind]
-    q = sa.select(reg.table).where(reg.table.c[reg.key].in_(list(ids))).order_by(reg.table.c[reg.key])
-    return [dict(r) for r in conn.execute(q).mappings()]
-
-
 def check_subjects(conn: sa.Connection, condition: Condition, trigger_at: dt.datetime,
                    ids: Sequence[str]) -> dict[str, tuple[str | None, dict[str, Any]]]:
     """For each id: the reason the first failing clause gives (None if all hold), and the subject now.
 
     A subject that no longer exists is reported with that reason and an empty snapshot.
     """
-    reg = REGISTERS[condition.subject]
+    registers = read_registers(conn)
+    reg = registers[condition.subject]
     t = reg.table
     clauses = condition.all_clauses
-    flags = [sa.case((_clause(t, reg.kind, c, trigger_at), sa.true()), else_=sa.false()).label(f"c{i}")
+    flags = [sa.case((_clause(registers, reg, c, trigger_at), sa.true()), else_=sa.false()).label(f"c{i}")
              for i, c in enumerate(clauses)]
-    q = sa.select(*_subject_columns(conn, t), *flags).where(_key_in(conn, t.c[reg.key], ids))
-    names = list(t.c.keys())
+    withdrawn = sa.not_(reg.active()).label("_withdrawn")
+    q = sa.select(*_subject_columns(conn, reg), withdrawn, *flags).where(_key_in(conn, t.c[reg.key], ids))
+    names = list(reg.fields)
     out: dict[str, tuple[str | None, dict[str, Any]]] = {}
-    n = len(t.c)  # the subject's columns come first, then one flag per clause
+    n = len(names)  # the subject's fields come first, then whether it was withdrawn, then a flag per clause
     for row in conn.execute(q).all():
         snapshot = dict(zip(names, row[:n], strict=True))
-        held = row[n:]
-        failing = next((clauses[i].reason for i in range(len(clauses)) if not held[i]), None)
+        held = row[n + 1:]
+        failing = (f"the {reg.kind} record {snapshot[reg.key]} was withdrawn from its register" if row[n]
+                   else next((clauses[i].reason for i in range(len(clauses)) if not held[i]), None))
         out[snapshot[reg.key]] = (failing, snapshot)
     for i in ids:
         out.setdefault(i, (f"the {reg.kind} record {i} no longer exists", {}))

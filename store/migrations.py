@@ -51,7 +51,30 @@ def _v4_run_failure_causes(conn: sa.Connection) -> None:
     backfill_failure_causes(conn)
 
 
-def _v5_member_identity(conn: sa.Connection) -> None:
+LEGACY_REGISTERS = ("accounts", "suppliers", "incidents", "incident_reviews", "exceptions", "aml_monitor_results",
+                    "rule_changes")
+
+
+def _v5_declared_registers(conn: sa.Connection) -> None:
+    """Registers become declared data (store/registers.py): the tables of what Runledger knows of them,
+    and the seven register tables an earlier Runledger built in get Runledger's two bookkeeping columns
+    (their declarations are taken, as version 1, when the engine next loads its registers folder)."""
+    from store.schema import register_imports, register_rejections, register_versions, registers, subject_changes
+
+    for table in (registers, register_versions, register_rejections, register_imports, subject_changes):
+        table.create(conn, checkfirst=True)
+    conn.exec_driver_sql("CREATE SEQUENCE IF NOT EXISTS import_number_seq")
+    for name in LEGACY_REGISTERS:
+        if not sa.inspect(conn).has_table(name):
+            continue
+        have = set(conn.execute(sa.text(f'SELECT * FROM "{name}" LIMIT 0')).keys())
+        if "updated_at" in have and "_updated_at" not in have:
+            conn.exec_driver_sql(f'ALTER TABLE "{name}" RENAME COLUMN updated_at TO _updated_at')
+        if "_withdrawn_at" not in have:
+            conn.exec_driver_sql(f'ALTER TABLE "{name}" ADD COLUMN _withdrawn_at TIMESTAMP WITH TIME ZONE')
+
+
+def _v6_member_identity(conn: sa.Connection) -> None:
     """Members' e-mail and identity-provider subject (single sign-on) and their session epoch (a reset
     password or a deactivation ends the member's sessions). A fresh workspace has them from v1."""
     have = set(conn.execute(sa.text("SELECT * FROM members LIMIT 0")).keys())
@@ -66,7 +89,8 @@ MIGRATIONS: list[tuple[int, Callable[[sa.Connection], None]]] = [
     (2, _v2_indexes),
     (3, _v3_run_item_counts),
     (4, _v4_run_failure_causes),
-    (5, _v5_member_identity),
+    (5, _v5_declared_registers),
+    (6, _v6_member_identity),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -1,152 +1,249 @@
-"""The workspace's registers — the subjects automations act on — and the changes that raise events.
+"""Registers as tables: each declared register (core/registers.py) becomes a table of its own, with its
+declaration versioned beside it; Runledger's own records (findings, evidence requests, …) are registers too,
+built in, so a condition reads both alike.
 
-A register is described from its table (fields and their types), so a definition's condition and
-parameter templates are validated against the real columns, not a list kept by hand. Every change made
-through this module records a trigger event in the same transaction: that is how an event-triggered
-automation learns "an incident closed" with no polling of the registers themselves.
+A register's table has the declared fields, typed, and two columns of Runledger's: ``_updated_at`` (when a
+load last wrote the row) and ``_withdrawn_at`` (set when a replacing import no longer lists the key: the row
+is kept as evidence, never matched again). A changed declaration may only add fields; anything else is
+refused with a sentence and the old declaration keeps working.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-from dataclasses import dataclass
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 
+from core.registers import RegisterSpec, compare_registers, parse_register
 from store import schema as s
-from store.bulk import append_rows
 from store.tx import Tx
+
+UPDATED_AT, WITHDRAWN_AT = "_updated_at", "_withdrawn_at"
+SQL_TYPES: dict[str, Any] = {"string": sa.String, "integer": sa.BigInteger, "number": sa.Float,
+                             "boolean": sa.Boolean, "date": sa.Date, "timestamp": sa.DateTime(timezone=True)}
+RECORD_TABLES = {"findings": s.findings, "evidence_requests": s.evidence_requests, "assessments": s.assessments,
+                 "lifecycle_instances": s.lifecycle_instances}
+# Names a register may not take: Runledger's own tables (and the record modules, built in).
+RESERVED = frozenset(s.metadata.tables)
+
+
+class RegisterRefused(ValueError):
+    """A register declaration the workspace cannot take (an incompatible change); the message says what
+    to do, and the declaration in effect is unchanged."""
+
+
+class UnknownRegister(LookupError):
+    pass
+
+
+def _type_name(col: sa.Column[Any]) -> str:
+    t = col.type
+    return ("timestamp" if isinstance(t, sa.DateTime) else "date" if isinstance(t, sa.Date)
+            else "integer" if isinstance(t, sa.Integer) else "boolean" if isinstance(t, sa.Boolean)
+            else "number" if isinstance(t, sa.Float) else "string")
 
 
 @dataclass(frozen=True)
 class Register:
-    kind: str
+    """A register as the store reads and writes it: its declaration and its table."""
+
+    spec: RegisterSpec
     table: sa.Table
-    key: str
-    label: str
+    version: int = 0  # 0: built in
 
     @property
-    def fields(self) -> dict[str, str]:
-        """Field name → type name (``string``, ``date``, ``timestamp``, ``integer``, ``boolean``)."""
-        out: dict[str, str] = {}
-        for col in self.table.columns:
-            t = col.type
-            out[col.name] = ("timestamp" if isinstance(t, sa.DateTime) else "date" if isinstance(t, sa.Date)
-                             else "integer" if isinstance(t, sa.Integer) else "boolean"
-                             if isinstance(t, sa.Boolean) else "string")
-        return out
+    def kind(self) -> str:
+        return self.spec.id
+
+    @property
+    def key(self) -> str:
+        return self.spec.key
+
+    @property
+    def label(self) -> str:
+        return self.spec.label
+
+    @property
+    def fields(self) -> Mapping[str, str]:
+        return self.spec.fields
+
+    @property
+    def declared(self) -> bool:
+        return not self.spec.builtin
+
+    def active(self) -> sa.ColumnElement[bool]:
+        """Rows that are still subjects (not withdrawn by a replacing import)."""
+        return self.table.c[WITHDRAWN_AT].is_(None) if self.declared else sa.true()
 
 
-REGISTERS: dict[str, Register] = {r.kind: r for r in (
-    Register("accounts", s.accounts, "account_id", "name"),
-    Register("suppliers", s.suppliers, "supplier_id", "name"),
-    Register("incidents", s.incidents, "incident_id", "title"),
-    Register("incident_reviews", s.incident_reviews, "review_id", "review_id"),
-    Register("exceptions", s.exceptions, "exception_id", "title"),
-    Register("aml_monitor_results", s.aml_monitor_results, "result_id", "monitor"),
-    Register("rule_changes", s.rule_changes, "rule_change_id", "title"),
-    Register("findings", s.findings, "finding_id", "title"),
-    Register("evidence_requests", s.evidence_requests, "request_id", "title"),
-    Register("assessments", s.assessments, "assessment_id", "title"),
-    Register("lifecycle_instances", s.lifecycle_instances, "instance_id", "title"),
-)}
+@dataclass
+class Registers(Mapping[str, Register]):
+    """Every register of a workspace by id (declared ones first, in the order declared), and the watched
+    changes their declarations name."""
 
-# The record changes that raise events, and what each one does to its register.
-EVENT_TYPES: dict[str, tuple[str, dict[str, Any]]] = {
-    "incident.closed": ("incidents", {"status": "closed"}),
-    "exception.closed": ("exceptions", {"status": "closed"}),
-    "account.deactivated": ("accounts", {"status": "inactive"}),
-    "aml_monitor_result.failed": ("aml_monitor_results", {"result": "failed"}),
-}
+    by_id: dict[str, Register] = field(default_factory=dict)
 
+    def __getitem__(self, kind: str) -> Register:
+        try:
+            return self.by_id[kind]
+        except KeyError:
+            known = ", ".join(self.by_id) or "none"
+            raise UnknownRegister(f"there is no register {kind!r} in this workspace (registers: {known})") \
+                from None
 
-def to_jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.isoformat() if isinstance(v, (dt.date, dt.datetime)) else v) for k, v in row.items()}
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.by_id)
 
+    def __contains__(self, kind: object) -> bool:
+        return kind in self.by_id
 
-def new_event_id(tx: Tx) -> str:
-    n = tx.conn.execute(sa.select(s.event_number.next_value())).scalar_one()
-    return f"EV-{n:07d}"
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    @property
+    def events(self) -> dict[str, tuple[Register, Any]]:
+        """Event type → (its register, its declared change)."""
+        return {name: (reg, ev) for reg in self.by_id.values() for name, ev in reg.spec.events.items()}
 
 
-def record_trigger_event(tx: Tx, *, kind: str, event_type: str, source: str, occurred_at: dt.datetime,
-                         subject_kind: str | None = None, subject_id: str | None = None,
-                         definition_id: str | None = None, payload: dict[str, Any] | None = None,
-                         event_id: str | None = None) -> str:
-    """Append a trigger event; the dispatcher turns it into runs. Returns its id."""
-    event_id = event_id or new_event_id(tx)
-    tx.conn.execute(s.trigger_events.insert().values(
-        event_id=event_id, kind=kind, event_type=event_type, source=source, subject_kind=subject_kind,
-        subject_id=subject_id, definition_id=definition_id, occurred_at=occurred_at,
-        received_at=tx.now(), payload=json.dumps(payload or {}, default=str, sort_keys=True),
-        dispatched_at=None))
-    tx.audit(f"source:{source}", "trigger_event.recorded", "trigger_event", event_id,
-             {"kind": kind, "event_type": event_type, "subject": f"{subject_kind}:{subject_id}"
-              if subject_kind else None, "occurred_at": occurred_at.isoformat()})
-    return event_id
+def _builtin(kind: str, table: sa.Table) -> Register:
+    key = next(c.name for c in table.columns if c.primary_key)
+    spec = RegisterSpec(kind, kind.replace("_", " ").capitalize(), key, "title",
+                        {c.name: _type_name(c) for c in table.columns}, builtin=True)
+    return Register(spec, table)
 
 
-def insert_subjects(tx: Tx, kind: str, rows: list[dict[str, Any]]) -> None:
-    """Seed or add register rows (no event: creation is not one of the watched changes)."""
-    if rows:
-        reg = REGISTERS[kind]
-        now = tx.now()
-        append_rows(tx, reg.table, [{"updated_at": now, **r} for r in rows])
-        tx.audit("engine:registers", "subjects.added", kind, f"{len(rows)} rows",
-                 {"ids": [r[reg.key] for r in rows][:50], "count": len(rows)})
+BUILTIN = {kind: _builtin(kind, t) for kind, t in RECORD_TABLES.items()}
+
+_tables: dict[tuple[str, str], sa.Table] = {}  # (register, content hash) → its table, built once a process
+_specs: dict[str, RegisterSpec] = {}  # content hash → parsed declaration
+_lock = threading.Lock()
 
 
-def read_subject(conn: sa.Connection, kind: str, subject_id: str) -> dict[str, Any] | None:
-    reg = REGISTERS[kind]
-    row = conn.execute(sa.select(reg.table).where(reg.table.c[reg.key] == subject_id)).mappings().first()
-    return dict(row) if row else None
+def table_for(spec: RegisterSpec) -> sa.Table:
+    """The SQLAlchemy table of a declared register (its own MetaData: the declarations change at run time)."""
+    with _lock:
+        table = _tables.get((spec.id, spec.content_hash))
+        if table is None:
+            columns = [sa.Column(name, SQL_TYPES[ftype], primary_key=name == spec.key)
+                       for name, ftype in spec.fields.items()]
+            table = sa.Table(spec.id, sa.MetaData(), *columns, sa.Column(UPDATED_AT, s.TS, nullable=False),
+                             sa.Column(WITHDRAWN_AT, s.TS))
+            _tables[(spec.id, spec.content_hash)] = table
+        return table
 
 
-class UnknownSubject(LookupError):
-    pass
+def _spec(content: str, content_hash: str, where: str) -> RegisterSpec:
+    with _lock:
+        spec = _specs.get(content_hash)
+    if spec is None:
+        spec = parse_register(content, where, RESERVED)
+        with _lock:
+            _specs[content_hash] = spec
+    return spec
 
 
-def change_subject(tx: Tx, event_type: str, subject_id: str, source: str, actor: str,
-                   extra: dict[str, Any] | None = None, occurred_at: dt.datetime | None = None) -> str:
-    """Apply a watched change (close an incident, …) and record its event, in one transaction."""
-    if event_type not in EVENT_TYPES:
-        raise KeyError(f"unknown event type {event_type!r}; known: {', '.join(sorted(EVENT_TYPES))}")
-    kind, values = EVENT_TYPES[event_type]
-    reg = REGISTERS[kind]
-    at = occurred_at or tx.now()
-    values = dict(values)
-    if "closed_at" in reg.table.c:
-        values["closed_at"] = at
-    values.update(extra or {})
-    values["updated_at"] = at
-    res = tx.conn.execute(reg.table.update().where(reg.table.c[reg.key] == subject_id).values(**values))
-    if res.rowcount != 1:
-        raise UnknownSubject(f"{kind} has no record {subject_id!r}; nothing was changed.")
-    tx.audit(actor, f"{kind.rstrip('s')}.changed", kind, subject_id, to_jsonable(values))
-    return record_trigger_event(tx, kind="event", event_type=event_type, source=source,
-                                occurred_at=at, subject_kind=kind, subject_id=subject_id,
-                                payload=to_jsonable(values))
+def read_registers(conn: sa.Connection) -> Registers:
+    """The workspace's registers at their latest declared versions, then the built-in records."""
+    q = (sa.select(s.register_versions.c.register_id, s.register_versions.c.version,
+                   s.register_versions.c.content, s.register_versions.c.content_hash)
+         .join(s.registers, sa.and_(s.registers.c.register_id == s.register_versions.c.register_id,
+                                    s.registers.c.latest_version == s.register_versions.c.version))
+         .order_by(s.register_versions.c.register_id))
+    out = Registers()
+    for r in conn.execute(q):
+        spec = _spec(r.content, r.content_hash, f"{r.register_id}@v{r.version}")
+        out.by_id[r.register_id] = Register(spec, table_for(spec), r.version)
+    out.by_id.update(BUILTIN)
+    return out
 
 
-def add_subject_with_event(tx: Tx, event_type: str, row: dict[str, Any], source: str, actor: str,
-                           occurred_at: dt.datetime | None = None) -> str:
-    """Create a record whose creation is itself the event (an AML monitor result that failed)."""
-    kind, _ = EVENT_TYPES[event_type]
-    reg = REGISTERS[kind]
-    at = occurred_at or tx.now()
-    tx.conn.execute(reg.table.insert().values(updated_at=at, **row))
-    tx.audit(actor, f"{kind.rstrip('s')}.recorded", kind, row[reg.key], to_jsonable(row))
-    return record_trigger_event(tx, kind="event", event_type=event_type, source=source, occurred_at=at,
-                                subject_kind=kind, subject_id=row[reg.key], payload=to_jsonable(row))
+def read_register_rows(conn: sa.Connection) -> list[dict[str, Any]]:
+    """The declared registers as the registers table lists them (title, version, source file)."""
+    return [dict(r) for r in conn.execute(sa.select(s.registers).order_by(s.registers.c.register_id)).mappings()]
 
 
-def insert_signal_subject(tx: Tx, kind: str, fields: dict[str, Any], received_at: dt.datetime) -> str:
-    """Add the register row a signal delivered; its id is the next in that register."""
-    reg = REGISTERS[kind]
-    count = tx.conn.execute(sa.select(sa.func.count()).select_from(reg.table)).scalar_one()
-    subject_id = f"RC-{count + 1:05d}"
-    tx.conn.execute(reg.table.insert().values(**{reg.key: subject_id, "received_at": received_at,
-                                                 "updated_at": received_at, **fields}))
-    return subject_id
+def read_register_versions(conn: sa.Connection, register_id: str) -> list[dict[str, Any]]:
+    q = (sa.select(s.register_versions).where(s.register_versions.c.register_id == register_id)
+         .order_by(s.register_versions.c.version))
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def _existing_columns(conn: sa.Connection, table: str) -> set[str] | None:
+    if not sa.inspect(conn).has_table(table):
+        return None
+    return set(conn.execute(sa.text(f'SELECT * FROM "{table}" LIMIT 0')).keys())
+
+
+def save_register_version(tx: Tx, spec: RegisterSpec, source_path: str, actor: str) -> int | None:
+    """Take a declaration: a new register gets its table, a changed one the fields it adds; returns the new
+    version (None when the content is the version in effect). An incompatible change raises
+    ``RegisterRefused`` naming each problem and what to do."""
+    c = tx.conn
+    current = c.execute(sa.select(s.registers).where(s.registers.c.register_id == spec.id)).first()
+    old: RegisterSpec | None = None
+    if current is not None:
+        latest = c.execute(sa.select(s.register_versions.c.content, s.register_versions.c.content_hash).where(
+            s.register_versions.c.register_id == spec.id,
+            s.register_versions.c.version == current.latest_version)).one()
+        if latest.content_hash == spec.content_hash:
+            return None
+        old = _spec(latest.content, latest.content_hash, f"{spec.id}@v{current.latest_version}")
+        change = compare_registers(old, spec)
+        if change.refused:
+            raise RegisterRefused(f"{source_path}: the change to register {spec.id} is refused, and version "
+                                  f"{current.latest_version} stays in effect: " + "; ".join(change.refused))
+    table = table_for(spec)
+    have = _existing_columns(c, spec.id)
+    if have is None:
+        table.create(c)
+    else:  # a new declaration of a table that exists (an upgraded workspace), or fields added
+        for column in table.columns:
+            if column.name not in have:
+                ddl = column.type.compile(dialect=c.dialect)
+                c.exec_driver_sql(f'ALTER TABLE "{spec.id}" ADD COLUMN "{column.name}" {ddl}')
+    version = 1 if current is None else current.latest_version + 1
+    now = tx.now()
+    c.execute(s.register_versions.insert().values(register_id=spec.id, version=version,
+                                                  content_hash=spec.content_hash, content=spec.content,
+                                                  authored_by=actor, created_at=now))
+    values = dict(title=spec.title, latest_version=version, source_path=source_path, updated_at=now)
+    if current is None:
+        c.execute(s.registers.insert().values(register_id=spec.id, **values))
+    else:
+        c.execute(s.registers.update().where(s.registers.c.register_id == spec.id).values(**values))
+    added = [f for f in spec.fields if old is not None and f not in old.fields]
+    tx.audit(actor, "register.versioned", "register", spec.id,
+             {"version": version, "content_hash": spec.content_hash, "source_path": source_path,
+              "fields": dict(spec.fields), "added_fields": added, "events": sorted(spec.events)})
+    return version
+
+
+def record_register_rejection(tx: Tx, source_path: str, content_hash: str, errors: list[str], actor: str) -> bool:
+    """Remember a rejected register file content once (audited once), however often it is re-read."""
+    seen = tx.conn.execute(sa.select(s.register_rejections.c.source_path).where(
+        s.register_rejections.c.source_path == source_path,
+        s.register_rejections.c.content_hash == content_hash)).first()
+    if seen:
+        return False
+    tx.conn.execute(s.register_rejections.insert().values(
+        source_path=source_path, content_hash=content_hash, errors=json.dumps(errors), rejected_at=tx.now()))
+    tx.audit(actor, "register.rejected", "register_file", source_path, {"content_hash": content_hash,
+                                                                         "errors": errors})
+    return True
+
+
+def read_register_rejections(conn: sa.Connection, limit: int = 50) -> list[dict[str, Any]]:
+    q = sa.select(s.register_rejections).order_by(s.register_rejections.c.rejected_at.desc()).limit(limit)
+    return [dict(r) | {"errors": "\n".join(json.loads(r.errors))} for r in conn.execute(q)]
+
+
+def count_subjects(conn: sa.Connection, reg: Register) -> tuple[int, int]:
+    """(subjects, of them withdrawn)."""
+    withdrawn = sa.func.count().filter(reg.table.c[WITHDRAWN_AT].is_not(None)) if reg.declared else sa.literal(0)
+    total, gone = conn.execute(sa.select(sa.func.count(), withdrawn).select_from(reg.table)).one()
+    return int(total), int(gone)

@@ -119,6 +119,14 @@ def read_run_ids_for_event(conn: sa.Connection, event_id: str) -> list[str]:
     return [r for (r,) in conn.execute(q)]
 
 
+def read_run_ids_for_events(conn: sa.Connection, event_ids: list[str]) -> list[str]:
+    """The runs a set of trigger events started (an import's events), in run order."""
+    if not event_ids:
+        return []
+    q = sa.select(runs.c.run_id).where(runs.c.trigger_event_id.in_(event_ids)).order_by(runs.c.run_number)
+    return [r for (r,) in conn.execute(q)]
+
+
 def read_runs_table(conn: sa.Connection, limit: int = 200) -> list[dict[str, Any]]:
     """The plain runs table app.py shows until the dashboard lands: newest first."""
     q = sa.select(runs.c.run_id, runs.c.definition_id, runs.c.definition_version, runs.c.trigger_kind,

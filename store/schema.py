@@ -37,7 +37,7 @@ members = sa.Table(
     sa.Column("roles", sa.String, nullable=False),  # comma-separated role names
     sa.Column("active", sa.Boolean, nullable=False, default=True),
     sa.Column("created_at", TS, nullable=False),
-    # Single sign-on (schema 5): the identity provider's subject once a sign-in linked it, and the e-mail an
+    # Single sign-on (schema 6): the identity provider's subject once a sign-in linked it, and the e-mail an
     # admin gave the member (lower case), by which the first single sign-on finds them.
     sa.Column("email", sa.String),
     sa.Column("sso_subject", sa.String),
@@ -76,74 +76,68 @@ definition_rejections = sa.Table(
     sa.Column("rejected_at", TS, nullable=False),
 )
 
-# --- the workspace's registers (subjects) ------------------------------------------------------
-accounts = sa.Table(
-    "accounts", metadata,
-    _id("account_id"),
-    sa.Column("name", sa.String, nullable=False),
-    sa.Column("manager", sa.String, nullable=False),
-    sa.Column("status", sa.String, nullable=False),  # active | inactive
-    sa.Column("kyc_review_due", sa.Date, nullable=False),
-    sa.Column("risk_rating", sa.String, nullable=False),
-    sa.Column("updated_at", TS, nullable=False),
-)
-suppliers = sa.Table(
-    "suppliers", metadata,
-    _id("supplier_id"),
-    sa.Column("name", sa.String, nullable=False),
-    sa.Column("owner", sa.String, nullable=False),
-    sa.Column("status", sa.String, nullable=False),
-    sa.Column("attestation_expires", sa.Date, nullable=False),
-    sa.Column("updated_at", TS, nullable=False),
-)
-incidents = sa.Table(
-    "incidents", metadata,
-    _id("incident_id"),
+# --- registers: the organization's subjects, declared as data (core/registers.py) ------------------
+# A register's own table (``accounts``, ``merchants``, …) is made from its declaration by store/registers.py;
+# these tables keep what Runledger knows of the declarations and of every load into them.
+import_number = sa.Sequence("import_number_seq", metadata=metadata)
+
+registers = sa.Table(
+    "registers", metadata,
+    _id("register_id"),  # the register's table name
     sa.Column("title", sa.String, nullable=False),
-    sa.Column("severity", sa.String, nullable=False),
-    sa.Column("owner", sa.String, nullable=False),
-    sa.Column("status", sa.String, nullable=False),  # open | closed
-    sa.Column("opened_at", TS, nullable=False),
-    sa.Column("closed_at", TS),
+    sa.Column("latest_version", sa.Integer, nullable=False),
+    sa.Column("source_path", sa.String),
     sa.Column("updated_at", TS, nullable=False),
 )
-incident_reviews = sa.Table(
-    "incident_reviews", metadata,
-    _id("review_id"),
-    sa.Column("incident_id", sa.String, nullable=False),
-    sa.Column("reviewer", sa.String, nullable=False),
+register_versions = sa.Table(
+    "register_versions", metadata,
+    sa.Column("register_id", sa.String, primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("content_hash", sa.String, nullable=False),
+    sa.Column("content", sa.Text, nullable=False),  # the YAML text exactly as declared
+    sa.Column("authored_by", sa.String, nullable=False),
     sa.Column("created_at", TS, nullable=False),
-    sa.Column("updated_at", TS, nullable=False),
 )
-exceptions = sa.Table(
-    "exceptions", metadata,
-    _id("exception_id"),
-    sa.Column("title", sa.String, nullable=False),
-    sa.Column("owner", sa.String, nullable=False),
-    sa.Column("status", sa.String, nullable=False),  # open | closed
-    sa.Column("closed_at", TS),
-    sa.Column("updated_at", TS, nullable=False),
+register_rejections = sa.Table(
+    "register_rejections", metadata,
+    sa.Column("source_path", sa.String, primary_key=True),
+    sa.Column("content_hash", sa.String, primary_key=True),
+    sa.Column("errors", sa.Text, nullable=False),
+    sa.Column("rejected_at", TS, nullable=False),
 )
-aml_monitor_results = sa.Table(
-    "aml_monitor_results", metadata,
-    _id("result_id"),
-    sa.Column("monitor", sa.String, nullable=False),
-    sa.Column("account_id", sa.String, nullable=False),
-    sa.Column("result", sa.String, nullable=False),  # passed | failed
-    sa.Column("detail", sa.String, nullable=False),
-    sa.Column("observed_at", TS, nullable=False),
-    sa.Column("updated_at", TS, nullable=False),
+register_imports = sa.Table(  # every load into a register: who, when, from what (with its hash), what it did
+    "register_imports", metadata,
+    _id("import_id"),
+    sa.Column("register_id", sa.String, nullable=False),
+    sa.Column("register_version", sa.Integer, nullable=False),
+    sa.Column("origin", sa.String, nullable=False),  # file | sql | signal | emit | demo
+    sa.Column("source", sa.String, nullable=False),  # the file's name, the query's variable, the source
+    sa.Column("format", sa.String),
+    sa.Column("bytes", sa.BigInteger),
+    sa.Column("sha256", sa.String),
+    sa.Column("mode", sa.String, nullable=False),  # upsert | replace
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("added", sa.BigInteger, nullable=False),
+    sa.Column("changed", sa.BigInteger, nullable=False),
+    sa.Column("unchanged", sa.BigInteger, nullable=False),
+    sa.Column("withdrawn", sa.BigInteger, nullable=False),
+    sa.Column("refused", sa.BigInteger, nullable=False),
+    sa.Column("events", sa.BigInteger, nullable=False),
+    sa.Column("actor", sa.String, nullable=False),
+    sa.Column("imported_at", TS, nullable=False),
 )
-rule_changes = sa.Table(
-    "rule_changes", metadata,
-    _id("rule_change_id"),
-    sa.Column("regulator", sa.String, nullable=False),
-    sa.Column("reference", sa.String, nullable=False),
-    sa.Column("title", sa.String, nullable=False),
-    sa.Column("effective_date", sa.Date),
-    sa.Column("received_at", TS, nullable=False),
-    sa.Column("updated_at", TS, nullable=False),
+subject_changes = sa.Table(  # each subject a load added, changed or withdrew: evidence of what Runledger knew
+    "subject_changes", metadata,
+    sa.Column("import_id", sa.String, nullable=False),
+    sa.Column("register_id", sa.String, nullable=False),
+    sa.Column("subject_id", sa.String, nullable=False),
+    sa.Column("change", sa.String, nullable=False),  # added | changed | withdrawn | restored
+    sa.Column("before", sa.Text),  # JSON of the fields that changed, as they were (changed, withdrawn)
+    sa.Column("after", sa.Text),  # JSON of the row as loaded (added), or of the changed fields (changed)
+    sa.Column("changed_at", TS, nullable=False),
 )
+# An event a declared change raised, by the load that made it (how an import's runs trace to its file).
+# (The event itself is a trigger_events row; its payload names the import.)
 
 # --- triggers, runs, items ----------------------------------------------------------------------
 trigger_events = sa.Table(

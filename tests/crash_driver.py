@@ -27,7 +27,7 @@ from engine.actioners.modules import FindingsActioner, default_actioners  # noqa
 from engine.clock import SystemClock  # noqa: E402
 from engine.runtime import Engine  # noqa: E402
 from store import items as item_store  # noqa: E402
-from store.registers import insert_subjects, record_trigger_event  # noqa: E402
+from store.subjects import insert_subjects, record_trigger_event  # noqa: E402
 from store.workspace import Workspace  # noqa: E402
 
 DEFINITION_ID = "crash-findings"
@@ -93,8 +93,7 @@ def seed(ws: Workspace, subjects: int) -> None:
     with ws.read() as conn:
         import sqlalchemy as sa
 
-        from store.schema import accounts
-        if conn.execute(sa.select(sa.func.count()).select_from(accounts)).scalar_one():
+        if conn.execute(sa.text("SELECT count(*) FROM accounts")).scalar_one():
             return
     with ws.transaction() as tx:
         insert_subjects(tx, "accounts", [
@@ -118,10 +117,11 @@ def main() -> int:
     (defs / f"{DEFINITION_ID}.yaml").write_text(DEFINITION)
     _report_writes()
     ws = Workspace(a.db)
-    seed(ws, a.subjects)
     actioners = default_actioners() | {"findings.create": ReportingFindings(a.every, a.pause)}
     engine = Engine(ws, SystemClock(), defs, actioners=actioners, batch_max=a.batch_max,
-                    batch_target_seconds=0.2)
+                    batch_target_seconds=0.2, registers_dir=Path(__file__).resolve().parents[1] / "registers")
+    engine.load_registers(actor="member:admin")
+    seed(ws, a.subjects)
     engine.load_definitions(actor="member:admin")
     say("ready")
     if a.mode == "recover":

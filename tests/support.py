@@ -24,6 +24,7 @@ from unittest import mock
 
 import sqlalchemy as sa
 
+from core.definitions import Vocabulary
 from core.roles import Actor
 from demo.seed import seed_members_and_sources
 from engine.actioners.base import ActionContext, ActionRequest, CreatedRecord, DeterministicFailure, TransientFailure
@@ -31,16 +32,19 @@ from engine.actioners.modules import FindingsActioner, default_actioners
 from engine.authz import hash_password, load_actor
 from engine.clock import SimulatedClock
 from engine.executor import params_hash
+from engine.registers import load_register_folder, parse_register_files
 from engine.runtime import Engine
+from engine.vocabulary import declared_vocabulary
 from store import items as item_store
 from store import runs as run_store
 from store.records import insert_idempotency, insert_records
-from store.registers import insert_subjects
 from store.schema import audit_log
+from store.subjects import insert_subjects
 from store.workspace import Workspace
 
 UTC = dt.UTC
 START = dt.datetime(2026, 7, 6, 6, 0, tzinfo=UTC)  # a Monday, 06:00 UTC
+DEMO_REGISTERS = Path(__file__).resolve().parent.parent / "registers"  # the demo organization's registers
 
 
 # --- definitions ----------------------------------------------------------------------------------
@@ -187,11 +191,14 @@ def build_engine(tmp_path: Path, definitions: Mapping[str, str] | None = None, *
     ws = Workspace(str(tmp_path / "ws.duckdb"), now=clock.now)
     with mock.patch("demo.seed.hash_password", quick_password_hash):
         seed_members_and_sources(ws)
-    with ws.transaction() as tx:
-        insert_subjects(tx, "accounts", account_rows(accounts))
     chosen = default_actioners()
     chosen.update(actioners or {})
+    engine_kw.setdefault("registers_dir", DEMO_REGISTERS)
     engine = Engine(ws, clock, defs, actioners=chosen, **engine_kw)
+    registered = engine.load_registers(actor=author)
+    assert not registered.errors, registered.errors
+    with ws.transaction() as tx:
+        insert_subjects(tx, "accounts", account_rows(accounts))
     for a in chosen.values():
         if isinstance(a, LosesResponse):
             a.ws = ws
@@ -199,6 +206,14 @@ def build_engine(tmp_path: Path, definitions: Mapping[str, str] | None = None, *
     assert allow_rejected or not report.errors, report.errors
     clock.advance_to(START)
     return engine
+
+
+def demo_workspace(path: Path | str, **ws_kw: Any) -> Workspace:
+    """A fresh workspace with the demo organization's registers declared and nothing else in it."""
+    ws = Workspace(str(path), **ws_kw)
+    report = load_register_folder(ws, DEMO_REGISTERS, "member:admin")
+    assert not report.errors, report.errors
+    return ws
 
 
 # --- reading back ---------------------------------------------------------------------------------
@@ -253,3 +268,8 @@ def actor(engine: Engine, member_id: str) -> Actor:
 
 
 DEMO_TODAY = dt.datetime(2026, 12, 3, 12, 0, tzinfo=UTC)  # a Thursday of Q4 2026, as `make run` seeds it
+
+
+def demo_vocabulary() -> Vocabulary:
+    """What the demo organization's definitions may name: its declared registers and Runledger's records."""
+    return declared_vocabulary([spec for _, spec in parse_register_files(DEMO_REGISTERS)[0]])

@@ -120,10 +120,10 @@ def test_an_event_received_while_disabled_is_flagged(make_engine) -> None:  # no
     definition = finding_definition("on-close").replace(
         'trigger: {kind: schedule, cron: "0 6 * * mon"}', "trigger: {kind: event, event: account.deactivated}")
     engine = make_engine({"on-close": definition})
-    from store.registers import change_subject
+    from store.subjects import emit_change
     set_enabled(engine, load_actor(engine.ws, "admin"), "on-close", False)
     with engine.ws.transaction() as tx:
-        change_subject(tx, "account.deactivated", "ACC-001", source="workspace", actor="test",
+        emit_change(tx, "account.deactivated", "ACC-001", source="workspace", actor="test",
                        occurred_at=engine.clock.now())
     engine.dispatch_events()
     period = AnalyticsPeriod(dt.datetime(2026, 7, 1, tzinfo=UTC), dt.datetime(2026, 10, 1, tzinfo=UTC), "Q3")

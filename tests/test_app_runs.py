@@ -13,11 +13,8 @@ from core.links import PAGES
 from engine.authz import NotAuthorized, load_actor
 from engine.commands import cancel_run
 from store.records import add_outage
-from store.registers import (
-    insert_subjects,
-    record_trigger_event,  # noqa: I001
-)
 from store.runs import create_run, mark_event_dispatched, read_undispatched_events
+from store.subjects import insert_subjects, record_trigger_event
 from tests.apptest_support import app_engine, open_app
 
 RUNS, RUN, ITEM = PAGES["runs"][0], PAGES["run"][0], PAGES["item"][0]

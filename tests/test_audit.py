@@ -9,7 +9,7 @@ import pytest
 from cli.main import main
 from engine import commands
 from store.audit import GENESIS_HASH, entry_hash
-from store.registers import insert_subjects
+from store.subjects import insert_subjects
 from store.workspace import Workspace
 from tests.support import FailsTransiently, actor, audit_of, finding_definition, fire_one, items_of, scalar
 

@@ -11,7 +11,7 @@ import pytest
 from engine import commands
 from engine.actioners.base import TransientFailure
 from store import runs as run_store
-from store.registers import record_trigger_event
+from store.subjects import record_trigger_event
 from tests.support import (
     BlocksOnEvent,
     FailsTransiently,

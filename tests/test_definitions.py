@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from core.definitions import DefinitionError, load_definition_files
-from engine.vocabulary import workspace_vocabulary
 from store.definitions import read_definition_versions
-from tests.support import audit_of, finding_definition, items_of, run_of
+from tests.support import audit_of, demo_vocabulary, finding_definition, items_of, run_of
 
 GOOD = finding_definition("good")
 
@@ -43,7 +42,7 @@ def test_error_names_file_field_expected_and_found(tmp_path: Path, name: str) ->
     bad = tmp_path / f"{name}.yaml"
     bad.write_text(text)
     (tmp_path / "fine.yaml").write_text(finding_definition("fine"))
-    report = load_definition_files(tmp_path, workspace_vocabulary())
+    report = load_definition_files(tmp_path, demo_vocabulary())
     assert [d.id for _, d in report.definitions] == ["fine"]  # the valid file still loads
     [err] = report.errors
     assert isinstance(err, DefinitionError)
@@ -58,7 +57,7 @@ def test_error_names_file_field_expected_and_found(tmp_path: Path, name: str) ->
 def test_duplicate_id_is_refused_naming_the_file_that_has_it(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(GOOD)
     (tmp_path / "b.yaml").write_text(GOOD)
-    report = load_definition_files(tmp_path, workspace_vocabulary())
+    report = load_definition_files(tmp_path, demo_vocabulary())
     assert [(p, d.id) for p, d in report.definitions] == [(str(tmp_path / "a.yaml"), "good")]
     [err] = report.errors
     assert (err.path, err.field, err.found) == (str(tmp_path / "b.yaml"), "id", "good")
@@ -73,7 +72,7 @@ def test_bad_files_never_stop_the_valid_ones(tmp_path: Path) -> None:
         (tmp_path / f"{def_id}.yaml").write_text(finding_definition(def_id))
     (tmp_path / "zz-duplicate.yaml").write_text(finding_definition("alpha"))
     (tmp_path / "binary.yml").write_bytes(b"\xff\xfe\x00garbage")
-    report = load_definition_files(tmp_path, workspace_vocabulary())
+    report = load_definition_files(tmp_path, demo_vocabulary())
     assert sorted(d.id for _, d in report.definitions) == ["alpha", "omega", "zulu"]
     assert sorted(Path(e.path).stem for e in report.errors) == sorted(
         [*BAD, "zz-duplicate", "binary"])  # one error per bad file, each naming its own file

@@ -27,8 +27,8 @@ from store import audit
 from store import items as item_store
 from store import runs as run_store
 from store.bulk import Same, append_columns, same, update_columns
-from store.registers import record_trigger_event
-from store.schema import accounts, item_attempts, members, run_items
+from store.schema import item_attempts, members, run_items
+from store.subjects import load_rows, record_trigger_event
 from store.workspace import Workspace
 from tests.support import FailsDeterministically, FailsTransiently, finding_definition, fire_one, run_of, scalar
 
@@ -137,8 +137,8 @@ class DeactivatesLaterAccounts(FailsDeterministically):
     def before(self, req, ctx) -> None:  # noqa: ANN001
         if self.inactive and self.engine is not None:
             with self.engine.ws.transaction() as tx:
-                tx.conn.execute(accounts.update().where(accounts.c.account_id.in_(self.inactive))
-                                .values(status="inactive", updated_at=tx.now()))
+                load_rows(tx, "accounts", [{"account_id": a, "status": "inactive"} for a in self.inactive],
+                          origin="test", source="core-banking", actor="test")
             self.inactive = []
         super().before(req, ctx)
 

@@ -22,8 +22,9 @@ from engine.executor import _dumps_params, _dumps_sorted, _jsonable_for, params_
 from store import audit
 from store.bulk import _array
 from store.matching import check_subjects
-from store.registers import insert_subjects, to_jsonable
-from store.workspace import Workspace
+from store.registers import read_registers
+from store.subjects import insert_subjects, to_jsonable
+from tests.support import demo_workspace
 
 UTC = dt.UTC
 CONTEXT = {
@@ -84,13 +85,15 @@ def test_hashing_the_stored_parameters_is_params_hash() -> None:
         assert hashlib.sha256(text.encode()).hexdigest() == params_hash(json.loads(text))
 
 
-def test_register_rows_become_json_as_to_jsonable_makes_them() -> None:
+def test_register_rows_become_json_as_to_jsonable_makes_them(tmp_path: Path) -> None:
     row = {"account_id": "ACC-001", "name": "N", "manager": "m", "status": "active",
-           "kyc_review_due": dt.date(2026, 7, 1), "risk_rating": "low",
-           "updated_at": dt.datetime(2026, 7, 6, 6, 0, 1, 2, tzinfo=UTC)}
-    assert _jsonable_for("accounts")(row) == to_jsonable(row)
-    assert _jsonable_for("incidents")({"closed_at": None, "opened_at": row["updated_at"]}) == \
-        to_jsonable({"closed_at": None, "opened_at": row["updated_at"]})
+           "kyc_review_due": dt.date(2026, 7, 1), "risk_rating": "low"}
+    opened = dt.datetime(2026, 7, 6, 6, 0, 1, 2, tzinfo=UTC)
+    with demo_workspace(tmp_path / "ws.duckdb").read() as conn:
+        registers = read_registers(conn)
+    assert _jsonable_for(registers["accounts"])(row) == to_jsonable(row)
+    assert _jsonable_for(registers["incidents"])({"closed_at": None, "opened_at": opened}) == \
+        to_jsonable({"closed_at": None, "opened_at": opened})
 
 
 def test_timestamps_reach_arrow_as_pyarrow_would_convert_them() -> None:
@@ -101,7 +104,7 @@ def test_timestamps_reach_arrow_as_pyarrow_would_convert_them() -> None:
 
 
 def test_a_long_id_list_finds_exactly_the_subjects_asked_for(tmp_path: Path) -> None:
-    ws = Workspace(str(tmp_path / "ws.duckdb"))
+    ws = demo_workspace(tmp_path / "ws.duckdb")
     with ws.transaction() as tx:
         insert_subjects(tx, "accounts", [
             {"account_id": f"ACC-{i:04d}", "name": f"M {i}", "manager": "m",
@@ -114,7 +117,7 @@ def test_a_long_id_list_finds_exactly_the_subjects_asked_for(tmp_path: Path) -> 
     assert sorted(checks) == sorted(wanted)
     for sid in wanted[:-2]:
         reason, subject = checks[sid]
-        assert subject["account_id"] == sid and subject["updated_at"].tzinfo is not None
+        assert subject["account_id"] == sid and subject["kyc_review_due"] == dt.date(2026, 7, 1)
         assert reason == (None if int(sid[4:]) % 7 else "the account is no longer active")
     assert checks["ACC-9999"] == ("the accounts record ACC-9999 no longer exists", {})
     ws.close()

@@ -26,10 +26,11 @@ from demo.seed import seed_members_and_sources
 from engine.intake.server import discovery_path, sign
 from engine.runtime import Engine
 from engine.signals import MAX_PAYLOAD_BYTES
-from store.registers import insert_subjects
 from store.schema import audit_log, intake_requests, runs
 from store.sources import read_source
+from store.subjects import insert_subjects
 from store.workspace import Workspace
+from tests.support import demo_workspace
 
 REPO = Path(__file__).resolve().parents[1]
 DEFINITIONS = REPO / "definitions"
@@ -38,14 +39,14 @@ RULE_CHANGE = {"reference": "EBA/GL/2026/07", "regulator": "EBA", "title": "Outs
 
 def seed_workspace(db: Path) -> str:
     """Members, the regulator-feed source, one open incident and the definitions; returns the feed's secret."""
-    ws = Workspace(str(db))
+    ws = demo_workspace(db)
     try:
         seed_members_and_sources(ws)
         now = dt.datetime.now(dt.UTC)
         with ws.transaction() as tx:
             insert_subjects(tx, "incidents", [{"incident_id": "INC-701", "title": "Card payments outage",
                                                "severity": "high", "owner": "ops", "status": "open",
-                                               "opened_at": now, "updated_at": now}])
+                                               "opened_at": now}])
         report = Engine(ws, definitions_dir=DEFINITIONS).load_definitions(actor="member:admin")
         assert not report.errors
         with ws.read() as conn:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from store import items as item_store
 from store import runs as run_store
-from store.registers import record_trigger_event
+from store.subjects import record_trigger_event
 from tests.support import finding_definition, items_of, run_of, scalar
 
 

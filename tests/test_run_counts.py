@@ -94,7 +94,7 @@ def test_counts_follow_failures_retries_approvals_and_cancels(make_engine) -> No
     [pending] = engine.dispatch_events() or [None]  # nothing queued: make a run that stops after matching
     assert pending is None
     with engine.ws.transaction() as tx:
-        from store.registers import record_trigger_event
+        from store.subjects import record_trigger_event
         record_trigger_event(tx, kind="manual", event_type="run.requested", source="member:sigrid",
                              occurred_at=engine.clock.now(), definition_id="d")
     with engine.ws.transaction() as tx:

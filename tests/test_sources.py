@@ -27,7 +27,8 @@ def test_an_admin_adds_a_source_whose_signals_are_then_accepted(make_engine) -> 
 
 @pytest.mark.parametrize("source,register,says", [
     ("Bad Name!", "rule_changes", "not a usable source name"),
-    ("core-banking", "accounts", "registers that accept signals: rule_changes"),
+    ("core-banking", "accounts",
+     r"registers that accept signals \(a `signals:` section in their declaration\): rule_changes"),
     ("regulator-feed", "rule_changes", "already exists"),
 ])
 def test_a_bad_source_is_refused_with_what_to_do(make_engine, source: str, register: str, says: str) -> None:

@@ -21,7 +21,8 @@ from engine.commands.operation import optional_text_param as _optional_text
 from engine.commands.operation import text_param as _text
 from engine.signals import deliver_signal
 from store import runs as run_store
-from store.registers import EVENT_TYPES, change_subject
+from store.registers import read_registers
+from store.subjects import emit_change
 
 if TYPE_CHECKING:
     from engine.runtime import Engine
@@ -35,10 +36,12 @@ def _runs_of_event(engine: Engine, event_id: str) -> list[str]:
 
 def _emit(engine: Engine, p: dict[str, Any]) -> Answer:
     event, subject = _text(p, "event"), _text(p, "subject")
-    if event not in EVENT_TYPES:
-        raise BadRequest(f"unknown event {event!r}; known: {', '.join(sorted(EVENT_TYPES))}")
+    with engine.ws.read() as conn:
+        known = read_registers(conn).events
+    if event not in known:
+        raise BadRequest(f"unknown event {event!r}; known: {', '.join(sorted(known)) or 'none declared'}")
     with engine.ws.transaction() as tx:
-        event_id = change_subject(tx, event, subject, source="cli", actor="engine:cli")
+        event_id = emit_change(tx, event, subject, source="cli", actor="engine:cli")
     engine.dispatch_events()
     runs = _runs_of_event(engine, event_id)
     return Answer([f"event {event_id} recorded; runs started: {', '.join(runs) or 'none'}"],

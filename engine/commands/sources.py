@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from core.roles import Actor
 from engine.authz import check_permission
 from engine.commands import CommandRefused
-from engine.signals import SIGNAL_FIELDS
+from store.registers import read_registers
 from store.sources import create_source, read_source, read_sources
 
 if TYPE_CHECKING:
@@ -28,9 +28,12 @@ def add_intake_source(engine: Engine, actor: Actor, source_id: str, register: st
     if not _SOURCE_ID.match(source_id):
         raise CommandRefused(f"{source_id!r} is not a usable source name: use 2–63 lower-case letters, "
                              "digits, '.', '_' or '-', starting with a letter or digit.")
-    if register not in SIGNAL_FIELDS:
+    with engine.ws.read() as conn:
+        registers = read_registers(conn)
+    takers = sorted(k for k, r in registers.items() if r.spec.signals is not None)
+    if register not in takers:
         raise CommandRefused(f"signals cannot create records in {register!r}; registers that accept "
-                             f"signals: {', '.join(sorted(SIGNAL_FIELDS))}.")
+                             f"signals (a `signals:` section in their declaration): {', '.join(takers) or 'none'}.")
     with engine.ws.read() as conn:
         if read_source(conn, source_id) is not None:
             raise CommandRefused(f"source {source_id!r} already exists; choose another name.")

@@ -46,8 +46,8 @@ from engine.commands import CommandRefused, NotFound
 from engine.commands.named import OPERATIONS, BadRequest, perform
 from engine.signals import MAX_PAYLOAD_BYTES, SignalRejected
 from store.errors import StoreError, WriteConflict
-from store.registers import UnknownSubject
 from store.sources import read_source, record_answer, remember_request
+from store.subjects import UnknownSubject
 
 if TYPE_CHECKING:
     from engine.runtime import Engine

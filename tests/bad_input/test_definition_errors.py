@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 
 from core.definitions import DefinitionError, load_definition_files
-from engine.vocabulary import workspace_vocabulary
-from tests.support import audit_of, finding_definition, items_of, run_of
+from tests.support import audit_of, demo_vocabulary, finding_definition, items_of, run_of
 
 GOOD = finding_definition("good")
-ACCOUNT_FIELDS = "account_id, name, manager, status, kyc_review_due, risk_rating, updated_at"
+ACCOUNT_FIELDS = "account_id, name, manager, status, kyc_review_due, risk_rating"
 CRON = 'a 5-field cron expression such as "0 6 * * mon" (minute hour day month weekday)'
 CRON_FIX = '; for example "0 6 * * mon" fires at 06:00 every Monday'
 
@@ -49,13 +48,13 @@ CASES: dict[str, tuple[str, str]] = {
         "mean 'findings.create'? Otherwise use one of the actioners listed"),
     "unknown-subject": (
         GOOD.replace("subject: accounts", "subject: planets"),
-        "{path}: field 'condition.subject': expected a subject kind (accounts, suppliers, incidents, "
-        "incident_reviews, exceptions, aml_monitor_results, rule_changes, findings, evidence_requests, "
+        "{path}: field 'condition.subject': expected a subject kind (accounts, aml_monitor_results, "
+        "exceptions, incident_reviews, incidents, rule_changes, suppliers, findings, evidence_requests, "
         "assessments, lifecycle_instances); found 'planets'. Fix: use one of the subject kinds listed"),
     "misspelt-subject": (
         GOOD.replace("subject: accounts", "subject: acounts"),
-        "{path}: field 'condition.subject': expected a subject kind (accounts, suppliers, incidents, "
-        "incident_reviews, exceptions, aml_monitor_results, rule_changes, findings, evidence_requests, "
+        "{path}: field 'condition.subject': expected a subject kind (accounts, aml_monitor_results, "
+        "exceptions, incident_reviews, incidents, rule_changes, suppliers, findings, evidence_requests, "
         "assessments, lifecycle_instances); found 'acounts'. Fix: did you mean 'accounts'? Otherwise use one "
         "of the subject kinds listed"),
     "unknown-approval-key": (
@@ -107,7 +106,7 @@ def test_each_error_class_has_one_exact_message_and_the_valid_file_still_loads(t
     bad = tmp_path / f"{name}.yaml"
     bad.write_text(text)
     (tmp_path / "fine.yaml").write_text(finding_definition("fine"))
-    report = load_definition_files(tmp_path, workspace_vocabulary())
+    report = load_definition_files(tmp_path, demo_vocabulary())
     assert [d.id for _, d in report.definitions] == ["fine"]
     [err] = report.errors
     assert isinstance(err, DefinitionError) and err.path == str(bad)

@@ -24,7 +24,7 @@ from engine.authz import load_actor
 from reporting.analytics import build_analytics
 from reporting.charts import failure_causes
 from reporting.exports import export_table
-from store.registers import insert_subjects
+from store.subjects import insert_subjects
 from store.workspace import Workspace
 from tests import apptest_support
 from tests.apptest_support import open_app

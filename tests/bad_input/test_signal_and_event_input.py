@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from engine.commands.named import BadRequest, perform
 from engine.intake.server import IntakeServer, sign
 from engine.signals import MAX_PAYLOAD_BYTES, SignalRejected, deliver_signal
-from store.registers import UnknownSubject
 from store.sources import read_source
+from store.subjects import UnknownSubject
 from tests.support import audit_of
 
 REPO = Path(__file__).resolve().parents[2]

@@ -94,7 +94,7 @@ def prepare(demo_path: str, tmp: Path) -> tuple[Path, Path]:
     from engine.runtime import Engine
     from engine.signals import deliver_signal
     from store.records import add_outage
-    from store.registers import insert_subjects
+    from store.subjects import insert_subjects
     from store.workspace import Workspace
 
     ws_path = tmp / "ws.duckdb"

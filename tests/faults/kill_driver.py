@@ -60,7 +60,7 @@ from engine.clock import SystemClock  # noqa: E402
 from engine.executor import Executor  # noqa: E402
 from engine.runtime import Engine  # noqa: E402
 from store import items as item_store  # noqa: E402
-from store.registers import read_subject  # noqa: E402
+from store.subjects import read_subject  # noqa: E402
 from store.workspace import Tx, Workspace  # noqa: E402
 
 CATEGORIES = ("commit-before", "commit-during", "commit-after", "retry", "cancel", "approval")
@@ -190,13 +190,14 @@ def life(argv: list[str]) -> int:
     ws.hooks = hooks
     if workspace_is_empty(ws):  # each seed is one transaction: a kill between them leaves the other to do
         seed_members_and_sources(ws)
+    findings = WorkloadFindings(ws, hooks)
+    engine = Engine(ws, SystemClock(), a.defs, actioners=default_actioners() | {"findings.create": findings},
+                    batch_max=16, batch_target_seconds=60, registers_dir=ROOT / "registers")
+    engine.load_registers(actor="member:admin")
     with ws.read() as conn:
         seeded = read_subject(conn, "accounts", "ACC-001") is not None
     if not seeded:
         seed_accounts(ws)
-    findings = WorkloadFindings(ws, hooks)
-    engine = Engine(ws, SystemClock(), a.defs, actioners=default_actioners() | {"findings.create": findings},
-                    batch_max=16, batch_target_seconds=60)
     findings.engine = engine
     report = engine.load_definitions(actor="member:admin")
     if report.errors:

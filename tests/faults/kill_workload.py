@@ -37,7 +37,7 @@ from engine.executor import params_hash
 from engine.runtime import Engine, schedule_event_id
 from store import items as item_store
 from store.records import insert_idempotency, insert_records
-from store.registers import insert_subjects
+from store.subjects import insert_subjects
 from store.workspace import Workspace
 
 START = dt.datetime(2026, 7, 6, 6, 0, tzinfo=dt.UTC)  # a Monday
