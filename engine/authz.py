@@ -142,7 +142,11 @@ def sign_out(ws: Workspace, actor: Actor, reason: str = "signed out", channel: s
 
 class SessionEnded(PermissionError):
     """The member's session may not go on: deactivated, or their password was reset or changed since it
-    began. The message is the notice the member sees."""
+    began. The message is the notice the member sees; ``reason`` the few words the audit entry keeps."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def session_epoch(ws: Workspace, member_id: str) -> int:
@@ -159,8 +163,8 @@ def resume_session(ws: Workspace, member_id: str, epoch: int) -> Actor:
         m = read_member(conn, member_id)
     if m is None or not m["active"]:
         raise SessionEnded("Your membership of this workspace was deactivated, so your session ended. Ask an "
-                           "administrator if this is a mistake.")
+                           "administrator if this is a mistake.", "member deactivated")
     if int(m["session_epoch"]) != epoch:
         raise SessionEnded("Your password was changed or reset, so your session ended. Sign in again with the "
-                           "new password.")
+                           "new password.", "password changed or reset")
     return Actor(m["member_id"], frozenset(r for r in m["roles"].split(",") if r))

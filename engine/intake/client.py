@@ -16,12 +16,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from engine.commands.named import BadRequest, params_from_args
+from engine.commands.named import BadRequest, operation_name, params_from_args
 from engine.intake.server import SIGNATURE_HEADER, TIMESTAMP_HEADER, discovery_path, sign
 from engine.settings import number_from_env
 from store.errors import WorkspaceHeld
 
-FORWARDABLE = {"emit", "signal", "fire", "retry", "cancel", "approve", "dismiss"}
+FORWARDABLE = {"emit", "signal", "fire", "retry", "cancel", "approve", "dismiss", "members"}
 CONNECT_TIMEOUT_SECONDS = 3.0
 def answer_timeout_seconds() -> float:
     """A forwarded command runs to the end before the engine answers (a retry of many items may take a
@@ -99,7 +99,7 @@ def forward_if_possible(args: argparse.Namespace, held: WorkspaceHeld, out: Call
         return EXIT_USAGE
     body = json.dumps(params).encode()
     try:
-        status, raw = post_signed(info["host"], int(info["port"]), f"/commands/{args.command}",
+        status, raw = post_signed(info["host"], int(info["port"]), f"/commands/{operation_name(args)}",
                                   info["cli_token"], body)
     except EngineUnreachable as exc:
         out(f"note: the engine (PID {info['pid']}) did not answer at {info['host']}:{info['port']} ({exc}).")
