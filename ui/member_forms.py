@@ -91,7 +91,7 @@ def render_change_member(engine: Engine, actor: Actor, members: list[dict[str, A
     m = by_id[chosen]
     current = [r for r in m["roles"].split(",") if r]
     with st.form(f"roles-{chosen}"):
-        roles = st.multiselect("Roles", ROLES, default=current)
+        roles = st.multiselect("Roles", ROLES, default=current, key=f"member-roles-{chosen}")
         if st.form_submit_button("Save roles"):
             _perform(lambda: cmd.set_roles(engine.ws, actor, chosen, roles),
                      f"{chosen} now holds {', '.join(sorted(roles))}.")
