@@ -145,8 +145,7 @@ def dispatch(args: argparse.Namespace, out: Callable[[str], None], open_engine: 
         return _init(args, out, open_engine, db_path)
     prepare(args)
     engine = open_engine(args)  # WorkspaceHeld: cli.main forwards the prepared command to the running engine
-    try:
-        engine.load_definitions()
+    try:  # members need no definitions loaded: the command changes members only
         answer = perform(engine, operation_name(args), params_from_args(args))
     finally:
         engine.shutdown()
