@@ -352,3 +352,22 @@ def test_a_member_read_back_has_its_new_columns(workspace: Path) -> None:
     for conn in read(workspace):
         m = read_member(conn, "boss")
         assert m is not None and m["email"] is None and m["sso_subject"] is None and m["session_epoch"] == 0
+
+
+def test_a_workspace_of_schema_5_gets_the_member_columns_on_open(workspace: Path) -> None:
+    import duckdb
+
+    con = duckdb.connect(str(workspace))
+    for column in ("email", "sso_subject", "session_epoch"):  # as a workspace of schema 5 was
+        con.execute(f"ALTER TABLE members DROP COLUMN {column}")
+    con.execute("UPDATE schema_meta SET value = '5' WHERE key = 'schema_version'")
+    con.close()
+    ws = Workspace(str(workspace))
+    try:
+        with ws.read() as conn:
+            assert conn.execute(sa.text("SELECT value FROM schema_meta WHERE key = 'schema_version'")).scalar() == "6"
+            m = read_member(conn, "boss")
+        assert m is not None and m["session_epoch"] == 0 and m["email"] is None
+        assert sign_in(ws, "boss", ADMIN_PW).member_id == "boss"
+    finally:
+        ws.close()
