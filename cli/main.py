@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from cli import members as member_cli
+from cli import registers as cli_registers
 from engine.authz import NotAuthorized, UnknownMember
 from engine.catalog import UnknownDefinition
 from engine.commands import CommandRefused, NotFound
-from engine.commands.named import BadRequest, params_from_args, perform
+from engine.commands.named import BadRequest, operation_of, params_from_args, perform
 from engine.signals import SignalRejected
 from store.errors import StoreError, WorkspaceHeld
 from store.subjects import UnknownSubject
@@ -33,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m engine", description="Runledger engine and commands.")
     p.add_argument("--db", help="workspace file (default: $RUNLEDGER_DB or data/workspace.duckdb)")
     p.add_argument("--definitions", default="definitions", help="folder of automation definitions")
+    p.add_argument("--registers", help="folder of register declarations (default: $RUNLEDGER_REGISTERS or "
+                                      "registers/ beside the definitions folder)")
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name: str, help_: str, member: bool = False) -> argparse.ArgumentParser:
@@ -91,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     so_add.add_argument("--as", dest="member", required=True, help="an admin member")
     so_sub.add_parser("list", help="the registered sources (without secrets)")
     member_cli.add_parsers(sub)
+    cli_registers.add_parsers(sub)
     return p
 
 
@@ -112,7 +116,7 @@ def _date(text: str, flag: str) -> dt.datetime:
 def _open_engine(args: argparse.Namespace) -> Any:
     from engine.runtime import Engine
     ws = Workspace(resolve_workspace_path(args.db))
-    engine = Engine(ws, definitions_dir=args.definitions)
+    engine = Engine(ws, definitions_dir=args.definitions, registers_dir=args.registers)
     return engine
 
 
@@ -128,7 +132,8 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
             return forwarded
         from engine.intake.server import discovery_path
         out(f"error: {exc}")
-        if args.command not in FORWARDABLE:
+        named = operation_of(args)
+        if named not in FORWARDABLE:
             out(f"`{args.command}` reads the workspace itself and cannot go through the engine; "
                 "run it once that process has stopped.")
         else:  # forward_if_possible leaves the explaining to us
@@ -165,13 +170,20 @@ def _dispatch(args: argparse.Namespace, out: Callable[[str], None]) -> int:
                     f"error: {path} already holds a workspace; the demo seeds only an empty one "
                     "(choose another with --db or RUNLEDGER_DB).")
                 return EXIT_OK if args.if_empty else EXIT_REFUSED
-        until = dt.datetime.fromisoformat(args.until).replace(tzinfo=dt.UTC) if args.until else None
+        try:
+            until = dt.datetime.fromisoformat(args.until).replace(tzinfo=dt.UTC) if args.until else None
+        except ValueError:
+            raise BadRequest(f"--until {args.until}: expected a UTC time like 2026-11-30T12:00:00") from None
+        from demo.world import QUARTER_END
+        if until is not None and until < QUARTER_END:  # the demo's story is a whole quarter
+            raise BadRequest(f"--until {args.until}: the demo simulates its whole quarter (July–September "
+                             f"2026); give a time from {QUARTER_END:%Y-%m-%d} on, or leave --until out")
         engine = seed_demo(path, args.definitions, until=until, say=out)
         engine.ws.close()
         return EXIT_OK
     if cmd == "serve":
         from engine.serve import serve_forever
-        return serve_forever(resolve_workspace_path(args.db), args.definitions, out)
+        return serve_forever(resolve_workspace_path(args.db), args.definitions, out, args.registers)
     engine = _open_engine(args)
     try:
         return _run_command(engine, args, out)
@@ -210,6 +222,8 @@ def _run_command(engine: Any, args: argparse.Namespace, out: Callable[[str], Non
         return EXIT_OK if not report.errors else EXIT_REFUSED
     if cmd == "sources":
         return _sources(engine, args, out)
+    if cmd == "registers":
+        return cli_registers.run(engine, args, out)
     if cmd == "bundle":
         return _bundle(engine, args, out)
     if cmd in ("brief", "export"):

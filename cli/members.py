@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.commands.named import BadRequest, operation_name, params_from_args, perform
+from engine.commands.named import BadRequest, operation_of, params_from_args, perform
 
 COMMANDS = ("init", "members")
 
@@ -146,7 +146,7 @@ def dispatch(args: argparse.Namespace, out: Callable[[str], None], open_engine: 
     prepare(args)
     engine = open_engine(args)  # WorkspaceHeld: cli.main forwards the prepared command to the running engine
     try:  # members need no definitions loaded: the command changes members only
-        answer = perform(engine, operation_name(args), params_from_args(args))
+        answer = perform(engine, str(operation_of(args)), params_from_args(args))
     finally:
         engine.shutdown()
         engine.ws.close()
@@ -173,7 +173,7 @@ def _init(args: argparse.Namespace, out: Callable[[str], None], open_engine: Cal
     finally:
         engine.shutdown()
         engine.ws.close()
-    out(f"workspace {db_path} started with {args.admin.strip()} as its admin "
+    out(f"workspace {db_path} started with its admin {args.admin.strip()} "
         f"({len(report.definitions)} definitions loaded from {args.definitions}, {len(report.errors)} rejected).")
     out(f"next: add members with `python -m engine --db {db_path} members add NAME --roles ROLE "
         f"--as {args.admin.strip()}`, then open it with `RUNLEDGER_DB={db_path} streamlit run app.py`.")

@@ -25,6 +25,7 @@ PAGES: dict[str, tuple[str, str, str, str]] = {
     "approvals": ("pages/approvals.py", "approvals", "Approvals", ":material/approval:"),
     "automations": ("pages/automations.py", "automations", "Automations", ":material/schedule:"),
     "analytics": ("pages/analytics.py", "analytics", "Quarterly analytics", ":material/insights:"),
+    "registers": ("pages/registers.py", "registers", "Registers", ":material/table_view:"),
     "records": ("pages/records.py", "records", "Records", ":material/folder_open:"),
     "audit": ("pages/audit_log.py", "audit_log", "Audit log", ":material/policy:"),
     "members": ("pages/members.py", "members", "Members", ":material/group:"),

@@ -61,8 +61,6 @@ def password_problem(password: str, member_id: str) -> str | None:
         return f"The password is longer than {MAX_PASSWORD_LENGTH} characters; choose a shorter one."
     if password.strip() != password:
         return "The password begins or ends with a space, which is easy to lose when typing; remove it."
-    if member_id and member_id.lower() in password.lower():
-        return "The password contains the member name; choose one that does not."
     return None
 
 

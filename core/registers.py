@@ -47,6 +47,9 @@ class EventSpec:
     field: str
     becomes: Any
 
+    def describe(self) -> str:
+        return f"when {self.field} becomes {self.becomes!r}"
+
 
 @dataclass(frozen=True)
 class SourceSpec:
@@ -62,7 +65,8 @@ class SourceSpec:
 
     @property
     def described(self) -> str:
-        return f"file {self.file}" if self.file else f"SQL from ${self.url_env}"
+        where = f"file {self.file}" if self.file else f"SQL through ${self.url_env}"
+        return f"{where}, read on schedule {self.schedule!r} ({self.mode})"
 
 
 @dataclass(frozen=True)

@@ -49,8 +49,8 @@ APPROVED, DISMISSED, APPROVAL_CANCELLED, APPROVAL_OPEN = "approved", "dismissed"
 APPROVAL_DECISIONS = (APPROVED, DISMISSED, APPROVAL_CANCELLED)
 
 # Trigger kinds a run records.
-SCHEDULE, EVENT, SIGNAL, MANUAL = "schedule", "event", "signal", "manual"
-RUN_TRIGGER_KINDS = (SCHEDULE, EVENT, SIGNAL, MANUAL)
+SCHEDULE, EVENT, SIGNAL, MANUAL, IMPORT = "schedule", "event", "signal", "manual", "import"
+RUN_TRIGGER_KINDS = (SCHEDULE, EVENT, SIGNAL, MANUAL, IMPORT)  # import: a register's scheduled source read
 
 RUN_TRANSITIONS: Mapping[str, frozenset[str]] = {
     PENDING: frozenset({RUNNING, CANCELLED, FAILED}),

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.registers import RegisterError, RegisterSpec, parse_register
+from engine.catalog import DefinitionCatalog
 from store.registers import RESERVED, RegisterRefused, record_register_rejection, save_register_version
 from store.workspace import Workspace
 
@@ -78,3 +79,9 @@ def load_register_folder(ws: Workspace, directory: Path, actor: str) -> Register
         with ws.transaction() as tx:
             record_register_rejection(tx, path, digest, [message], actor)
     return report
+
+
+def definitions_using(catalog: DefinitionCatalog, register_id: str) -> list[str]:
+    """The automations (latest versions, enabled or not) whose condition is over the register."""
+    return sorted(row["definition_id"] for row in catalog.rows()
+                  if catalog.get(row["definition_id"], row["latest_version"]).condition.subject == register_id)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 from core.definitions import LoadReport
 from core.states import IN_FLIGHT, ITEM_PENDING, OPEN_RUN_STATUSES
@@ -25,6 +26,7 @@ from engine.clock import Clock, SystemClock
 from engine.executor import Executor
 from engine.registers import RegisterLoadReport, load_register_folder, resolve_registers_dir
 from engine.resume import is_interrupted, resume_every_seconds
+from engine.scheduled_imports import import_definition_id, run_scheduled_import, sourced_registers
 from engine.status import settle_run_status
 from store import items as item_store
 from store import runs as run_store
@@ -257,12 +259,20 @@ class Engine:
         if self.scheduler is None:
             return
         for job in self.scheduler.get_jobs():
-            if job.id.startswith("schedule:"):
+            if job.id.startswith(("schedule:", "import:")):
                 job.remove()
         for d, _ in self.catalog.in_effect():
             if d.trigger.kind == "schedule":
                 self.scheduler.add_job(self._fire_scheduled, d.trigger.cron_trigger(), args=[d.id],
                                        id=f"schedule:{d.id}", misfire_grace_time=3600)
+        for reg in sourced_registers(self):  # each declared source, read on its own schedule
+            assert reg.spec.source is not None
+            self.scheduler.add_job(self._import_scheduled, CronTrigger.from_crontab(reg.spec.source.schedule,
+                                                                                    timezone="UTC"),
+                                   args=[reg.kind], id=import_definition_id(reg.kind), misfire_grace_time=3600)
+
+    def _import_scheduled(self, register_id: str) -> None:
+        run_scheduled_import(self, register_id)
 
     def _fire_scheduled(self, definition_id: str) -> None:
         fire_time = self.clock.now().replace(second=0, microsecond=0)

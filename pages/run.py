@@ -6,12 +6,13 @@ from typing import Any
 
 import streamlit as st
 
-from core.links import audit_link, definition_link, query_params_dict, run_link, runs_link
+from core.links import Link, audit_link, definition_link, query_params_dict, run_link, runs_link
 from core.markup import md_escape, md_repr
 from core.periods import last_param
 from core.roles import PERMISSION_ROLES
-from core.states import ITEM_FAILED, TERMINAL_RUN_STATUSES
+from core.states import IMPORT, ITEM_FAILED, TERMINAL_RUN_STATUSES
 from reporting.bundle import build_run_bundle
+from store.views.registers import read_import_of_run
 from store.views.run_pages import (
     count_failed_first_items,
     count_items_by_action_and_outcome,
@@ -80,6 +81,9 @@ def render_facts() -> dict[str, int]:
                         column_config={"action": "Action", "outcome": "Outcome", "items": "Items"})
     elif current["started_at"] is None:
         st.info("No items yet: the run has not matched its subjects.")
+    elif current["trigger_kind"] == IMPORT:
+        st.info("A scheduled import: it read the register's source and acts on no subject itself; automations "
+                "its changes start have runs of their own.")
     else:
         subject = engine.catalog.get(current["definition_id"], current["definition_version"]).condition.subject
         st.info(f"This run matched no subjects: its condition held for none of the {md_escape(subject)} when it "
@@ -116,17 +120,36 @@ if failed_first:
 
 # --- definition and trigger -----------------------------------------------------------------------------
 left, right = st.columns(2)
-with left:
-    st.subheader("Definition")
-    st.markdown(f"**{md_escape(run['definition_id'])}**, version {run['definition_version']}")
-    link = definition_link(run["definition_id"], run["definition_version"])
-    st.page_link(link.page, query_params=link.params, label="This version in Automations",
-                 icon=":material/schedule:")
-    if run["version"]:
-        with st.expander(f"Its text at version {run['definition_version']}"):
-            st.code(run["version"]["content"], language="yaml")
-            st.caption(f"content hash {run['version']['content_hash']} · by {run['version']['authored_by']} "
-                       f"· {fmt_time(run['version']['created_at'])}")
+if run["trigger_kind"] == IMPORT:
+    with engine.ws.read() as conn:
+        loaded = read_import_of_run(conn, run_id)
+    register_id = run["definition_id"].partition(":")[2]
+    with left:
+        st.subheader("Import")
+        rl = Link("registers", {"id": register_id})
+        st.page_link(rl.page, query_params=rl.params, label=f"Register {register_id}", icon=":material/table_view:")
+        if loaded:
+            st.markdown(f"**{md_escape(loaded['import_id'])}** from {md_escape(loaded['origin'])} "
+                        f"{md_escape(loaded['source'])} ({loaded['mode']}): {loaded['added']:,} added, "
+                        f"{loaded['changed']:,} changed, {loaded['unchanged']:,} unchanged, "
+                        f"{loaded['withdrawn']:,} withdrawn, {loaded['refused']:,} refused, "
+                        f"{loaded['events']:,} events raised")
+            if loaded["sha256"]:
+                st.caption(f"sha256 {loaded['sha256']} · {loaded['bytes']:,} bytes")
+        else:
+            st.caption("Nothing was loaded (see the run-level failure above).")
+else:
+    with left:
+        st.subheader("Definition")
+        st.markdown(f"**{md_escape(run['definition_id'])}**, version {run['definition_version']}")
+        link = definition_link(run["definition_id"], run["definition_version"])
+        st.page_link(link.page, query_params=link.params, label="This version in Automations",
+                     icon=":material/schedule:")
+        if run["version"]:
+            with st.expander(f"Its text at version {run['definition_version']}"):
+                st.code(run["version"]["content"], language="yaml")
+                st.caption(f"content hash {run['version']['content_hash']} · by {run['version']['authored_by']} "
+                           f"· {fmt_time(run['version']['created_at'])}")
 with right:
     st.subheader("Trigger")
     event = run["event"]

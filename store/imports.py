@@ -150,8 +150,11 @@ def _duplicates(tx: Tx, raw: str, key: str, kind: str) -> list[tuple[int, str]]:
 
 
 def import_file(tx: Tx, reg: Register, path: Path, *, actor: str, fmt: str | None = None, mode: str = "upsert",
-                skip_bad_rows: bool = False, ignore_extra_columns: bool = False) -> ImportOutcome:
-    """Load ``path`` into the register in this transaction; ``ImportRefused`` says why not (nothing loaded)."""
+                skip_bad_rows: bool = False, ignore_extra_columns: bool = False, origin: str = "file",
+                source: str | None = None) -> ImportOutcome:
+    """Load ``path`` into the register in this transaction; ``ImportRefused`` says why not (nothing loaded).
+    ``origin``/``source`` name where the rows came from when the file only carries them (a SQL source's
+    query result: origin ``sql``, source the URL's variable)."""
     facts = file_facts(path, fmt)
     raw = _raw_from_xlsx(tx, path) if facts.format == "xlsx" else _raw_from_duckdb(tx, path, facts.format)
     columns = [c for c in tx.conn.execute(sa.text(f'SELECT * FROM "{raw}" LIMIT 0')).keys() if c != "_row"]
@@ -202,7 +205,7 @@ def import_file(tx: Tx, reg: Register, path: Path, *, actor: str, fmt: str | Non
     tx.conn.exec_driver_sql(f'DROP TABLE "{raw}"')
     if bad_rows:
         tx.conn.exec_driver_sql(f'DROP TABLE "{raw}_bad"')
-    result = apply_load(tx, reg, staged, origin="file", source=facts.name, actor=actor, mode=mode,
+    result = apply_load(tx, reg, staged, origin=origin, source=source or facts.name, actor=actor, mode=mode,
                         only=present, refused=len(bad_rows), listed_keys=listed,
                         meta={"format": facts.format, "bytes": facts.bytes, "sha256": facts.sha256,
                               "refused_rows": [why for _, why in problems[:LISTED]] or None})

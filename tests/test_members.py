@@ -101,7 +101,7 @@ def test_init_starts_an_empty_workspace_with_one_admin(tmp_path: Path) -> None:
     db = tmp_path / "new" / "bank.duckdb"
     code, said = run(db, "init", "--admin", "boss", "--password-file", pw_file(tmp_path, ADMIN_PW))
     assert code == 0, said
-    assert said.startswith(f"workspace {db} started with boss as its admin")
+    assert said.startswith(f"workspace {db} started with its admin boss (")
     members = members_of(db)
     assert list(members) == ["boss"] and members["boss"]["roles"] == "admin" and members["boss"]["active"]
     for conn in read(db):  # no demo: no runs, no subjects, no intake source

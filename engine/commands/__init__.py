@@ -1,4 +1,4 @@
-"""Member commands: run now, retry, cancel, approve, dismiss, enable/disable, add an intake source.
+"""Member commands: run now, retry, cancel, approve, dismiss, enable/disable, add an intake source, import.
 
 Each command checks its actor's permission itself, checks eligibility with a ``check_*`` guard that raises
 a named error saying why not, and records the member's act in the audit log in the same transaction as
@@ -24,6 +24,7 @@ from engine.commands.refusals import (
                                        NotEligible,
                                        NotFound,
 )
+from engine.commands.registers import ImportReport, import_register
 from engine.commands.retry import (
                                        RetryPlan,
                                        check_retry_eligible,
@@ -37,7 +38,7 @@ from engine.commands.retry import (
 
 __all__ = ["AUTOMATION_REFUSALS", "COMMAND_REFUSALS",
            "AlreadyDone", "CommandRefused", "FourEyesConflict", "FourEyesRefused",
-           "NotEligible", "NotFound", "RetryPlan", "RunNowPreview", "approve_item", "cancel_run",
+           "ImportReport", "NotEligible", "NotFound", "RetryPlan", "RunNowPreview", "approve_item", "cancel_run",
            "check_cancellable", "check_four_eyes", "check_retry_eligible", "check_segregation_of_duties",
-           "check_still_retryable", "dismiss_item", "four_eyes_conflict", "plan_bulk_retry", "plan_retry",
-           "preview_run_now", "retry_item", "retry_items", "retry_run", "run_now", "set_enabled"]
+           "check_still_retryable", "dismiss_item", "four_eyes_conflict", "import_register", "plan_bulk_retry",
+           "plan_retry", "preview_run_now", "retry_item", "retry_items", "retry_run", "run_now", "set_enabled"]

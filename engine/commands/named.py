@@ -1,5 +1,5 @@
-"""The state-changing commands (emit, signal, fire, retry, cancel, approve, dismiss, and the member commands
-of ``engine.commands.member_operations``), performed one way.
+"""The state-changing commands (emit, signal, fire, retry, cancel, approve, dismiss, import, and the
+member commands of ``engine.commands.member_operations``), performed one way.
 
 The CLI performs them on a workspace it opened itself; the intake endpoint performs them for a CLI in
 another process while the engine holds the file. Both call ``perform`` with the same parameters, so a
@@ -94,6 +94,24 @@ def _approve(engine: Engine, p: dict[str, Any]) -> Answer:
     return Answer([f"{item_id}: {outcome}"], {"outcome": outcome})
 
 
+def _flag(params: dict[str, Any], name: str) -> bool:
+    value = params.get(name, False)
+    if not isinstance(value, bool):
+        raise BadRequest(f"'{name}' must be true or false")
+    return value
+
+
+def _import(engine: Engine, p: dict[str, Any]) -> Answer:
+    actor = load_actor(engine.ws, _text(p, "member"))
+    report = commands.import_register(engine, actor, _text(p, "register"), _text(p, "file"),
+                                      fmt=_optional_text(p, "format"), mode=_optional_text(p, "mode") or "upsert",
+                                      skip_bad_rows=_flag(p, "skip_bad_rows"),
+                                      ignore_extra_columns=_flag(p, "ignore_extra_columns"))
+    r = report.outcome.result
+    return Answer(report.lines(), {"import_id": r.import_id, "counts": r.counts(), "runs": report.runs,
+                                   "events": len(r.events)})
+
+
 def _dismiss(engine: Engine, p: dict[str, Any]) -> Answer:
     actor = load_actor(engine.ws, _text(p, "member"))
     item_id = _text(p, "item")
@@ -110,7 +128,19 @@ OPERATIONS: dict[str, Operation] = {
     "approve": Operation(_approve, ("member", "item")),
     "dismiss": Operation(_dismiss, ("member", "item", "reason")),
     **MEMBER_OPERATIONS,
+    "import": Operation(_import, ("member", "register", "file"),
+                        ("format", "mode", "skip_bad_rows", "ignore_extra_columns")),
 }
+
+
+def operation_of(args: argparse.Namespace) -> str | None:
+    """The state-changing command a parsed CLI line names (``registers import`` is ``import``; ``members add``
+    is ``members-add``, named by ``cli.members.prepare``), or None."""
+    if getattr(args, "operation", None):
+        return str(args.operation)
+    if args.command == "registers":
+        return "import" if args.registers_command == "import" else None
+    return args.command if args.command in OPERATIONS else None
 
 
 def perform(engine: Engine, name: str, params: dict[str, Any]) -> Answer:
@@ -128,12 +158,6 @@ def perform(engine: Engine, name: str, params: dict[str, Any]) -> Answer:
     return op.run(engine, params)
 
 
-def operation_name(args: argparse.Namespace) -> str:
-    """The operation a parsed CLI command performs: its name, or the one its module chose (``members add``
-    performs ``members-add``)."""
-    return getattr(args, "operation", None) or args.command
-
-
 def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The parameters of a parsed CLI command; a signal's payload file (or stdin) is read here. A command
     whose module gathered its parameters already (the member commands read passwords once, before the
@@ -141,9 +165,13 @@ def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
     prepared = getattr(args, "operation_params", None)
     if prepared is not None:
         return dict(prepared)
-    op = OPERATIONS[args.command]
+    name = operation_of(args)
+    assert name is not None, args.command
+    op = OPERATIONS[name]
     params = {k: getattr(args, k) for k in op.required + op.optional
               if k != "payload" and getattr(args, k, None) is not None}
+    if name == "import":  # the engine may run elsewhere in the file system: it is handed the absolute path
+        params["file"] = str(Path(args.file).resolve())
     if args.command == "signal":
         try:
             params["payload"] = (sys.stdin.read() if args.payload == "-"

@@ -16,12 +16,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from engine.commands.named import BadRequest, operation_name, params_from_args
+from engine.commands.member_operations import MEMBER_OPERATIONS
+from engine.commands.named import BadRequest, operation_of, params_from_args
 from engine.intake.server import SIGNATURE_HEADER, TIMESTAMP_HEADER, discovery_path, sign
 from engine.settings import number_from_env
 from store.errors import WorkspaceHeld
 
-FORWARDABLE = {"emit", "signal", "fire", "retry", "cancel", "approve", "dismiss", "members"}
+FORWARDABLE = {"emit", "signal", "fire", "retry", "cancel", "approve", "dismiss", "import", *MEMBER_OPERATIONS}
 CONNECT_TIMEOUT_SECONDS = 3.0
 def answer_timeout_seconds() -> float:
     """A forwarded command runs to the end before the engine answers (a retry of many items may take a
@@ -84,7 +85,8 @@ def post_signed(host: str, port: int, path: str, secret: str, body: bytes,
 
 def forward_if_possible(args: argparse.Namespace, held: WorkspaceHeld, out: Callable[[str], None]) -> int | None:
     """Send the command to the running engine; None when it cannot be forwarded (the caller explains)."""
-    if args.command not in FORWARDABLE:
+    name = operation_of(args)
+    if name not in FORWARDABLE:
         return None
     info = read_discovery(held.path)
     if info is None:
@@ -99,7 +101,7 @@ def forward_if_possible(args: argparse.Namespace, held: WorkspaceHeld, out: Call
         return EXIT_USAGE
     body = json.dumps(params).encode()
     try:
-        status, raw = post_signed(info["host"], int(info["port"]), f"/commands/{operation_name(args)}",
+        status, raw = post_signed(info["host"], int(info["port"]), f"/commands/{name}",
                                   info["cli_token"], body)
     except EngineUnreachable as exc:
         out(f"note: the engine (PID {info['pid']}) did not answer at {info['host']}:{info['port']} ({exc}).")

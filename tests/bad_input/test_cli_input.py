@@ -159,3 +159,15 @@ def test_a_held_workspace_is_named_with_its_holder_and_nothing_changes(workspace
         "stale); run it once that process has stopped."]
     assert (verify.stderr, retry.stderr) == ("", "")
     assert state(db) == (counts, audit)
+
+
+@pytest.mark.parametrize("until,says", [
+    ("2026-07-20T00:00:00", "error: --until 2026-07-20T00:00:00: the demo simulates its whole quarter (July–September "
+                            "2026); give a time from 2026-10-01 on, or leave --until out"),
+    ("next tuesday", "error: --until next tuesday: expected a UTC time like 2026-11-30T12:00:00"),
+])
+def test_the_demo_refuses_an_until_it_cannot_simulate(tmp_path: Path, until: str, says: str) -> None:
+    lines: list[str] = []
+    assert main(["--db", str(tmp_path / "ws.duckdb"), "demo", "--until", until], out=lines.append) == EXIT_USAGE
+    assert lines == [says]
+    assert not (tmp_path / "ws.duckdb").exists()

@@ -37,6 +37,7 @@ READS: dict[str, tuple[str, ...]] = {
     "approvals": (),
     "automations": ("id", "version", "compare"),
     "analytics": ("period", "quarter", "from", "to", "definition"),
+    "registers": ("id", "page"),
     "records": ("module", "register", "id"),
     "audit": ("seq", "actor", "event", "entity_kind", "entity_id", "from", "to", "before"),
     "members": (),
@@ -112,6 +113,8 @@ def test_every_page_survives_hostile_params(app_workspace: str, page: str) -> No
     ("analytics", {"quarter": "2026-Q9"}, "'quarter=2026\\-Q9' is not a quarter like 2026-Q3"),
     ("audit", {"seq": MD_LINK}, "'seq=\\[click\\]\\(http\\://evil\\.example\\)' is not an entry number"),
     ("records", {"register": BOLD}, "There is no register '\\*\\*BOLD\\*\\*'."),
+    ("registers", {"id": BOLD}, "There is no register '\\*\\*BOLD\\*\\*'. Registers: accounts,"),
+    ("registers", {"id": "accounts", "page": "9" * 30}, "No subjects on this page."),
     ("records", {"register": "accounts", "id": MD_LINK}, "There is no accounts record '\\[click\\]"),
     ("automations", {"id": SCRIPT}, "There is no automation '\\<script\\>alert\\(1\\)\\</script\\>'."),
 ])
