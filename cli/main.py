@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cli import members as member_cli
 from cli import registers as cli_registers
 from engine.authz import NotAuthorized, UnknownMember
 from engine.catalog import UnknownDefinition
@@ -92,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     so_add.add_argument("--register", required=True, help="where its signals land, e.g. rule_changes")
     so_add.add_argument("--as", dest="member", required=True, help="an admin member")
     so_sub.add_parser("list", help="the registered sources (without secrets)")
+    member_cli.add_parsers(sub)
     cli_registers.add_parsers(sub)
     return p
 
@@ -154,6 +156,8 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> i
 
 def _dispatch(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     cmd = args.command
+    if cmd in member_cli.COMMANDS:
+        return member_cli.dispatch(args, out, _open_engine, resolve_workspace_path(args.db))
     if cmd == "demo":
         from demo.seed import seed_demo, workspace_is_empty
         path = resolve_workspace_path(args.db)

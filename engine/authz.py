@@ -85,29 +85,40 @@ def _sign_in_limits() -> tuple[int, dt.timedelta]:
             dt.timedelta(minutes=number_from_env("RUNLEDGER_SIGNIN_LOCK_MINUTES", 15, "minutes")))
 
 
+def check_sign_in_throttle(ws: Workspace, member_id: str, channel: str) -> None:
+    """Refuse, unchecked and audited, a member name with too many recent failed sign-ins (any name alike,
+    existing or not): ``SignInThrottled`` saying how long to wait."""
+    name = member_id[:64] or "(blank)"
+    max_failures, window = _sign_in_limits()
+    now = ws.now()
+    with ws.read() as conn:
+        failures, oldest = count_recent_sign_in_failures(conn, name, now - window)
+    if failures < max_failures or oldest is None:
+        return
+    wait = max(1, math.ceil(((oldest + window) - now).total_seconds() / 60))
+    with ws.transaction() as tx:
+        tx.audit(f"anonymous:{channel}", "member.sign_in_throttled", "member", name,
+                 {"channel": channel, "failures": failures, "window_minutes": window.total_seconds() / 60})
+    raise SignInThrottled(f"Too many failed sign-ins for this member name ({failures} in "
+                          f"{window.total_seconds() / 60:.0f} minutes). Try again in about {wait} minutes, "
+                          "or ask an administrator to reset the password.")
+
+
 def sign_in(ws: Workspace, member_id: str, password: str, channel: str = "web") -> Actor:
     """Check a member's password. Both a success and a failure land in the audit log, with the reason.
 
     Repeated failures for one member name lock it for a while (guessing passwords gets slow), counted from
     the audit log; the lock applies to any name, existing or not, so it tells nothing about which exist."""
     member_id = member_id.strip()
-    max_failures, window = _sign_in_limits()
-    now = ws.now()
+    check_sign_in_throttle(ws, member_id, channel)
     with ws.read() as conn:
-        failures, oldest = count_recent_sign_in_failures(conn, member_id[:64] or "(blank)", now - window)
         m = read_member(conn, member_id) if member_id else None
-    if failures >= max_failures and oldest is not None:
-        wait = max(1, math.ceil(((oldest + window) - now).total_seconds() / 60))
-        with ws.transaction() as tx:
-            tx.audit(f"anonymous:{channel}", "member.sign_in_throttled", "member", member_id[:64] or "(blank)",
-                     {"channel": channel, "failures": failures, "window_minutes": window.total_seconds() / 60})
-        raise SignInThrottled(f"Too many failed sign-ins for this member name ({failures} in "
-                              f"{window.total_seconds() / 60:.0f} minutes). Try again in about {wait} minutes, "
-                              "or ask an administrator to reset the password.")
     if m is None:
         reason = "no such member"
     elif not m["active"]:
         reason = "member is deactivated"
+    elif not m["password_hash"]:
+        reason = "member has no password (single sign-on only)"
     elif not verify_password(m["password_hash"], password):
         reason = "wrong password"
     else:
@@ -123,6 +134,37 @@ def sign_in(ws: Workspace, member_id: str, password: str, channel: str = "web") 
                         "again; an administrator can reset a password.")
 
 
-def sign_out(ws: Workspace, actor: Actor, reason: str = "signed out") -> None:
+def sign_out(ws: Workspace, actor: Actor, reason: str = "signed out", channel: str = "web") -> None:
     with ws.transaction() as tx:
-        tx.audit(actor.audit_name, "member.signed_out", "member", actor.member_id, {"reason": reason})
+        tx.audit(actor.audit_name, "member.signed_out", "member", actor.member_id,
+                 {"reason": reason, "channel": channel})
+
+
+class SessionEnded(PermissionError):
+    """The member's session may not go on: deactivated, or their password was reset or changed since it
+    began. The message is the notice the member sees; ``reason`` the few words the audit entry keeps."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def session_epoch(ws: Workspace, member_id: str) -> int:
+    """The member's session epoch now: a session records it at sign-in (``resume_session`` compares)."""
+    with ws.read() as conn:
+        m = read_member(conn, member_id)
+    return int(m["session_epoch"]) if m else 0
+
+
+def resume_session(ws: Workspace, member_id: str, epoch: int) -> Actor:
+    """The member of a session begun under ``epoch``, re-read now (roles taken away apply at once), or
+    ``SessionEnded``: deactivated, removed, or the password reset or changed since (the epoch moved on)."""
+    with ws.read() as conn:
+        m = read_member(conn, member_id)
+    if m is None or not m["active"]:
+        raise SessionEnded("Your membership of this workspace was deactivated, so your session ended. Ask an "
+                           "administrator if this is a mistake.", "member deactivated")
+    if int(m["session_epoch"]) != epoch:
+        raise SessionEnded("Your password was changed or reset, so your session ended. Sign in again with the "
+                           "new password.", "password changed or reset")
+    return Actor(m["member_id"], frozenset(r for r in m["roles"].split(",") if r))

@@ -74,12 +74,23 @@ def _v5_declared_registers(conn: sa.Connection) -> None:
             conn.exec_driver_sql(f'ALTER TABLE "{name}" ADD COLUMN _withdrawn_at TIMESTAMP WITH TIME ZONE')
 
 
+def _v6_member_identity(conn: sa.Connection) -> None:
+    """Members' e-mail and identity-provider subject (single sign-on) and their session epoch (a reset
+    password or a deactivation ends the member's sessions). A fresh workspace has them from v1."""
+    have = set(conn.execute(sa.text("SELECT * FROM members LIMIT 0")).keys())
+    for column, ddl in (("email", "VARCHAR"), ("sso_subject", "VARCHAR"),
+                        ("session_epoch", "INTEGER NOT NULL DEFAULT 0")):
+        if column not in have:
+            conn.exec_driver_sql(f"ALTER TABLE members ADD COLUMN {column} {ddl}")
+
+
 MIGRATIONS: list[tuple[int, Callable[[sa.Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_indexes),
     (3, _v3_run_item_counts),
     (4, _v4_run_failure_causes),
     (5, _v5_declared_registers),
+    (6, _v6_member_identity),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -37,6 +37,13 @@ members = sa.Table(
     sa.Column("roles", sa.String, nullable=False),  # comma-separated role names
     sa.Column("active", sa.Boolean, nullable=False, default=True),
     sa.Column("created_at", TS, nullable=False),
+    # Single sign-on (schema 6): the identity provider's subject once a sign-in linked it, and the e-mail an
+    # admin gave the member (lower case), by which the first single sign-on finds them.
+    sa.Column("email", sa.String),
+    sa.Column("sso_subject", sa.String),
+    # Raised when a password is reset or changed, or the member deactivated: a session started under an
+    # older value ends at its next page view (ui.session).
+    sa.Column("session_epoch", sa.Integer, nullable=False, server_default="0"),
 )
 
 # --- definitions ---------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ def test_an_idle_session_expires(app_workspace: str, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("RUNLEDGER_SESSION_IDLE_MINUTES", "0.0001")
     at.run()
     assert "session expired" in at.info[0].value
-    assert _audit("member.signed_out")[-1]["payload"] == '{"reason":"session expired"}'
+    assert _audit("member.signed_out")[-1]["payload"] == '{"channel":"web","reason":"session expired"}'
 
 
 def test_a_shared_link_opens_its_view_after_sign_in(app_workspace: str) -> None:

@@ -2,7 +2,10 @@
 
 A session ends after ``RUNLEDGER_SESSION_IDLE_MINUTES`` (default 30) without a page view, or
 ``RUNLEDGER_SESSION_MAX_HOURS`` (default 12) after sign-in, whichever comes first; the member's roles are
-re-read on every page view, so a role taken away applies at once.
+re-read on every page view, so a role taken away applies at once. A session also ends when the member is
+deactivated or their password is reset or changed: it records the member's session epoch at sign-in, and
+every page view (a new tab's cookie included) compares it with the member's epoch now
+(``engine.authz.resume_session``).
 
 Streamlit keeps state per browser tab, yet a run link opened in a new tab must not ask for the password
 again. So a sign-in also creates a random session token, kept server-side (in this process only: a
@@ -21,7 +24,7 @@ from typing import Any
 import streamlit as st
 
 from core.roles import Actor
-from engine.authz import UnknownMember, load_actor, sign_in, sign_out
+from engine.authz import SessionEnded, UnknownMember, load_actor, resume_session, session_epoch, sign_in, sign_out
 from engine.runtime import Engine
 from engine.settings import number_from_env
 
@@ -54,14 +57,37 @@ def _max_age() -> float:
 def start_session(engine: Engine, member_id: str, password: str) -> Actor:
     """Raises ``SignInRefused`` (already audited) when the pair does not match."""
     actor = sign_in(engine.ws, member_id, password)
+    _begin(engine, actor, "password")
+    return actor
+
+
+def _begin(engine: Engine, actor: Actor, channel: str) -> None:
     now = time.time()
     token = secrets.token_urlsafe(32)
-    state = {"member_id": actor.member_id, "signed_in": now, "seen": now, "token": token}
+    state = {"member_id": actor.member_id, "signed_in": now, "seen": now, "token": token,
+             "epoch": session_epoch(engine.ws, actor.member_id), "channel": channel}
     with _store().lock:
         _store().sessions[token] = state
     st.session_state[_KEY] = state
     st.session_state[_COOKIE_OP] = token
-    return actor
+
+
+def start_sso_session(engine: Engine, actor: Actor) -> None:
+    """A member the identity provider vouched for and ``engine.sso`` admitted (audited there)."""
+    _begin(engine, actor, "sso")
+
+
+def session_channel() -> str | None:
+    """How this session signed in: ``password`` or ``sso`` (None when nobody is signed in)."""
+    state = st.session_state.get(_KEY)
+    return state.get("channel", "password") if state else None
+
+
+def carry_on_under(epoch: int) -> None:
+    """This session changed its own password: it goes on under the new epoch; the member's others end."""
+    state = st.session_state.get(_KEY)
+    if state:
+        state["epoch"] = epoch
 
 
 def end_session(engine: Engine, reason: str = "signed out") -> None:
@@ -71,7 +97,7 @@ def end_session(engine: Engine, reason: str = "signed out") -> None:
         with _store().lock:
             _store().sessions.pop(state.get("token", ""), None)
         try:
-            sign_out(engine.ws, load_actor(engine.ws, state["member_id"]), reason)
+            sign_out(engine.ws, load_actor(engine.ws, state["member_id"]), reason, channel=_audit_channel(state))
         except UnknownMember:
             pass
 
@@ -87,13 +113,27 @@ def current_actor(engine: Engine) -> Actor | None:
         st.session_state["runledger_notice"] = "Your session expired; sign in again to go on."
         return None
     try:
-        actor = load_actor(engine.ws, state["member_id"])
-    except UnknownMember:
-        st.session_state.pop(_KEY, None)
-        st.session_state["runledger_notice"] = "Your membership is no longer active."
+        actor = resume_session(engine.ws, state["member_id"], int(state.get("epoch", 0)))
+    except SessionEnded as ended:
+        _forget(state)
+        sign_out(engine.ws, Actor(state["member_id"], frozenset()), f"session ended: {ended.reason}",
+                 channel=_audit_channel(state))
+        st.session_state["runledger_notice"] = str(ended)
         return None
     state["seen"] = now
     return actor
+
+
+def _audit_channel(state: dict[str, Any]) -> str:
+    return "sso" if state.get("channel") == "sso" else "web"
+
+
+def _forget(state: dict[str, Any]) -> None:
+    """End a session that may not go on, in every tab of this browser (its token no longer resumes)."""
+    st.session_state.pop(_KEY, None)
+    st.session_state[_COOKIE_OP] = ""
+    with _store().lock:
+        _store().sessions.pop(state.get("token", ""), None)
 
 
 def _resume_from_cookie() -> dict[str, Any] | None:

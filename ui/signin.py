@@ -9,7 +9,8 @@ from core.markup import md_escape
 from core.roles import ROLE_PERMISSIONS, Actor
 from engine.authz import SignInRefused
 from engine.runtime import Engine
-from ui.session import end_session, session_expires_at, start_session
+from ui.session import end_session, session_channel, session_expires_at, start_session
+from ui.sso import admit_identity, provider_sign_out, providers, render_sso_buttons
 
 
 def render_sign_in(engine: Engine) -> None:
@@ -18,6 +19,11 @@ def render_sign_in(engine: Engine) -> None:
     notice = st.session_state.pop("runledger_notice", None)
     if notice:
         st.info(notice)
+    if providers():
+        if admit_identity(engine):
+            st.rerun()
+        render_sso_buttons()
+        st.caption("Or with a member name and password:")
     with st.form("sign-in", enter_to_submit=True):
         member = st.text_input("Member", autocomplete="username")
         password = st.text_input("Password", type="password", autocomplete="current-password")
@@ -42,5 +48,9 @@ def render_sidebar_member(engine: Engine, actor: Actor) -> None:
         if expires:
             st.caption(f"Session ends {expires:%H:%M} UTC if idle")
         if st.button("Sign out", key="sign-out", icon=":material/logout:"):
+            through_provider = session_channel() == "sso"
             end_session(engine)
+            if through_provider:
+                provider_sign_out()  # the browser goes to the provider's end-session page
+                st.stop()
             st.rerun()

@@ -1,4 +1,5 @@
-"""The state-changing commands (emit, signal, fire, retry, cancel, approve, dismiss, import), performed one way.
+"""The state-changing commands (emit, signal, fire, retry, cancel, approve, dismiss, import, and the
+member commands of ``engine.commands.member_operations``), performed one way.
 
 The CLI performs them on a workspace it opened itself; the intake endpoint performs them for a CLI in
 another process while the engine holds the file. Both call ``perform`` with the same parameters, so a
@@ -9,13 +10,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine import commands
 from engine.authz import load_actor
+from engine.commands.member_operations import MEMBER_OPERATIONS
+from engine.commands.operation import Answer, BadRequest, Operation
+from engine.commands.operation import optional_text_param as _optional_text
+from engine.commands.operation import text_param as _text
 from engine.signals import deliver_signal
 from store import runs as run_store
 from store.registers import read_registers
@@ -23,40 +26,6 @@ from store.subjects import emit_change
 
 if TYPE_CHECKING:
     from engine.runtime import Engine
-
-
-class BadRequest(ValueError):
-    """The command's parameters are missing or malformed; nothing was done."""
-
-
-@dataclass
-class Answer:
-    """What a command did: the lines a person reads, and the same facts for a program."""
-
-    lines: list[str]
-    data: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def message(self) -> str:
-        return "\n".join(self.lines)
-
-
-@dataclass(frozen=True)
-class Operation:
-    run: Callable[[Engine, dict[str, Any]], Answer]
-    required: tuple[str, ...]
-    optional: tuple[str, ...] = ()
-
-
-def _text(params: dict[str, Any], name: str) -> str:
-    value = params.get(name)
-    if not isinstance(value, str) or not value.strip():
-        raise BadRequest(f"'{name}' must be a non-empty string")
-    return value
-
-
-def _optional_text(params: dict[str, Any], name: str) -> str | None:
-    return None if params.get(name) is None else _text(params, name)
 
 
 def _runs_of_event(engine: Engine, event_id: str) -> list[str]:
@@ -158,13 +127,17 @@ OPERATIONS: dict[str, Operation] = {
     "cancel": Operation(_cancel, ("member", "run", "reason")),
     "approve": Operation(_approve, ("member", "item")),
     "dismiss": Operation(_dismiss, ("member", "item", "reason")),
+    **MEMBER_OPERATIONS,
     "import": Operation(_import, ("member", "register", "file"),
                         ("format", "mode", "skip_bad_rows", "ignore_extra_columns")),
 }
 
 
 def operation_of(args: argparse.Namespace) -> str | None:
-    """The state-changing command a parsed CLI line names (``registers import`` is ``import``), or None."""
+    """The state-changing command a parsed CLI line names (``registers import`` is ``import``; ``members add``
+    is ``members-add``, named by ``cli.members.prepare``), or None."""
+    if getattr(args, "operation", None):
+        return str(args.operation)
     if args.command == "registers":
         return "import" if args.registers_command == "import" else None
     return args.command if args.command in OPERATIONS else None
@@ -186,7 +159,12 @@ def perform(engine: Engine, name: str, params: dict[str, Any]) -> Answer:
 
 
 def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The parameters of a parsed CLI command; a signal's payload file (or stdin) is read here."""
+    """The parameters of a parsed CLI command; a signal's payload file (or stdin) is read here. A command
+    whose module gathered its parameters already (the member commands read passwords once, before the
+    workspace is opened) hands them over as ``args.operation_params``."""
+    prepared = getattr(args, "operation_params", None)
+    if prepared is not None:
+        return dict(prepared)
     name = operation_of(args)
     if name is None:
         raise BadRequest(f"`{args.command}` is not a command that changes the workspace")
