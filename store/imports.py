@@ -20,6 +20,7 @@ import csv
 import datetime as dt
 import hashlib
 import itertools
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -165,18 +166,30 @@ def _read_error(path: Path, fmt: str, exc: Exception) -> ImportRefused:
         if "not utf-8" in text.lower() or "unicode" in text.lower():
             return ImportRefused(f"{path.name}: row {row} is not UTF-8 text; save the file as UTF-8 and import "
                                  "it again. Nothing was loaded")
-    json_line = re.search(r"in line (\d+): ([^.\n]*)", text)
-    if fmt == "jsonl" and json_line:
-        return ImportRefused(f"{path.name}: line {json_line.group(1)} is not a JSON object "
-                             f"({json_line.group(2).strip()}); each line must hold one object, like "
-                             '{"id": "V-1", "name": "Acme"}. Nothing was loaded')
-    if fmt == "jsonl" and "expected records" in text:
-        return ImportRefused(f"{path.name}: its lines are not JSON objects; each line must hold one object, like "
-                             '{"id": "V-1", "name": "Acme"}. Nothing was loaded')
+    if fmt == "jsonl" and ("Malformed JSON" in text or "expected records" in text):
+        where = _first_bad_json_line(path)
+        return ImportRefused(f"{path.name}: {f'line {where}' if where else 'a line'} is not a JSON object; each "
+                             'line must hold one object, like {"id": "V-1", "name": "Acme"}. Nothing was loaded')
     first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
     first = first.replace(str(path), path.name)
     return ImportRefused(f"{path.name} could not be read as {FORMAT_NAMES[fmt]} ({first}); check the file, or "
                          "pass --format. Nothing was loaded")
+
+
+def _first_bad_json_line(path: Path) -> int | None:
+    """The first line that is not a JSON object (read here, line by line, once the reader refused the file:
+    its own line numbers are not the file's)."""
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                ok = isinstance(json.loads(line), dict)
+            except ValueError:
+                ok = False
+            if not ok:
+                return n
+    return None
 
 
 def _raw_from_duckdb(tx: Tx, path: Path, fmt: str) -> tuple[str, int]:
@@ -311,7 +324,10 @@ def _checks(raw: str, row: str, reg: Register, present: list[str]) -> Checks:
             checks.append((_blank(col), f"'row ' || {row} || ': field ''{f}'' is empty; every row of {reg.kind} "
                                         "must hold it'"))
         if ftype in SQL_CAST:
-            checks.append((f"({_typed(col, ftype)} IS NULL AND NOT {_blank(col)})",
+            wrong = f"{_typed(col, ftype)} IS NULL"
+            if ftype == "integer":  # DuckDB rounds '2.5' to 3: a whole number must be one ('3.0' and '1e3' are)
+                wrong = f"({wrong} OR TRY_CAST({col} AS DOUBLE) <> {_typed(col, ftype)})"
+            checks.append((f"({wrong} AND NOT {_blank(col)})",
                            f"'row ' || {row} || ': field ''{f}'' must be {TYPE_WORDS[ftype]}, not ''' || "
                            f"left({col}, 60) || ''''"))
     return Checks(raw, row, reg.key, checks)
@@ -362,7 +378,11 @@ def _bounded_memory(tx: Tx) -> Iterator[None]:
         try:
             yield
         finally:
-            own.exec_driver_sql(f"SET memory_limit = {_quoted(before)}")
+            # RESET restores the default exactly (the setting reads back rounded: "18.7 GiB"); a limit that
+            # someone set is set again, to its rounded value.
+            own.exec_driver_sql("RESET memory_limit")
+            if own.exec_driver_sql("SELECT current_setting('memory_limit')").scalar_one() != before:
+                own.exec_driver_sql(f"SET memory_limit = {_quoted(before)}")
 
 
 def import_file(tx: Tx, reg: Register, path: Path, *, actor: str, fmt: str | None = None, mode: str = "upsert",
