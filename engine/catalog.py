@@ -71,10 +71,12 @@ class DefinitionCatalog:
         return [(self.get(r["definition_id"], r["latest_version"]), r["latest_version"])
                 for r in self.rows() if r["enabled"]]
 
-    def listeners(self, event: dict[str, Any]) -> list[tuple[Definition, int]]:
-        """The enabled definitions this trigger event fires."""
+    def listeners(self, event: dict[str, Any],
+                  in_effect: list[tuple[Definition, int]] | None = None) -> list[tuple[Definition, int]]:
+        """The enabled definitions this trigger event fires (among ``in_effect``, when the caller read them
+        once for many events)."""
         out = []
-        for d, v in self.in_effect():
+        for d, v in self.in_effect() if in_effect is None else in_effect:
             t = d.trigger
             if event["kind"] in ("schedule", "manual"):
                 hit = event["definition_id"] == d.id

@@ -104,26 +104,12 @@ class Engine:
         "run now" in the browser must not wait for, nor be unable to cancel, a long run)."""
         started: list[tuple[str, str]] = []
         with self._dispatch_lock:
-            with self.ws.read() as conn:
-                events = run_store.read_undispatched_events(conn)
-            for event in events:
-                actor = self._trigger_actor(event)
-                created: list[str] = []
-                try:
-                    with self.ws.transaction() as tx:
-                        for d, version in self.catalog.listeners(event):
-                            run_id = run_store.create_run(tx, definition_id=d.id, definition_version=version,
-                                                          event=event, actor=actor)
-                            if run_id:
-                                # Held from before it exists for others until its work is done: a run
-                                # between its creation and its matching is not interrupted work.
-                                self.executor.work.hold([run_id])
-                                created.append(run_id)
-                        run_store.mark_event_dispatched(tx, event["event_id"])
-                except BaseException:
-                    self.executor.work.release(created)
-                    raise
-                started += [(run_id, actor) for run_id in created]
+            while True:  # every event waiting, not only the first page of them (an import raises thousands)
+                with self.ws.read() as conn:
+                    events = run_store.read_undispatched_events(conn)
+                if not events:
+                    break
+                started += self._dispatch(events)
         if background and started:
             worker = threading.Thread(target=self._execute_started, args=(started,), daemon=True,
                                       name="runledger-run-now")
@@ -132,6 +118,38 @@ class Engine:
         else:
             self._execute_started(started)
         return [r for r, _ in started]
+
+    def _dispatch(self, events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        """Runs for one page of events, each event with listeners in its own transaction; those no
+        definition listens to are marked dispatched together."""
+        started: list[tuple[str, str]] = []
+        in_effect = self.catalog.in_effect()
+        heard = {e["event_id"]: self.catalog.listeners(e, in_effect) for e in events}
+        unheard = [e["event_id"] for e in events if not heard[e["event_id"]]]
+        if unheard:
+            with self.ws.transaction() as tx:
+                run_store.mark_events_dispatched(tx, unheard)
+        for event in events:
+            if not heard[event["event_id"]]:
+                continue
+            actor = self._trigger_actor(event)
+            created: list[str] = []
+            try:
+                with self.ws.transaction() as tx:
+                    for d, version in heard[event["event_id"]]:
+                        run_id = run_store.create_run(tx, definition_id=d.id, definition_version=version,
+                                                      event=event, actor=actor)
+                        if run_id:
+                            # Held from before it exists for others until its work is done: a run
+                            # between its creation and its matching is not interrupted work.
+                            self.executor.work.hold([run_id])
+                            created.append(run_id)
+                    run_store.mark_event_dispatched(tx, event["event_id"])
+            except BaseException:
+                self.executor.work.release(created)
+                raise
+            started += [(run_id, actor) for run_id in created]
+        return started
 
     def _execute_started(self, started: list[tuple[str, str]]) -> None:
         """Match and execute each created run, then release the holds ``dispatch_events`` took on them

@@ -113,6 +113,13 @@ def mark_event_dispatched(tx: Tx, event_id: str) -> None:
                     .values(dispatched_at=tx.now()))
 
 
+def mark_events_dispatched(tx: Tx, event_ids: list[str]) -> None:
+    """Many events no definition listens to, dispatched at once (an import's thousand changes)."""
+    for start in range(0, len(event_ids), 10_000):
+        tx.conn.execute(trigger_events.update().where(trigger_events.c.event_id.in_(event_ids[start:start + 10_000]))
+                        .values(dispatched_at=tx.now()))
+
+
 def read_run_ids_for_event(conn: sa.Connection, event_id: str) -> list[str]:
     """The runs a trigger event started (one per listening definition)."""
     q = sa.select(runs.c.run_id).where(runs.c.trigger_event_id == event_id).order_by(runs.c.run_number)

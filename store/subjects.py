@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from core.states import EVENT
 from store import schema as s
-from store.bulk import append_rows
+from store.bulk import append_columns, append_rows, same
 from store.registers import UPDATED_AT, WITHDRAWN_AT, Register, read_registers
 from store.tx import Tx
 
@@ -187,16 +187,22 @@ def _raised_events(reg: Register, staged: sa.Table, on: Any, fields: Sequence[st
 
 def _write_events(tx: Tx, reg: Register, staged: sa.Table, on: Any, events: list[tuple[str, Any]],
                   source: str, at: dt.datetime, import_id: str) -> list[tuple[str, str, str]]:
-    """One trigger event per raised change, ids from the event sequence, each audited as recorded."""
+    """One trigger event per raised change, ids from the event sequence in file order, each audited as
+    recorded — written together (only the raising rows' keys pass through Python)."""
     out: list[tuple[str, str, str]] = []
     for name, cond in events:
         subject_ids = [str(k) for k in tx.conn.execute(sa.select(staged.c[reg.key]).where(cond)
                                                        .order_by(staged.c["_row"])).scalars()]
-        for subject_id in subject_ids:
+        if len(subject_ids) == 1:
             event_id = record_trigger_event(tx, kind=EVENT, event_type=name, source=source, occurred_at=at,
-                                            subject_kind=reg.kind, subject_id=subject_id,
+                                            subject_kind=reg.kind, subject_id=subject_ids[0],
                                             payload={"import_id": import_id, "register": reg.kind})
-            out.append((event_id, name, subject_id))
+            out.append((event_id, name, subject_ids[0]))
+        elif subject_ids:
+            ids = record_trigger_events(tx, event_type=name, source=source, occurred_at=at, subject_kind=reg.kind,
+                                        subject_ids=subject_ids,
+                                        payload={"import_id": import_id, "register": reg.kind})
+            out += [(event_id, name, subject_id) for event_id, subject_id in zip(ids, subject_ids, strict=True)]
     return out
 
 
@@ -221,6 +227,32 @@ def record_trigger_event(tx: Tx, *, kind: str, event_type: str, source: str, occ
              {"kind": kind, "event_type": event_type, "subject": f"{subject_kind}:{subject_id}"
               if subject_kind else None, "occurred_at": occurred_at.isoformat()})
     return event_id
+
+
+def new_event_ids(tx: Tx, n: int) -> list[str]:
+    """``n`` event ids from the event sequence, in increasing order (one statement)."""
+    rows = "range(:n)" if tx.conn.dialect.name == "duckdb" else "generate_series(1, :n)"
+    numbers = sorted(tx.conn.execute(sa.text(f"SELECT nextval('{s.event_number.name}') FROM {rows}"),
+                                     {"n": n}).scalars())
+    return [f"EV-{k:07d}" for k in numbers]
+
+
+def record_trigger_events(tx: Tx, *, event_type: str, source: str, occurred_at: dt.datetime, subject_kind: str,
+                          subject_ids: Sequence[str], payload: dict[str, Any]) -> list[str]:
+    """Many events of one type, one per subject, as ``record_trigger_event`` records each: ids in the
+    subjects' order, each audited as recorded."""
+    event_ids = new_event_ids(tx, len(subject_ids))
+    append_columns(tx, s.trigger_events, {
+        "event_id": event_ids, "kind": same(EVENT), "event_type": same(event_type), "source": same(source),
+        "subject_kind": same(subject_kind), "subject_id": list(subject_ids), "definition_id": same(None),
+        "occurred_at": same(occurred_at), "received_at": same(tx.now()),
+        "payload": same(json.dumps(payload, default=str, sort_keys=True)), "dispatched_at": same(None)})
+    at = occurred_at.isoformat()
+    tx.audit_many(f"source:{source}", "trigger_event", [
+        ("trigger_event.recorded", event_id, {"kind": EVENT, "event_type": event_type,
+                                              "subject": f"{subject_kind}:{subject_id}", "occurred_at": at})
+        for event_id, subject_id in zip(event_ids, subject_ids, strict=True)])
+    return event_ids
 
 
 # --- the few-rows paths: seed, emit, signal ---------------------------------------------------------
