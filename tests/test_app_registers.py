@@ -66,7 +66,8 @@ def test_an_import_run_shows_what_it_loaded(app_workspace: str, tmp_path: Path) 
     at = open_app("viewer", page=RUN, params={"id": failed})
     assert not at.exception, at.exception
     assert [t.value for t in at.text] == ["import failed: suppliers-feed.csv has no column status, "
-                                          "attestation_expires, which every row of suppliers must hold"]
+                                          "attestation_expires, which every row of suppliers must hold; add it. "
+                                          "Nothing was loaded"]
 
     (folder / "suppliers-feed.csv").write_text("supplier_id,name,status,attestation_expires\n"
                                                "SUP-9001,Fresh Supplier,active,2027-03-31\n")

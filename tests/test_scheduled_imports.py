@@ -92,7 +92,8 @@ def test_a_missing_file_is_a_failed_run_that_says_why(file_engine: Engine) -> No
     run = run_of(file_engine, run_id)
     assert run["status"] == "failed"
     path = file_engine.registers_dir / "vendors.csv"
-    assert run["failure_cause"] == f"import failed: there is no file {path}; check the path"
+    assert run["failure_cause"] == (f"import failed: there is no file {path}; check the path and the file's name "
+                                    "(nothing was loaded)")
     assert scalar(file_engine, "SELECT count(*) FROM vendors") == 0
     assert scalar(file_engine, "SELECT count(*) FROM register_imports WHERE register_id = 'vendors'") == 0
     [refused] = audit_of(file_engine, "register.import_refused")

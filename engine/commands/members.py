@@ -241,7 +241,8 @@ def change_own_password(ws: Workspace, member_id: str, current: str, new: str, c
         raise MemberRefused(str(exc)) from None
     with ws.read() as conn:
         m = member_store.read_member(conn, member_id)
-    assert m is not None
+    if m is None:  # signed in a moment ago: only a concurrent removal gets here
+        raise MemberRefused(f"there is no member {member_id!r} any more")
     if not m["password_hash"]:
         raise MemberRefused(f"{member_id} signs in through single sign-on and has no password here; change it at "
                             "your identity provider.")

@@ -109,7 +109,7 @@ def test_skip_bad_rows_loads_the_rest_and_lists_the_refused_rows(engine: Engine,
     r, f = report.outcome.result, report.outcome.file
     assert report.lines() == [
         f"{r.import_id}: bad.csv ({f.bytes:,} bytes, sha256 {f.sha256}) into vendors: 2 rows — 1 added, "
-        "0 changed, 1 unchanged, 0 withdrawn, 2 refused; 1 events raised",
+        "0 changed, 1 unchanged, 0 withdrawn, 2 refused; 1 event raised",
         "  refused: row 3: field 'spend' must be a number, not 'lots'",
         "  refused: row 4: field 'review_due' must be a date like 2026-09-30, not '2026-13-01'",
         "  refused: row 4: field 'seats' must be a whole number, not 'x'",
