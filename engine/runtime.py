@@ -93,6 +93,10 @@ class Engine:
                 event_id = record_trigger_event(tx, kind="manual", event_type="run.requested",
                                                 source=actor_name or "engine", occurred_at=at,
                                                 definition_id=definition_id)
+                # A member's "run now" is the member's act: audited under their name, not only as the
+                # trigger event it recorded.
+                tx.audit(actor_name or "engine", "run.requested", "definition", definition_id,
+                         {"event_id": event_id})
         self.dispatch_events(background=background)
         with self.ws.read() as conn:
             return run_store.read_run_ids_for_event(conn, event_id)

@@ -5,6 +5,8 @@ engine's commands; the buttons say beforehand why a member may not decide."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import streamlit as st
 
@@ -40,6 +42,20 @@ def _due_hours(definition_id: str, version: int) -> float | None:
         return None
 
 
+def _proposal(parameters: str) -> str | None:
+    """The rendered title (or subject) of the action: what the approver is asked to let happen."""
+    try:
+        params = json.loads(parameters)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(params, dict):
+        return None
+    for name in ("title", "subject", "summary"):
+        if isinstance(params.get(name), str) and params[name].strip():
+            return str(params[name])
+    return None
+
+
 overdue = 0
 for a in waiting:
     due = _due_hours(a["definition_id"], a["definition_version"])
@@ -67,6 +83,10 @@ for a in waiting:
         else:
             due_words = f", due within {a['due_hours']:g} h" if a["due_hours"] is not None else ""
             age.info(f"Waiting {fmt_age(a['waited'])}{due_words}", icon=":material/schedule:")
+        # What the action would do, in its own words, before anyone unfolds the parameters.
+        proposed = _proposal(a["parameters"])
+        if proposed:
+            st.markdown(f"Proposes: **{md_escape(proposed)}**")
         st.caption(f"Awaiting approval since {fmt_time(a['opened_at'])}")
         with st.expander("Parameters it will execute with"):
             st.code(pretty_json(a["parameters"]), language="json", wrap_lines=True)

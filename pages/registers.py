@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from core.links import Link, definition_link, query_params_dict, subject_link
-from core.markup import md_repr, md_value
+from core.markup import md_escape, md_repr, md_value
 from core.periods import last_param
 from engine.commands import CommandRefused, import_register
 from engine.registers import definitions_using
@@ -125,9 +125,9 @@ if actor.may("import_subjects"):
                 try:
                     report = import_register(engine, actor, spec.id, path, mode=mode, skip_bad_rows=skip,
                                              ignore_extra_columns=extra)
-                    st.session_state["registers_result"] = ("ok", "  \n".join(md_value(x) for x in report.lines()))
+                    st.session_state["registers_result"] = ("ok", "  \n".join(md_escape(x) for x in report.lines()))
                 except CommandRefused as exc:
-                    st.session_state["registers_result"] = ("error", f"Not imported: {md_value(str(exc))}")
+                    st.session_state["registers_result"] = ("error", f"Not imported: {md_escape(str(exc))}")
             st.rerun()
 
 with engine.ws.read() as conn:

@@ -169,7 +169,7 @@ def test_an_organization_of_its_own_from_the_command_line(tmp_path: Path) -> Non
         stderr=subprocess.STDOUT, text=True, env={**os.environ, "RUNLEDGER_DB": ""})
     try:
         deadline = time.monotonic() + 60
-        while not discovery_path(str(org.db)).exists():
+        while not Path(discovery_path(str(org.db))).exists():
             assert served.poll() is None and time.monotonic() < deadline, served.stdout.read()  # type: ignore[union-attr]
             time.sleep(0.2)
         third = org.root / "files" / "merchants-3.csv"

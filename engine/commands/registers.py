@@ -27,10 +27,12 @@ class ImportReport:
 
     def lines(self) -> list[str]:
         r, f = self.outcome.result, self.outcome.file
-        out = [f"{r.import_id}: {f.name} ({f.bytes:,} bytes, sha256 {f.sha256}) into {r.register}: "
+        # The counts first: they are what a member reads; the file's identity follows on its own line.
+        out = [f"{r.import_id} into {r.register}: "
                f"{r.rows:,} rows — {r.added:,} added, {r.changed:,} changed, {r.unchanged:,} unchanged, "
                f"{r.withdrawn:,} withdrawn, {r.refused:,} refused; "
-               f"{len(r.events):,} {'event' if len(r.events) == 1 else 'events'} raised"]
+               f"{len(r.events):,} {'event' if len(r.events) == 1 else 'events'} raised",
+               f"  file: {f.name} ({f.bytes:,} bytes, sha256 {f.sha256})"]
         out += [f"  refused: {why}" for why in self.outcome.refused_rows]
         if r.refused > len(self.outcome.refused_rows):
             out.append(f"  … and {r.refused - len(self.outcome.refused_rows):,} more refused rows")

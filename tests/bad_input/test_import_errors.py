@@ -108,8 +108,9 @@ def test_skip_bad_rows_loads_the_rest_and_lists_the_refused_rows(engine: Engine,
     report = import_register(engine, actor(engine, "sigrid"), "vendors", path, skip_bad_rows=True)
     r, f = report.outcome.result, report.outcome.file
     assert report.lines() == [
-        f"{r.import_id}: bad.csv ({f.bytes:,} bytes, sha256 {f.sha256}) into vendors: 2 rows — 1 added, "
-        "0 changed, 1 unchanged, 0 withdrawn, 2 refused; 1 event raised",
+        f"{r.import_id} into vendors: 2 rows — 1 added, 0 changed, 1 unchanged, 0 withdrawn, 2 refused; "
+        "1 event raised",
+        f"  file: bad.csv ({f.bytes:,} bytes, sha256 {f.sha256})",
         "  refused: row 3: field 'spend' must be a number, not 'lots'",
         "  refused: row 4: field 'review_due' must be a date like 2026-09-30, not '2026-13-01'",
         "  refused: row 4: field 'seats' must be a whole number, not 'x'",
@@ -120,7 +121,7 @@ def test_skip_bad_rows_loads_the_rest_and_lists_the_refused_rows(engine: Engine,
     assert rows == {"V1": 10.5, "V2": 1.0, "V4": 2.0}  # V2 kept its loaded value; V3 never arrived
     [entry] = audit_of(engine, "register.imported")[-1:]
     assert entry["payload"]["refused"] == 2
-    assert entry["payload"]["refused_rows"] == [line.removeprefix("  refused: ") for line in report.lines()[1:4]]
+    assert entry["payload"]["refused_rows"] == [line.removeprefix("  refused: ") for line in report.lines()[2:5]]
 
 
 def test_skip_bad_rows_in_replace_mode_does_not_withdraw_a_refused_rows_key(engine: Engine, tmp_path: Path) -> None:

@@ -109,7 +109,7 @@ def main(page):  # noqa: ANN001, ANN201
 
 def _upload(page, server: AppServer, file: Path, expect: str) -> None:  # noqa: ANN001
     page.goto(f"{server.url}/registers?id=vendors")
-    main(page).get_by_text("Import a file").click()
+    main(page).get_by_text("Import a file", exact=True).click()
     main(page).locator('input[type="file"]').set_input_files(str(file))
     main(page).get_by_text(file.name).wait_for()  # the uploader holds it
     main(page).get_by_role("button", name="Import", exact=True).click()

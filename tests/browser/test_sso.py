@@ -92,7 +92,7 @@ def test_single_sign_on_in_a_real_browser(sso_server: AppServer, page: Any) -> N
     page.goto(sso_server.url)
     button = page.get_by_role("button", name="Sign in with single sign-on")
     button.wait_for()
-    assert page.get_by_role("button", name="Sign in", exact=True).is_visible()  # local passwords stay
+    page.get_by_role("button", name="Sign in", exact=True).wait_for()  # local passwords stay
     screenshot(page, "sso-sign-in-page")
 
     # Ola signs in at the provider; the groups claim makes her an approver (an admin had given viewer)
@@ -113,7 +113,7 @@ def test_single_sign_on_in_a_real_browser(sso_server: AppServer, page: Any) -> N
     _through_provider(page, sso_server, "idp-stranger")
     page.get_by_text("no member of this Runledger workspace has that identity").wait_for()
     assert not page.get_by_text("Signed in as").count()
-    assert page.get_by_role("button", name="Sign out of the identity provider").is_visible()
+    page.get_by_role("button", name="Sign out of the identity provider").wait_for()  # drawn after the refusal
     screenshot(page, "sso-refused-stranger")
 
     sso_server.stop()
