@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--definitions", default="definitions", help="folder of automation definitions")
     p.add_argument("--registers", help="folder of register declarations (default: $RUNLEDGER_REGISTERS or "
                                       "registers/ beside the definitions folder)")
+    p.add_argument("--integrations", help="folder of integration declarations: webhooks, SMTP (default: "
+                                         "$RUNLEDGER_INTEGRATIONS or integrations/ beside the definitions folder)")
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name: str, help_: str, member: bool = False) -> argparse.ArgumentParser:
@@ -86,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("--to", dest="date_to", required=True, help="last day, YYYY-MM-DD (inclusive)")
     sm.add_argument("--json", action="store_true")
     add("definitions", "load the definitions folder and report each file's verdict")
+    add("integrations", "load the integrations folder and report each file's verdict and unset secrets")
     so = add("sources", "integration sources that may deliver signals (add one, or list them)")
     so_sub = so.add_subparsers(dest="sources_command", required=True)
     so_add = so_sub.add_parser("add", help="register a source; prints its secret once")
@@ -116,8 +119,8 @@ def _date(text: str, flag: str) -> dt.datetime:
 def _open_engine(args: argparse.Namespace) -> Any:
     from engine.runtime import Engine
     ws = Workspace(resolve_workspace_path(args.db))
-    engine = Engine(ws, definitions_dir=args.definitions, registers_dir=args.registers)
-    return engine
+    return Engine(ws, definitions_dir=args.definitions, registers_dir=args.registers,
+                  integrations_dir=args.integrations)
 
 
 def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> int:
@@ -183,7 +186,8 @@ def _dispatch(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         return EXIT_OK
     if cmd == "serve":
         from engine.serve import serve_forever
-        return serve_forever(resolve_workspace_path(args.db), args.definitions, out, args.registers)
+        return serve_forever(resolve_workspace_path(args.db), args.definitions, out, args.registers,
+                             args.integrations)
     engine = _open_engine(args)
     try:
         return _run_command(engine, args, out)
@@ -220,6 +224,18 @@ def _run_command(engine: Any, args: argparse.Namespace, out: Callable[[str], Non
         for err in report.errors:
             out(f"rejected {err}")
         return EXIT_OK if not report.errors else EXIT_REFUSED
+    if cmd == "integrations":
+        loaded = engine.load_integrations(actor="engine:cli")
+        for path, spec, version in loaded.taken:
+            state = f"version {version} taken" if version else "unchanged"
+            out(f"ok       {path}: {spec.actioner} — {spec.described()} ({state})")
+            for sentence in loaded.unset.get(spec.id, []):
+                out(f"  unset  {sentence}")
+        for err in loaded.errors:
+            out(f"rejected {err}")
+        if not loaded.taken and not loaded.errors:
+            out(f"no integrations declared in {engine.integrations_dir}")
+        return EXIT_OK if not loaded.errors else EXIT_REFUSED
     if cmd == "sources":
         return _sources(engine, args, out)
     if cmd == "registers":

@@ -8,9 +8,12 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class ActionerSpec:
     name: str
-    module: str  # the owning module whose register receives the record
+    # The owning module whose register receives the record; None for an integration (webhook, e-mail),
+    # whose record lives in the remote system and is named by the item's reference.
+    module: str | None
     required: dict[str, type]
     optional: dict[str, type]
+    open_params: bool = False  # any params (a webhook's JSON body): only their placeholders are checked
 
 
 ACTIONER_SPECS: dict[str, ActionerSpec] = {s.name: s for s in (

@@ -18,6 +18,7 @@ import yaml
 from apscheduler.triggers.cron import CronTrigger
 
 from core.actions import ActionerSpec
+from core.alerts import AlertPolicy, AlertPolicyError, parse_alert_policy
 from core.conditions import OPS, Clause, Compare, Condition, DaysAfterTrigger, Related
 from core.schedule import describe_cron
 from core.states import EVENT, SCHEDULE, SIGNAL
@@ -96,6 +97,7 @@ class Definition:
     content: str = field(repr=False, compare=False, default="")
     # Hours an approval may wait before the Approvals page flags it overdue (policies.approval.due_within_hours).
     approval_due_within_hours: float | None = None
+    alerts: AlertPolicy | None = None  # who hears of a run that fails, completes with failures or waits
 
     @property
     def content_hash(self) -> str:
@@ -269,7 +271,7 @@ def _parse_actions(v: _V, raw: Any, subject: str) -> tuple[Action, ...]:
                 raise v.fail(f"{fld}.params.{p}", f"a value for '{p}' (required by {name})", "nothing",
                              f"add '{p}:' under params")
         for p, value in params.items():
-            if p not in spec.required and p not in spec.optional:
+            if p not in spec.required and p not in spec.optional and not spec.open_params:
                 raise v.fail(f"{fld}.params.{p}", f"a parameter of {name} "
                              f"({', '.join([*spec.required, *spec.optional])})", p,
                              choose_from(p, [*spec.required, *spec.optional], f"parameters of {name}"))
@@ -303,7 +305,7 @@ def parse_definition(text: str, path: str, vocabulary: Vocabulary) -> Definition
                               "each definition is one YAML mapping") from None
     doc = v.mapping(doc, "(whole file)")
     v.unknown_keys(doc, {"id", "title", "description", "enabled", "trigger", "condition", "actions",
-                         "policies"}, "")
+                         "policies", "alerts"}, "")
     def_id = v.string(doc, "id")
     if not set(def_id) <= ID_CHARS:
         raise v.fail("id", "lower-case letters, digits and hyphens", def_id)
@@ -332,9 +334,26 @@ def parse_definition(text: str, path: str, vocabulary: Vocabulary) -> Definition
     enabled = doc.get("enabled", True)
     if not isinstance(enabled, bool):
         raise v.fail("enabled", "true or false", enabled)
+    alerts = None
+    if doc.get("alerts") is not None:
+        try:
+            alerts = parse_alert_policy(doc["alerts"], integration_kinds(vocabulary.actioners))
+        except AlertPolicyError as exc:
+            raise v.fail(exc.field, exc.expected, exc.found, exc.fix) from None
     return Definition(def_id, v.string(doc, "title"), str(doc.get("description", "")).strip(), trigger,
                       condition, actions, retry, required, enabled, text,
-                      approval_due_within_hours=float(due) if due is not None else None)
+                      approval_due_within_hours=float(due) if due is not None else None, alerts=alerts)
+
+
+def integration_kinds(actioners: Mapping[str, ActionerSpec]) -> dict[str, str]:
+    """The declared integrations among the actioners: id → kind (``webhook:ticketing`` → ticketing: webhook)."""
+    kinds = {"webhook": "webhook", "email": "smtp"}
+    out = {}
+    for name in actioners:
+        prefix, sep, integration = name.partition(":")
+        if sep and prefix in kinds:
+            out[integration] = kinds[prefix]
+    return out
 
 
 @dataclass

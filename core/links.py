@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlencode
 
+from core.integrations import ACTIONER_PREFIX
 from core.markup import md_repr, md_value
 from core.periods import PeriodChoice, last_param, parse_period
 
@@ -57,6 +58,8 @@ def _clean(params: Mapping[str, str | list[str] | None]) -> Params:
 
 
 # --- Runs: the filters that live in the URL -----------------------------------------------------------
+# The prefixes of a remote record's reference: "webhook:ticketing:4711", "email:mail:…".
+REMOTE_REF_PREFIXES = frozenset(ACTIONER_PREFIX.values())
 RUN_SORTS = ("completed", "triggered", "started", "duration", "definition", "status", "subjects", "actions")
 TIME_FIELDS = ("triggered", "completed")
 
@@ -146,8 +149,11 @@ def item_link(item_id: str) -> Link:
 
 
 def record_link(record_ref: str) -> Link | None:
-    """``findings:FND-…`` → the Records page on that record; None for a ref that is not module:id."""
+    """``findings:FND-…`` → the Records page on that record; None for a ref that is not module:id, and for
+    a remote system's record (``webhook:ticketing:4711``, ``email:mail:…``), which lives there, not here."""
     module, sep, record_id = (record_ref or "").partition(":")
+    if module in REMOTE_REF_PREFIXES:
+        return None
     return Link("records", {"module": module, "id": record_id}) if sep and module and record_id else None
 
 

@@ -89,7 +89,13 @@ def check_created(action: str, created: Any, module: str | None) -> str | None:
     if not isinstance(created, CreatedRecord):
         return (f"{action} answered with {type(created).__name__} instead of the record it created; the "
                 "answer was refused and nothing was recorded")
-    check = _RECORD_CHECKS.get(created.module)
+    if created.module is None and module is None:  # a remote system's record: the reference names it there
+        prefix = action + ":"
+        if not isinstance(created.ref, str) or not created.ref.startswith(prefix) or len(created.ref) == len(prefix):
+            return (f"{action} answered without a reference to the remote record (got {created.ref!r}); the "
+                    "answer was refused and nothing was recorded")
+        return None
+    check = _RECORD_CHECKS.get(created.module) if created.module is not None else None
     if check is None or (module is not None and created.module != module):
         expected = f"not {module!r}" if module is not None else "which this engine does not know"
         return (f"{action} answered with a record for register {created.module!r}, {expected}; the "

@@ -108,7 +108,7 @@ class Settlement:
     UPDATE_COLUMNS = ("item_id", "outcome", "record_ref", "skip_reason", "failure_cause", "failure_class",
                       "attempts", "retry_due_at", "subject_snapshot")
     ATTEMPT_COLUMNS = ("item_id", "attempt", "started_at", "finished_at", "outcome", "failure_cause",
-                       "failure_class", "record_ref")
+                       "failure_class", "record_ref", "evidence")
     LEDGER_COLUMNS = ("idempotency_key", "actioner", "params_hash", "record_ref", "item_id", "created_at")
 
     def __init__(self) -> None:
@@ -139,6 +139,8 @@ class Settlement:
 
     def attempts(self, run_id: str, actor: str) -> dict[str, Any]:
         columns = self._columns(self.ATTEMPT_COLUMNS, self.attempt_rows)
+        if columns and not any(columns["evidence"]):  # only integrations answer with evidence
+            columns["evidence"] = same(None)
         return columns and columns | {"run_id": same(run_id), "actor": same(actor)}
 
     def ledger(self) -> dict[str, Any]:

@@ -17,10 +17,12 @@ fail the batch's write.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from core.definitions import Definition
@@ -285,10 +287,52 @@ class Executor:
                       "idempotency key.", run_id, len(s.update_rows), exc)
             raise
 
+    def _concurrent_calls(self, run: dict[str, Any], d: Definition, batch: Batch, reads: Reads, s: Settlement,
+                          actor: str) -> dict[str, tuple[Any, BaseException | None]]:
+        """Call, many at a time, the integrations a batch's due items go to (an integration declares how many
+        requests it takes at once per run: ``concurrency``); item → (answer, error). The items are the ones
+        the settling loop below would call one by one: held by no check, approval, ledger entry or late call.
+        The owning modules' actioners are left to the loop, in order, as before."""
+        checks, now_json, approved, ledger, _ = reads
+        due: dict[int, list[tuple[Any, ActionRequest, str, str]]] = {}
+        for item_id, kind, sid, stored, action, params, key in zip(
+                batch["item_id"], batch["subject_kind"], batch["subject_id"], batch["subject_snapshot"],
+                batch["action"], batch["parameters"], batch["idempotency_key"], strict=True):
+            actioner = self.actioners.get(action)
+            held = checks[sid][0] is not None or (d.approval_required and item_id not in approved)
+            if held or getattr(actioner, "concurrency", 1) < 2 or key in ledger or self.calls.has_late(key) \
+                    or '"_template_error"' in params:
+                continue
+            current = now_json.get(sid)
+            subject = dict(current[1]) if current and current[0] == stored else json.loads(stored)
+            request = ActionRequest(item_id, run["run_id"], run["definition_id"], key, json.loads(params), kind, sid,
+                                    subject)
+            ph = hashlib.sha256(params.encode()).hexdigest()
+            due.setdefault(id(actioner), []).append((actioner, request, action, ph))
+        if not due:
+            return {}
+        answers: dict[str, tuple[Any, BaseException | None]] = {}
+
+        def call(actioner: Any, request: ActionRequest, action: str, ph: str) -> None:
+            try:
+                answers[request.item_id] = (self.calls.call(actioner, request, action, ph, None, actor), None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the settling loop, which classes it
+                answers[request.item_id] = (None, exc)
+
+        started = self.clock.now()
+        for calls in due.values():
+            width = min(calls[0][0].concurrency, len(calls))
+            with ThreadPoolExecutor(max_workers=width, thread_name_prefix="runledger-calls") as pool:
+                for done in [pool.submit(call, *c) for c in calls]:
+                    done.result()
+        s.waited_seconds += (self.clock.now() - started).total_seconds()
+        return answers
+
     def _settle(self, run: dict[str, Any], d: Definition, batch: Batch, reads: Reads, actor: str) -> Settlement:
         """Decide each item's outcome, acting where it is due; nothing is written yet."""
         checks, now_json, approved, ledger, cancel_requested = reads
         s = Settlement()
+        answered = self._concurrent_calls(run, d, batch, reads, s, actor)
         run_id, clock_now = run["run_id"], self.clock.now
         updates, attempt_rows, ledger_rows, audit = s.update_rows, s.attempt_rows, s.ledger_rows, s.audit
         for item_id, kind, sid, stored, action, params, key, attempts in zip(
@@ -320,15 +364,19 @@ class Executor:
             # The stored parameters are json.dumps(params, sort_keys=True, default=str), so hashing the
             # text is params_hash(json.loads(text)) without the round trip.
             ph = hashlib.sha256(params.encode()).hexdigest()
-            outcome, ref, cause, fclass = self._act(run, item_id, kind, sid, action, params, key, ph, subject,
-                                                    ledger, s, actor)
+            outcome, ref, cause, fclass, *answer = self._act(run, item_id, kind, sid, action, params, key, ph,
+                                                             subject, ledger, s, actor, answered.get(item_id))
             finished = clock_now()
             retry_due_at = None
+            evidence = _dumps_sorted(answer[0]) if answer and answer[0] else None
             if outcome == ITEM_FAILED and fclass == TRANSIENT and attempt < d.retry.max_attempts \
                     and not cancel_requested:
-                retry_due_at = now + d.retry.delay_after(attempt)
+                # A receiver's Retry-After is honoured: never sooner than it asked, nor than the policy says.
+                asked = (answer[1] or 0.0) if answer else 0.0
+                wait = max(d.retry.delay_after(attempt).total_seconds(), asked)
+                retry_due_at = now + dt.timedelta(seconds=wait)
             updates.append((item_id, outcome, ref, None, cause, fclass, attempt, retry_due_at, snapshot_json))
-            attempt_rows.append((item_id, attempt, now, finished, outcome, cause, fclass, ref))
+            attempt_rows.append((item_id, attempt, now, finished, outcome, cause, fclass, ref, evidence))
             if outcome == SUCCEEDED:  # the actioner acted: its key enters the ledger with the record
                 ledger_rows.append((key, action, ph, ref, item_id, finished))
             audit.append((ITEM_EVENTS[outcome], item_id, {
@@ -338,7 +386,9 @@ class Executor:
 
     def _act(self, run: dict[str, Any], item_id: str, subject_kind: str, subject_id: str, action: str,
              params_json: str, key: str, ph: str, subject: dict[str, Any], ledger: Mapping[str, dict[str, Any]],
-             s: Settlement, actor: str) -> tuple[str, str | None, str | None, str | None]:
+             s: Settlement, actor: str, answered: tuple[Any, BaseException | None] | None = None) -> tuple[Any, ...]:
+        """(outcome, record ref, cause, failure class[, evidence, retry after]): the last two only where a
+        remote system answered — what it said (kept on the attempt) and how long it asked us to wait."""
         prior = ledger.get(key)
         if prior is None and self.calls.has_late(key):
             if self.calls.still_out(key):
@@ -366,7 +416,11 @@ class Executor:
                                                      getattr(getattr(actioner, "spec", None), "module", None))
         module = known[2]
         try:
-            if known[1]:
+            if answered is not None:  # called already, with the batch's other calls to its integration
+                created, error = answered
+                if error is not None:
+                    raise error
+            elif known[1]:
                 created = actioner.execute(request, self.ctx)
             else:
                 called = self.clock.now()
@@ -378,14 +432,15 @@ class Executor:
             return (ITEM_FAILED, None, f"{action} did not answer within {self.calls.timeout:g} s; if it acted "
                     "after all, a retry replays its record instead of acting again", TRANSIENT)
         except ActionFailed as exc:
-            return ITEM_FAILED, None, exc.cause, exc.failure_class
+            return ITEM_FAILED, None, exc.cause, exc.failure_class, exc.evidence, exc.retry_after
         except Exception as exc:  # noqa: BLE001 - an actioner bug must not crash the engine
             return ITEM_FAILED, None, f"unexpected error in {action}: {type(exc).__name__}: {exc}", DETERMINISTIC
         refused = check_created(action, created, module)
         if refused is not None:
             return ITEM_FAILED, None, refused, DETERMINISTIC
-        s.records.setdefault(created.module, []).append(created.row)
-        return SUCCEEDED, created.ref, None, None
+        if created.module is not None:
+            s.records.setdefault(created.module, []).append(created.row)
+        return SUCCEEDED, created.ref, None, None, created.evidence, None
 
     def _write(self, tx: Tx, run_id: str, s: Settlement, actor: str) -> None:
         now = tx.now()  # the instant the batch's outcomes are recorded: their update and audit time

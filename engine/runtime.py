@@ -21,9 +21,11 @@ from core.states import IN_FLIGHT, ITEM_PENDING, OPEN_RUN_STATUSES
 from engine.actioners.base import ActionContext
 from engine.actioners.messaging import MessagingIntegration
 from engine.actioners.modules import default_actioners
+from engine.alerts import deliver_due_alerts
 from engine.catalog import DefinitionCatalog
 from engine.clock import Clock, SystemClock
 from engine.executor import Executor
+from engine.integrations.loading import IntegrationLoadReport, load_integration_folder, resolve_integrations_dir
 from engine.registers import RegisterLoadReport, load_register_folder, resolve_registers_dir
 from engine.resume import is_interrupted, resume_every_seconds
 from engine.scheduled_imports import import_definition_id, run_scheduled_import, sourced_registers
@@ -46,16 +48,19 @@ class Engine:
     def __init__(self, ws: Workspace, clock: Clock | None = None, definitions_dir: str | Path = "definitions",
                  messaging_latency: float = 0.0, batch_max: int = 4000, actioners: dict[str, Any] | None = None,
                  batch_target_seconds: float = 0.5, intake_port: int | None = None,
-                 registers_dir: str | Path | None = None) -> None:
+                 registers_dir: str | Path | None = None, integrations_dir: str | Path | None = None) -> None:
         self.ws = ws
         self.clock = clock or SystemClock()
         self.definitions_dir = Path(definitions_dir)
         self.registers_dir = resolve_registers_dir(registers_dir, definitions_dir)
+        self.integrations_dir = resolve_integrations_dir(integrations_dir, definitions_dir)
         self.catalog = DefinitionCatalog(ws)
         self.messaging = MessagingIntegration(ws, self.clock, messaging_latency)
         ctx = ActionContext(self.clock, {"messaging": self.messaging})
-        self.executor = Executor(ws, self.clock, self.catalog, actioners or default_actioners(), ctx,
+        self._actioners = actioners or default_actioners()  # given ones win over declared integrations
+        self.executor = Executor(ws, self.clock, self.catalog, dict(self._actioners), ctx,
                                  batch_max=batch_max, batch_target_seconds=batch_target_seconds)
+        self.integrations = IntegrationLoadReport()
         self.scheduler: BackgroundScheduler | None = None
         self.intake_port = intake_port  # None: $RUNLEDGER_INTAKE_PORT or the default; 0: any free port
         self.intake: Any = None  # the intake endpoint (engine.intake.server.IntakeServer) while live
@@ -67,9 +72,16 @@ class Engine:
         """The registers folder first: definitions are checked against the registers it declares."""
         return load_register_folder(self.ws, self.registers_dir, actor)
 
+    def load_integrations(self, actor: str = "engine:loader") -> IntegrationLoadReport:
+        """The integrations folder: versions taken into the workspace, actioners built for definitions."""
+        self.integrations, built = load_integration_folder(self.ws, self.integrations_dir, actor)
+        self.executor.actioners = {**built, **self._actioners}
+        return self.integrations
+
     def load_definitions(self, actor: str = "engine:loader") -> LoadReport:
-        """The registers, then the definitions (checked against them)."""
+        """The registers and integrations, then the definitions (checked against them)."""
         self.load_registers(actor)
+        self.load_integrations(actor)
         report = self.catalog.load_directory(self.definitions_dir, actor)
         for err in report.errors:
             log.warning("definition rejected: %s", err)
@@ -175,6 +187,11 @@ class Engine:
             return f"signal:{event['source']}"
         return f"event:{event['event_type']}"
 
+    # --- alerts --------------------------------------------------------------------------------------
+    def deliver_alerts(self) -> int:
+        """Send the queued alerts that are due (``engine.alerts``); a failed one waits for its next try."""
+        return deliver_due_alerts(self.ws, self.executor.actioners, self.executor.ctx)
+
     # --- retries and recovery -----------------------------------------------------------------------
     def process_due_retries(self) -> int:
         """Automatic retries whose backoff has elapsed on the engine's clock."""
@@ -271,6 +288,7 @@ class Engine:
                                                                           "max_instances": 1})
         self.scheduler.add_job(self.dispatch_events, "interval", seconds=2, id="dispatch-events")
         self.scheduler.add_job(self.process_due_retries, "interval", seconds=5, id="due-retries")
+        self.scheduler.add_job(self.deliver_alerts, "interval", seconds=5, id="deliver-alerts")
         self.scheduler.add_job(self.resume_interrupted, "interval", seconds=resume_every_seconds(),
                                id="resume-interrupted")
         self.reschedule()

@@ -19,9 +19,10 @@ def start_live(engine: Engine) -> None:
 
 
 def serve_forever(path: str, definitions_dir: str, out: Callable[[str], None],
-                  registers_dir: str | None = None) -> int:
+                  registers_dir: str | None = None, integrations_dir: str | None = None) -> int:
     ws = Workspace(path)
-    engine = Engine(ws, definitions_dir=definitions_dir, registers_dir=registers_dir)
+    engine = Engine(ws, definitions_dir=definitions_dir, registers_dir=registers_dir,
+                    integrations_dir=integrations_dir)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

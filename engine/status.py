@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from core.states import (
+    AWAITING_APPROVAL,
     CANCELLED,
     COMPLETED,
     COMPLETED_WITH_FAILURES,
     FAILED,
+    IN_FLIGHT,
+    ITEM_PENDING,
     PENDING,
     RUNNING,
     TERMINAL_RUN_STATUSES,
     derive_run_status,
 )
+from engine.alerts import queue_run_alerts
 from store import runs as run_store
 from store.run_counts import write_item_counts
 from store.tx import Tx
@@ -29,6 +33,10 @@ def settle_run_status(tx: Tx, run_id: str, actor: str) -> str:
     write_item_counts(tx, run, facts.outcome_counts)  # the counts the status comes from, kept on the run
     new = derive_run_status(facts)
     old = run["status"]
+    c = facts.outcome_counts
+    if new == RUNNING and c.get(AWAITING_APPROVAL, 0) and not (c.get(IN_FLIGHT, 0) or c.get(ITEM_PENDING, 0)):
+        # Nothing left to do but decide: the approvers hear of it (once per run, ``engine.alerts``).
+        queue_run_alerts(tx, run, AWAITING_APPROVAL)
     if new == old:
         return new
     if old == PENDING and new in TERMINAL_RUN_STATUSES and run["started_at"] is not None:
@@ -45,4 +53,6 @@ def settle_run_status(tx: Tx, run_id: str, actor: str) -> str:
     run_store.transition_run(tx, run_id, old, new, **values)
     event = "run.reopened" if old == COMPLETED_WITH_FAILURES else RUN_EVENTS[new]
     tx.audit(actor, event, "run", run_id, {"from": old, "to": new})
+    if new in (FAILED, COMPLETED_WITH_FAILURES):
+        queue_run_alerts(tx, run, new)  # in this transaction: the alert exists if and only if the status does
     return new

@@ -8,6 +8,7 @@ import json
 import pandas as pd
 import streamlit as st
 
+from core.integrations import describe_evidence
 from core.links import audit_link, query_params_dict, record_link, run_link, runs_link, subject_link
 from core.markup import md_escape, md_repr
 from core.periods import last_param
@@ -104,16 +105,26 @@ with right:
     rec = record_link(item["record_ref"]) if item["record_ref"] else None
     if rec:
         st.page_link(rec.page, query_params=rec.params, label=item["record_ref"], icon=":material/description:")
+    elif item["record_ref"]:  # a remote system's record: named here, held there
+        st.markdown(f"**{md_escape(item['record_ref'])}** — held by the remote system; what it answered is under "
+                    "Attempts.")
     else:
         st.caption("None: the action created no record.")
 
 # --- attempts, approval, audit ------------------------------------------------------------------------
 st.subheader("Attempts")
 if item["attempt_rows"]:
+    answers = {a["attempt"]: json.loads(a["evidence"]) for a in item["attempt_rows"] if a.get("evidence")}
     show_table(pd.DataFrame([{"Attempt": a["attempt"], "By": a["actor"], "Started": fmt_time(a["started_at"]),
                                 "Finished": fmt_time(a["finished_at"]), "Outcome": a["outcome"],
-                                "Cause": a["failure_cause"] or "", "Record": a["record_ref"] or ""}
+                                "Cause": a["failure_cause"] or "", "Record": a["record_ref"] or "",
+                                **({"Remote answer": describe_evidence(answers.get(a["attempt"]))} if answers else {})}
                                for a in item["attempt_rows"]]))
+    if answers:
+        with st.expander("What the remote system answered, attempt by attempt"):
+            for attempt, answer in answers.items():
+                st.caption(f"Attempt {attempt}")
+                st.json(answer, expanded=True)
 else:
     st.caption("No attempt yet.")
 approval = item["approval"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import streamlit as st
@@ -12,6 +13,7 @@ from core.periods import last_param
 from core.roles import PERMISSION_ROLES
 from core.states import IMPORT, ITEM_FAILED, TERMINAL_RUN_STATUSES
 from reporting.bundle import build_run_bundle
+from store.alerts import DELIVERED, read_run_alerts
 from store.views.registers import read_import_of_run
 from store.views.run_pages import (
     count_failed_first_items,
@@ -117,6 +119,20 @@ if failed_first:
         said = f"**{n:,}** {'item' if n == 1 else 'items'} failed at least once: " + ", ".join(parts)
     fl = run_link(run_id, failed_attempts=True)
     st.warning(f"{said} — [show them]({fl.href})", icon=":material/history:")
+
+# --- alerts sent about this run (a failed one is retried, and shown here until it is delivered) -------------
+with engine.ws.read() as conn:
+    run_alerts = read_run_alerts(conn, run_id)
+for a in run_alerts:
+    to = ", ".join(json.loads(a["recipients"])) or "its webhook"
+    said = f"Alert ({md_escape(a['reason'])}) via **{md_escape(a['via'])}** to {md_escape(to)}: "
+    if a["status"] == DELIVERED:
+        st.caption(f"{said}delivered {fmt_time(a['delivered_at'])} as {md_escape(a['record_ref'])}")
+    else:
+        when = f"; next try {fmt_time(a['next_attempt_at'])}" if a["next_attempt_at"] else "; no further try"
+        st.warning(f"{said}**not delivered** after {a['attempts']} "
+                   f"{'try' if a['attempts'] == 1 else 'tries'} ({md_escape(a['last_error'] or 'queued')}){when}",
+                   icon=":material/notifications_off:")
 
 # --- definition and trigger -----------------------------------------------------------------------------
 left, right = st.columns(2)

@@ -21,12 +21,12 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, PageBreak, SimpleDocTemplate
 
+from core.base_url import LinkBase, resolve_base_url
 from core.links import run_link
 from core.periods import AnalyticsPeriod
 from core.roles import Actor
 from reporting import brief_sections as sec
 from reporting.analytics import Analytics, build_analytics
-from reporting.base_url import LinkBase, resolve_base_url
 from reporting.brief_footer import canvas_with_footer
 from reporting.brief_text import AutomationFacts, automation_sentences, duration, group_skips
 from reporting.chart_layout import fit_layout

@@ -54,7 +54,8 @@ What each file is
   items.jsonl          One JSON object per line: every run item with every column (subject snapshot,
                        rendered parameters and idempotency key exactly as stored, outcome, record_ref,
                        skip reason, failure cause and class, attempt count), in position order.
-  attempts.jsonl       Every attempt at every item (who or what started it, when, outcome, cause, record).
+  attempts.jsonl       Every attempt at every item (who or what started it, when, outcome, cause, record,
+                       and what a remote system answered: its status, headers, body digest, remote id).
   approvals.json       The approvals opened for the run's items, with their decisions.
   audit_entries.jsonl  Every audit log entry about the run, its items, its trigger event and earlier
                        exports of this bundle, with every column. "payload" is the exact stored text that

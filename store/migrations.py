@@ -84,6 +84,18 @@ def _v6_member_identity(conn: sa.Connection) -> None:
             conn.exec_driver_sql(f"ALTER TABLE members ADD COLUMN {column} {ddl}")
 
 
+def _v7_integrations(conn: sa.Connection) -> None:
+    """Integrations that reach real systems: their declarations' versions, what a remote system answered each
+    attempt (``item_attempts.evidence``), and the alerts sent through them. A fresh workspace has them from v1."""
+    from store.schema import alerts, integration_versions
+
+    integration_versions.create(conn, checkfirst=True)
+    alerts.create(conn, checkfirst=True)
+    have = set(conn.execute(sa.text("SELECT * FROM item_attempts LIMIT 0")).keys())
+    if "evidence" not in have:
+        conn.exec_driver_sql("ALTER TABLE item_attempts ADD COLUMN evidence VARCHAR")
+
+
 MIGRATIONS: list[tuple[int, Callable[[sa.Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_indexes),
@@ -91,6 +103,7 @@ MIGRATIONS: list[tuple[int, Callable[[sa.Connection], None]]] = [
     (4, _v4_run_failure_causes),
     (5, _v5_declared_registers),
     (6, _v6_member_identity),
+    (7, _v7_integrations),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

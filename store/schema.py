@@ -98,6 +98,17 @@ register_versions = sa.Table(
     sa.Column("authored_by", sa.String, nullable=False),
     sa.Column("created_at", TS, nullable=False),
 )
+integration_versions = sa.Table(  # each distinct declaration of an integration (no secret is ever in one)
+    "integration_versions", metadata,
+    sa.Column("integration_id", sa.String, primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String, nullable=False),  # webhook | smtp
+    sa.Column("content_hash", sa.String, nullable=False),
+    sa.Column("content", sa.Text, nullable=False),  # the YAML text exactly as declared
+    sa.Column("source_path", sa.String),
+    sa.Column("authored_by", sa.String, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+)
 register_rejections = sa.Table(
     "register_rejections", metadata,
     sa.Column("source_path", sa.String, primary_key=True),
@@ -232,6 +243,29 @@ item_attempts = sa.Table(
     sa.Column("failure_cause", sa.String),
     sa.Column("failure_class", sa.String),
     sa.Column("record_ref", sa.String),
+    # What a remote system answered this attempt (schema 7), JSON: status, the headers that matter, the
+    # SHA-256 of its body, the remote record's id; a message's id and each recipient's reply. Null for the
+    # owning modules' in-process actions, which answer with their record.
+    sa.Column("evidence", sa.Text),
+)
+
+# One message per run, status reached and integration (schema 7): queued in the transaction that settled
+# the run's status, delivered apart from it (a failed alert never fails or delays its run), retried.
+alerts = sa.Table(
+    "alerts", metadata,
+    _id("alert_id"),  # ALR-<run>-<reason>-<integration>
+    sa.Column("run_id", sa.String, nullable=False),
+    sa.Column("reason", sa.String, nullable=False),  # failed | completed-with-failures | awaiting-approval
+    sa.Column("via", sa.String, nullable=False),  # the integration's id
+    sa.Column("recipients", sa.Text, nullable=False),  # JSON list (e-mail addresses; [] for a webhook)
+    sa.Column("status", sa.String, nullable=False),  # pending | delivered | failed (gave up)
+    sa.Column("queued_at", TS, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", TS),
+    sa.Column("delivered_at", TS),
+    sa.Column("last_error", sa.String),
+    sa.Column("record_ref", sa.String),  # the message's id, or the remote record the webhook made
+    sa.Column("evidence", sa.Text),  # what the system answered the last attempt (JSON)
 )
 
 approvals = sa.Table(

@@ -33,20 +33,20 @@ AUGUST = period_from_dates(dt.date(2026, 8, 1), dt.date(2026, 8, 31), ["regulato
     ("http://10.0.0.7:8501/", "", "http://10.0.0.7:8501/"),  # the app's default page
 ])
 def test_the_page_url_gives_the_apps_root(page_url: str, base_path: str, root: str) -> None:
-    from reporting.base_url import base_url_from_page
+    from core.base_url import base_url_from_page
 
     assert base_url_from_page(page_url, base_path) == root
 
 
 @pytest.mark.parametrize("page_url", [None, "", "about:blank", "file:///tmp/x", "https://"])
 def test_no_usable_page_url_gives_none(page_url: str | None) -> None:
-    from reporting.base_url import base_url_from_page
+    from core.base_url import base_url_from_page
 
     assert base_url_from_page(page_url) is None
 
 
 def test_the_app_address_wins_then_the_environment_then_the_default() -> None:
-    from reporting.base_url import resolve_base_url
+    from core.base_url import resolve_base_url
 
     env = {"RUNLEDGER_BASE_URL": "https://grc.example.com/runledger"}
     assert resolve_base_url("https://app.example/", env).url == "https://app.example/"

@@ -16,6 +16,7 @@ from cli import members as member_cli
 from cli.main import main as cli_main
 from engine.authz import SessionEnded, SignInRefused, resume_session, session_epoch, sign_in
 from store.members import read_member, read_members
+from store.migrations import SCHEMA_VERSION
 from store.schema import audit_log
 from store.workspace import Workspace
 from tests.support import quick_password_hash
@@ -365,7 +366,8 @@ def test_a_workspace_of_schema_5_gets_the_member_columns_on_open(workspace: Path
     ws = Workspace(str(workspace))
     try:
         with ws.read() as conn:
-            assert conn.execute(sa.text("SELECT value FROM schema_meta WHERE key = 'schema_version'")).scalar() == "6"
+            version = conn.execute(sa.text("SELECT value FROM schema_meta WHERE key = 'schema_version'")).scalar()
+            assert version == str(SCHEMA_VERSION)
             m = read_member(conn, "boss")
         assert m is not None and m["session_epoch"] == 0 and m["email"] is None
         assert sign_in(ws, "boss", ADMIN_PW).member_id == "boss"

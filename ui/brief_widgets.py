@@ -25,7 +25,7 @@ def render_brief(ws: Workspace, actor: Actor, period: AnalyticsPeriod) -> None:
     refusal = export_refusal(actor)
     if st.button("Generate the brief (PDF)", type="primary", disabled=refusal is not None, help=refusal,
                  icon=":material/picture_as_pdf:"):
-        from reporting.base_url import base_url_from_page
+        from core.base_url import base_url_from_page
         from reporting.brief import generate_brief
 
         bar = st.progress(0.0, text="Starting…")

@@ -18,10 +18,14 @@ from engine.clock import Clock
 
 
 class ActionFailed(Exception):
+    """``evidence``: what the remote system answered (kept on the attempt); ``retry_after``: seconds it
+    asked us to wait (``Retry-After``), which the automatic retry honours."""
+
     failure_class = DETERMINISTIC
 
-    def __init__(self, cause: str) -> None:
-        self.cause = cause
+    def __init__(self, cause: str, evidence: dict[str, Any] | None = None,
+                 retry_after: float | None = None) -> None:
+        self.cause, self.evidence, self.retry_after = cause, evidence, retry_after
         super().__init__(cause)
 
 
@@ -60,9 +64,15 @@ class ActionContext:
 
 @dataclass(frozen=True)
 class CreatedRecord:
-    module: str  # the register the row goes into
-    row: dict[str, Any]
-    ref: str  # "findings:FND-…": module and id, what the item's record_ref holds
+    """What an actioner made. An owning module's record: ``module`` (the register the row goes into),
+    ``row``, and ``ref`` "findings:FND-…". A remote system's (a webhook, an e-mail): ``module`` and ``row``
+    None, ``ref`` naming it there ("webhook:ticketing:4711"), and ``evidence``, what the system answered
+    (status, the headers that matter, the SHA-256 of its body), which the attempt keeps."""
+
+    module: str | None
+    row: dict[str, Any] | None
+    ref: str
+    evidence: dict[str, Any] | None = None
 
 
 class Actioner(Protocol):
