@@ -117,8 +117,9 @@ if item["attempt_rows"]:
     answers = {a["attempt"]: json.loads(a["evidence"]) for a in item["attempt_rows"] if a.get("evidence")}
     show_table(pd.DataFrame([{"Attempt": a["attempt"], "By": a["actor"], "Started": fmt_time(a["started_at"]),
                                 "Finished": fmt_time(a["finished_at"]), "Outcome": a["outcome"],
-                                "Cause": a["failure_cause"] or "", "Record": a["record_ref"] or "",
-                                **({"Remote answer": describe_evidence(answers.get(a["attempt"]))} if answers else {})}
+                                "Record": a["record_ref"] or "",
+                                **({"Remote answer": describe_evidence(answers.get(a["attempt"]))} if answers else {}),
+                                "Cause": a["failure_cause"] or ""}
                                for a in item["attempt_rows"]]))
     if answers:
         with st.expander("What the remote system answered, attempt by attempt"):
