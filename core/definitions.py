@@ -20,6 +20,7 @@ from apscheduler.triggers.cron import CronTrigger
 from core.actions import ActionerSpec
 from core.alerts import AlertPolicy, AlertPolicyError, parse_alert_policy
 from core.conditions import OPS, Clause, Compare, Condition, DaysAfterTrigger, Related
+from core.declared import DeclarationError
 from core.schedule import describe_cron
 from core.states import EVENT, SCHEDULE, SIGNAL
 from core.templates import DEFINITION_FIELDS, ROOTS, TRIGGER_FIELDS, placeholders
@@ -39,14 +40,8 @@ class Vocabulary:
     actioners: Mapping[str, ActionerSpec]
 
 
-class DefinitionError(ValueError):
+class DefinitionError(DeclarationError):
     """One problem in one definition file, said so that its author can fix it."""
-
-    def __init__(self, path: str, field: str, expected: str, found: Any, fix: str = "") -> None:
-        self.path, self.field, self.expected, self.found = path, field, expected, found
-        shown = repr(found) if not isinstance(found, str) or len(found) < 80 else repr(found[:77] + "...")
-        super().__init__(f"{path}: field '{field}': expected {expected}; found {shown}."
-                         + (f" Fix: {fix}" if fix else ""))
 
 
 @dataclass(frozen=True)

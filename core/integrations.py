@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
 from core.actions import ActionerSpec
 from core.alerts import AlertPolicy, AlertPolicyError, parse_alert_policy
+from core.declared import DeclarationError, read_yaml_mapping
 
 KINDS = ("webhook", "smtp")
 ACTIONER_PREFIX = {"webhook": "webhook", "smtp": "email"}  # kind → how an action names it: webhook:ID, email:ID
@@ -44,14 +43,8 @@ DEFAULT_TIMEOUT_SECONDS = 10.0
 DEFAULT_CONCURRENCY = 8
 
 
-class IntegrationError(ValueError):
+class IntegrationError(DeclarationError):
     """One problem in one integration file, said so that its author can fix it."""
-
-    def __init__(self, path: str, fld: str, expected: str, found: Any, fix: str = "") -> None:
-        self.path, self.field, self.expected, self.found = path, fld, expected, found
-        shown = repr(found) if not isinstance(found, str) or len(found) < 80 else repr(found[:77] + "...")
-        super().__init__(f"{path}: field '{fld}': expected {expected}; found {shown}."
-                         + (f" Fix: {fix}" if fix else ""))
 
 
 @dataclass(frozen=True)
@@ -123,16 +116,8 @@ def parse_integration(text: str, path: str) -> IntegrationSpec:
     """An integration from its YAML text. Raises ``IntegrationError`` naming the file, the field, what was
     expected and the fix."""
     fail = _fail(path)
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-        raise fail("(whole file)", "valid YAML", f"a syntax error at {where}",
-                   f"correct the YAML at {where}") from None
-    if not isinstance(doc, dict):
-        raise fail("(whole file)", "a mapping of keys to values", type(doc).__name__ if doc is not None
-                   else "nothing", "write the integration as one YAML mapping with id, kind and its settings")
+    doc = read_yaml_mapping(text, path, IntegrationError,
+                            "write the integration as one YAML mapping with id, kind and its settings")
     kind = doc.get("kind")
     if kind not in KINDS:
         raise fail("kind", f"one of {', '.join(KINDS)}", kind if "kind" in doc else "nothing",

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
+from core.declared import DeclarationError, read_yaml_mapping
 
 FIELD_TYPES = ("string", "integer", "number", "boolean", "date", "timestamp")
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")  # a table or column name: portable, never quoted
@@ -28,14 +28,8 @@ IMPORT_MODES = ("upsert", "replace")
 FILE_FORMATS = ("csv", "parquet", "xlsx", "jsonl")
 
 
-class RegisterError(ValueError):
+class RegisterError(DeclarationError):
     """One problem in one register file, said so that its author can fix it."""
-
-    def __init__(self, path: str, fld: str, expected: str, found: Any, fix: str = "") -> None:
-        self.path, self.field, self.expected, self.found = path, fld, expected, found
-        shown = repr(found) if not isinstance(found, str) or len(found) < 80 else repr(found[:77] + "...")
-        super().__init__(f"{path}: field '{fld}': expected {expected}; found {shown}."
-                         + (f" Fix: {fix}" if fix else ""))
 
 
 @dataclass(frozen=True)
@@ -123,16 +117,8 @@ def parse_register(text: str, path: str, reserved: frozenset[str] = frozenset())
     """A register from its YAML text; ``reserved`` are table names the register may not take (Runledger's
     own tables). Raises ``RegisterError`` naming the file, the field, what was expected and the fix."""
     fail = _fail(path)
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-        raise fail("(whole file)", "valid YAML", f"a syntax error at {where}",
-                   f"correct the YAML at {where}") from None
-    if not isinstance(doc, dict):
-        raise fail("(whole file)", "a mapping of keys to values", type(doc).__name__ if doc is not None
-                   else "nothing", "write the register as one YAML mapping with id, title, key, label and fields")
+    doc = read_yaml_mapping(text, path, RegisterError,
+                            "write the register as one YAML mapping with id, title, key, label and fields")
     for k in doc:
         if k not in KEYS:
             raise fail(str(k), f"one of {', '.join(sorted(KEYS))}", k, "remove it or correct its spelling")
@@ -190,7 +176,9 @@ def parse_register(text: str, path: str, reserved: frozenset[str] = frozenset())
             raise fail(f"{at}.field", f"one of the fields ({', '.join(fields)})", spec["field"])
         becomes = _coerce_literal(spec["becomes"], fields[spec["field"]])
         if becomes is None:
-            raise fail(f"{at}.becomes", f"a {fields[spec['field']]} value (the type of {spec['field']})",
+            ftype = fields[spec["field"]]
+            raise fail(f"{at}.becomes", f"{'an' if ftype[0] in 'aeiou' else 'a'} {ftype} value (the type of "
+                       f"{spec['field']})",
                        spec["becomes"])
         events[name] = EventSpec(name, spec["field"], becomes)
     required_raw = doc.get("required") or []

@@ -1,0 +1,35 @@
+"""What every declaration file (a definition, a register, an integration) shares: one problem said so its
+author can fix it — the file, the field, what was expected, what was found, and the fix — and reading its
+YAML into a mapping with the same kind of sentence when it is not one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+
+class DeclarationError(ValueError):
+    """One problem in one declaration file."""
+
+    def __init__(self, path: str, field: str, expected: str, found: Any, fix: str = "") -> None:
+        self.path, self.field, self.expected, self.found = path, field, expected, found
+        shown = repr(found) if not isinstance(found, str) or len(found) < 80 else repr(found[:77] + "...")
+        super().__init__(f"{path}: field '{field}': expected {expected}; found {shown}."
+                         + (f" Fix: {fix}" if fix else ""))
+
+
+def read_yaml_mapping(text: str, path: str, error: type[DeclarationError], what: str) -> dict[Any, Any]:
+    """The file's YAML as a mapping, or ``error`` naming the syntax error's place (``what``: how the file
+    should be written, for the fix)."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        raise error(path, "(whole file)", "valid YAML", f"a syntax error at {where}",
+                    f"correct the YAML at {where}") from None
+    if not isinstance(doc, dict):
+        raise error(path, "(whole file)", "a mapping of keys to values",
+                    type(doc).__name__ if doc is not None else "nothing", what)
+    return doc
