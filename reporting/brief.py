@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import plotly.graph_objects as go
@@ -34,6 +34,7 @@ from reporting.charts import CHARTS
 from reporting.exports import MIME, ExportedFile, chart_renderer, embed_chart_provenance
 from reporting.integrity import IntegrityStatement, build_integrity_statement
 from reporting.provenance import Provenance, begin_export, record_export
+from reporting.remote import REMOTE_PREFIXES, RemoteSummary, summarize_remote
 from store.views import brief as bq
 from store.views.analytics import AnalyticsFilter, read_approval_decisions
 from store.workspace import Workspace
@@ -62,6 +63,7 @@ class BriefData:
     runs: list[dict[str, Any]]
     charts: list[tuple[str, bytes, int]]  # (title, PNG, height in px at CHART_WIDTH_PX)
     links: LinkBase
+    remote: list[RemoteSummary] = field(default_factory=list)  # what remote systems answered, per integration
 
     @property
     def base_url(self) -> str:
@@ -103,6 +105,7 @@ def generate_brief(ws: Workspace, actor: Actor, period: AnalyticsPeriod, progres
         retries = bq.count_retries_by_actor(conn, f)
         decisions = read_approval_decisions(conn, f, limit=APPROVALS_LIMIT)
         runs = bq.read_period_runs(conn, f, limit=APPENDIX_LIMIT)
+        remote = summarize_remote(bq.read_remote_attempts(conn, f, REMOTE_PREFIXES))
     say(0.2, "Checking integrity and verifying the audit chain")
     statement = build_integrity_statement(ws, period)
     automations = [_automation(row, analytics, shapes, statuses, kinds, skips, retries, decisions, statement)
@@ -119,7 +122,7 @@ def generate_brief(ws: Workspace, actor: Actor, period: AnalyticsPeriod, progres
         charts.append((title, png, int(fig.layout.height)))
     say(0.8, "Laying out the PDF")
     data = BriefData(period, prov, analytics, statement, automations, decisions, runs, charts,
-                     resolve_base_url(base_url))
+                     resolve_base_url(base_url), remote)
     content = render_pdf(data)
     say(0.95, "Recording the export in the audit log")
     digest = record_export(ws, actor, "brief", name, "pdf", content, prov)
@@ -180,6 +183,12 @@ def _story(data: BriefData) -> list[Flowable]:
                   sec.text("Every failed attempt in the period, grouped by cause, including those a retry later "
                            "recovered.", "intro"),
                   sec.causes_table(a.failure_causes.to_dicts(), titles)]
+    if data.remote:
+        story += [sec.text("Remote systems", "h2"),
+                  sec.text("Every attempt of the period's items that reached a remote system, and what it answered. "
+                           "Each request carried its item's idempotency key; each attempt's status, headers and "
+                           "body digest are in its run's evidence bundle.", "intro"),
+                  sec.remote_table(data.remote)]
     story += [sec.text("Approvals and dismissals", "h2")]
     if data.decisions:
         more = " (the first " + f"{APPROVALS_LIMIT:,})" if len(data.decisions) >= APPROVALS_LIMIT else ""

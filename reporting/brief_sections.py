@@ -25,6 +25,7 @@ from reporting.fonts import BOLD, FONT
 from reporting.integrity import IntegrityStatement
 from reporting.palette import OUTCOME_COLORS, STATUS_COLORS
 from reporting.provenance import Provenance
+from reporting.remote import RemoteSummary
 
 INK, MUTED, RULE, SHADE = colors.HexColor("#1f2933"), colors.HexColor("#616e7c"), colors.HexColor("#cbd2d9"), \
     colors.HexColor("#f3f5f7")
@@ -229,6 +230,16 @@ def causes_table(causes: list[dict[str, Any]], titles: dict[str, str]) -> Table:
                      text(f"{c['recovered']:,}", "num"),
                      text(f"{c['still_failed']:,}", "num")])
     return _grid(rows, [x * mm for x in (30, 60, 17, 17, 12, 18, 16)])
+
+
+def remote_table(summaries: list[RemoteSummary]) -> Table:
+    rows: list[list[Any]] = [_head("Integration", "Attempts", "Succeeded", "Transient", "Deterministic",
+                                   "What it answered", "Replays it recognised")]
+    for r in summaries:
+        rows.append([text(r.action, "cell"), text(f"{r.attempts:,}", "num"), text(f"{r.succeeded:,}", "num"),
+                     text(f"{r.transient:,}", "num"), text(f"{r.deterministic:,}", "num"),
+                     text(r.answers_said(), "cell"), text(f"{r.replays_recognised:,}", "num")])
+    return _grid(rows, [x * mm for x in (34, 16, 18, 18, 24, 40, 20)])
 
 
 def approvals_table(decisions: list[dict[str, Any]], titles: dict[str, str], run_href: Any,

@@ -6,18 +6,24 @@ receiver recognises, so the ticket exists once."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import textwrap
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
+from pypdf import PdfReader
 
+from core.periods import period_from_dates
 from core.states import DETERMINISTIC, ITEM_FAILED, SUCCEEDED, TRANSIENT
 from engine.commands import retry_item
 from engine.runtime import Engine
+from reporting.brief import generate_brief
+from reporting.bundle import build_run_bundle
 from tests.receivers import Receiver, free_port, http_receiver
 from tests.support import actor, attempts_of, audit_of, fire_one, items_of
 
@@ -217,3 +223,23 @@ def test_requests_go_out_concurrently_up_to_the_integrations_bound(webhook_engin
     assert {i["outcome"] for i in items_of(engine, run_id).values()} == {SUCCEEDED}
     assert receiver.most_in_flight == 4  # never more than declared, and more than one at a time
     assert len(receiver.issued) == 24 == len({r.key for r in receiver.requests})
+
+
+@pytest.mark.slow  # the brief renders its charts through chromium
+def test_the_brief_and_the_bundle_show_what_the_tracker_answered(webhook_engine: Callable[..., Engine],
+                                                                 receiver: Receiver) -> None:
+    engine = webhook_engine(f"{receiver.url}/lost")
+    item = only_item(engine, fire_one(engine, "t"))
+    retry_item(engine, actor(engine, "sigrid"), item["item_id"])  # the lost answer, replayed by the tracker
+    period = period_from_dates(dt.date(2026, 7, 1), dt.date(2026, 9, 30))
+    made = generate_brief(engine.ws, actor(engine, "auditor"), period)
+    text = " ".join(" ".join(p.extract_text() for p in PdfReader(io.BytesIO(made.content)).pages).split())
+    assert "Remote systems" in text
+    assert "webhook:ticketing 2 1 1 0 200 × 1, no answer × 1 1" in text  # attempts, outcomes, answers, replays
+    _, bundle = build_run_bundle(engine.ws, actor(engine, "auditor"), item["run_id"])
+    with zipfile.ZipFile(io.BytesIO(bundle)) as z:
+        [name] = [n for n in z.namelist() if n.endswith("attempts.jsonl")]
+        attempts = [json.loads(line) for line in z.read(name).splitlines()]
+    answered = json.loads(attempts[1]["evidence"])
+    assert answered["status"] == 200 and answered["remote_id"] == "TCK-1"
+    assert answered["headers"]["idempotent-replayed"] == "true"

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from core.states import SKIPPED
-from store.schema import audit_log, run_items, runs, trigger_events
+from store.schema import audit_log, item_attempts, run_items, runs, trigger_events
 from store.views.analytics import AnalyticsFilter, run_period_conds
 
 RETRY_EVENTS = ("item.retried", "item.retry_started")  # by a member; by the retry policy
@@ -84,4 +84,17 @@ def read_period_runs(conn: sa.Connection, f: AnalyticsFilter, limit: int = 100_0
          .select_from(runs.outerjoin(item_counts, item_counts.c.run_id == runs.c.run_id)
                       .outerjoin(trigger_events, trigger_events.c.event_id == runs.c.trigger_event_id))
          .where(*run_period_conds(f)).order_by(runs.c.triggered_at, runs.c.run_number).limit(limit))
+    return _rows(conn, q)
+
+
+def read_remote_attempts(conn: sa.Connection, f: AnalyticsFilter, prefixes: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Every attempt of the period's items whose action reached a remote system (``webhook:…``,
+    ``email:…``): its action, outcome, failure class and what the system answered (``evidence``). The brief
+    counts them by integration and answer; a period's remote actions are thousands, not millions."""
+    remote = sa.or_(*(run_items.c.action.startswith(p) for p in prefixes))
+    q = (sa.select(run_items.c.action, item_attempts.c.outcome, item_attempts.c.failure_class,
+                   item_attempts.c.evidence)
+         .select_from(item_attempts.join(run_items, run_items.c.item_id == item_attempts.c.item_id)
+                      .join(runs, runs.c.run_id == run_items.c.run_id))
+         .where(remote, *run_period_conds(f)).order_by(run_items.c.action))
     return _rows(conn, q)
