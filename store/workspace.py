@@ -88,6 +88,11 @@ def _explain_write_error(path: str, exc: BaseException) -> Exception | None:
         return WriteConflict(
             "Another change touched the same record at the same moment; nothing of this "
             "one was saved. Reload and try again.")
+    if "Out of Memory" in text:
+        return WriteFailed(
+            f"The workspace {path} could not be written: the database ran out of the memory allowed to it "
+            f"({_first_line(orig)}); this change was rolled back and nothing of it was saved. For a large import, "
+            "raise RUNLEDGER_IMPORT_MEMORY (default 256MB, e.g. 1GB); otherwise free memory, then try again.")
     if isinstance(orig, _WRITE_FAILURES):
         return WriteFailed(
             f"The workspace {path} could not be written ({_first_line(orig)}); this change was rolled back "

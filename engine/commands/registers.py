@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from core.roles import Actor
 from engine.authz import check_permission
 from engine.commands.refusals import CommandRefused
+from store.errors import WriteFailed
 from store.imports import ImportOutcome, ImportRefused, import_file
 from store.registers import UnknownRegister, read_registers
 from store.runs import read_run_ids_for_events
@@ -62,7 +63,7 @@ def import_register(engine: Engine, actor: Actor, register_id: str, path: str | 
         with engine.ws.transaction() as tx:
             outcome = import_file(tx, reg, Path(path), actor=actor.audit_name, fmt=fmt, mode=mode,
                                   skip_bad_rows=skip_bad_rows, ignore_extra_columns=ignore_extra_columns)
-    except ImportRefused as exc:
+    except (ImportRefused, WriteFailed) as exc:  # a bad file, or one the database could not take (memory)
         with engine.ws.transaction() as tx:  # the refusal is in the trail, though nothing was loaded
             tx.audit(actor.audit_name, "register.import_refused", "register", register_id,
                      {"file": Path(path).name, "reason": str(exc)})

@@ -279,3 +279,21 @@ def test_a_failure_after_the_writes_began_leaves_nothing_behind(engine: Engine, 
     assert engine.ws.verify_audit().intact
     result = import_register(engine, actor(engine, "sigrid"), "vendors", path).outcome.result  # and it still works
     assert (result.added, result.changed, len(result.events)) == (1, 1, 1)
+
+
+def test_an_import_the_database_has_not_the_memory_for_is_refused_whole_saying_what_to_raise(
+        engine: Engine, tmp_path: Path) -> None:
+    """Before, the command raised the store's error as it was ("Free disk space or repair the storage"), and
+    the Registers page, which shows refusals, had no answer for it."""
+    rows = "".join(f"W{i:07d},Vendor {i},active,{i % 1000}.5,{i % 50},true,2026-09-30\n" for i in range(300_000))
+    path = write(tmp_path, "many.csv", HEADER + rows)
+    before = state(engine)
+    with mock.patch("store.imports.IMPORT_MEMORY", "4MB"), pytest.raises(CommandRefused) as caught:
+        import_register(engine, actor(engine, "sigrid"), "vendors", path)
+    said = str(caught.value)
+    assert "could not be written: the database ran out of the memory allowed to it (Out of Memory Error" in said
+    assert said.endswith("this change was rolled back and nothing of it was saved. For a large import, raise "
+                         "RUNLEDGER_IMPORT_MEMORY (default 256MB, e.g. 1GB); otherwise free memory, then try again.")
+    after = state(engine)
+    assert after["audit"][-1] == ("member:sigrid", "register.import_refused", "vendors")
+    assert {k: v for k, v in after.items() if k != "audit"} == {k: v for k, v in before.items() if k != "audit"}
