@@ -77,9 +77,11 @@ def _receiver(port_out: Any, latency: float, counts: Any) -> None:
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server.request_queue_size = 256
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 1024  # listen()'s backlog: the default 5 resets connections a burst of 64 opens
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", 0), Handler)
     port_out.put(server.server_address[1])
     server.serve_forever()
 
@@ -123,6 +125,8 @@ def run(items: int, concurrency: int, latency: float) -> dict[str, Any]:
                                                 "evidence IS NOT NULL"), {"r": run_id}).scalar()
                 batches = conn.execute(sa.text("SELECT count(DISTINCT updated_at) FROM run_items WHERE "
                                                "run_id = :r"), {"r": run_id}).scalar()  # one write time a batch
+                causes = dict(conn.execute(sa.text("SELECT failure_cause, count(*) FROM run_items WHERE run_id = :r "
+                                                   "AND outcome = 'failed' GROUP BY 1"), {"r": run_id}).all())
             intact = ws.verify_audit().intact
             engine.shutdown()
             ws.close()
@@ -132,7 +136,7 @@ def run(items: int, concurrency: int, latency: float) -> dict[str, Any]:
     return {"items": items, "concurrency": concurrency, "latency_s": latency, "elapsed_s": round(elapsed, 2),
             "items_per_s": round(items / elapsed), "floor_s": round(floor, 2), "of_floor": round(floor / elapsed, 2),
             "peak_rss_mb": round(rss), "outcomes": outcomes, "remote_refs": refs, "evidence_rows": evidence,
-            "distinct_keys_received": counts.value, "write_batches": batches, "audit_intact": intact,
+            "distinct_keys_received": counts.value, "write_batches": batches, "audit_intact": intact, "failure_causes": causes,
             "verified": outcomes == {"succeeded": items} and refs == evidence == counts.value == items and intact}
 
 
