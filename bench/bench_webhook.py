@@ -136,7 +136,8 @@ def run(items: int, concurrency: int, latency: float) -> dict[str, Any]:
     return {"items": items, "concurrency": concurrency, "latency_s": latency, "elapsed_s": round(elapsed, 2),
             "items_per_s": round(items / elapsed), "floor_s": round(floor, 2), "of_floor": round(floor / elapsed, 2),
             "peak_rss_mb": round(rss), "outcomes": outcomes, "remote_refs": refs, "evidence_rows": evidence,
-            "distinct_keys_received": counts.value, "write_batches": batches, "audit_intact": intact, "failure_causes": causes,
+            "distinct_keys_received": counts.value, "write_batches": batches, "audit_intact": intact,
+            "failure_causes": causes,
             "verified": outcomes == {"succeeded": items} and refs == evidence == counts.value == items and intact}
 
 

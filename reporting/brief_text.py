@@ -169,7 +169,7 @@ def _items_sentence(a: AutomationFacts) -> str:
 
 def _actions_sentence(a: AutomationFacts) -> str:
     invoked = int(a.row["actions_invoked"])
-    made = [plural(n, *RECORD_NOUNS.get(m, (m, m))) for m, n in sorted(a.records.items()) if n]
+    made = [plural(n, *record_nouns(m)) for m, n in sorted(a.records.items()) if n]
     text = f"{plural(invoked, 'action')} invoked"
     if made:
         text += ", creating " + " and ".join(made)
@@ -248,3 +248,16 @@ def group_skips(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[str, 
         reason = r["skip_reason"] or "(no reason recorded)"
         out.setdefault(r["definition_id"], []).append((reason, int(r["items"])))
     return out
+
+
+def record_nouns(module: str) -> tuple[str, str]:
+    """How the brief names a module's records: an owning module's (finding, findings), or a remote system's
+    (ticketing: "record in ticketing"; an e-mail integration: "message sent through mail")."""
+    if module in RECORD_NOUNS:
+        return RECORD_NOUNS[module]
+    kind, _, integration = module.partition(":")
+    if kind == "email":
+        return f"message sent through {integration}", f"messages sent through {integration}"
+    if kind == "webhook":
+        return f"record in {integration}", f"records in {integration}"
+    return module, module

@@ -112,7 +112,8 @@ def _n(count: int, one: str, many: str | None = None) -> str:
 
 def compose_claims(facts: IntegrityFacts, chain: ChainVerdict) -> tuple[Claim, ...]:
     by_module = facts.records_by_module
-    made = ", ".join(f"{n:,} {MODULE_NAMES.get(m, m)}" for m, n in by_module.items() if n) or "none"
+    made = ", ".join(f"{n:,} {MODULE_NAMES.get(m, m.replace(':', ' ', 1) + ' records')}"
+                     for m, n in by_module.items() if n) or "none"
     cond, dismissed, cancelled = (facts.skipped[k] for k in SKIP_KINDS)
     skipped = cond.items + dismissed.items + cancelled.items
     traced = cond.with_trace + dismissed.with_trace + cancelled.with_trace

@@ -235,6 +235,9 @@ def test_the_brief_and_the_bundle_show_what_the_tracker_answered(webhook_engine:
     made = generate_brief(engine.ws, actor(engine, "auditor"), period)
     text = " ".join(" ".join(p.extract_text() for p in PdfReader(io.BytesIO(made.content)).pages).split())
     assert "Remote systems" in text
+    # A remote record is a downstream record like a finding: traced to its one item, not a failed check.
+    assert "0 unintended consequences" in text and "FAILED" not in text
+    assert "Downstream records created by the period's items: 1 webhook ticketing records." in text
     assert "webhook:ticketing 2 1 1 0 200 × 1, no answer × 1 1" in text  # attempts, outcomes, answers, replays
     _, bundle = build_run_bundle(engine.ws, actor(engine, "auditor"), item["run_id"])
     with zipfile.ZipFile(io.BytesIO(bundle)) as z:

@@ -69,9 +69,9 @@ class IntegrityFacts:
 
     @property
     def records_by_module(self) -> dict[str, int]:
-        out = {m: 0 for m in RECORD_TABLES}
+        out = {m: 0 for m in RECORD_TABLES}  # the owning modules always, a remote system once it has records
         for (_, module), n in self.records_by_definition_module.items():
-            out[module] += n
+            out[module] = out.get(module, 0) + n
         return out
 
     @property
@@ -87,12 +87,23 @@ def _period_items(f: AnalyticsFilter) -> sa.Subquery:
             .where(*run_period_conds(f)).subquery("period_items"))
 
 
+REMOTE_ACTIONERS = ("webhook:", "email:")  # integrations: their records live in the remote system
+
+
 def _all_records() -> sa.Subquery:
-    """Every owning module's records as one relation: module, record id, source item, key, creation."""
+    """Every downstream record as one relation: module, record id, source item, key, creation. The owning
+    modules' records are rows of their registers; a remote system's (a webhook's ticket, an e-mail) is known
+    here by its ledger entry — the reference the system answered, written with the item's outcome — with the
+    integration as its module (``webhook:ticketing`` + ``TCK-1``)."""
     parts = [sa.select(sa.literal(module, sa.String).label("module"),
                        list(t.primary_key.columns)[0].label("record_id"), t.c.source_item_id,
                        t.c.idempotency_key, t.c.created_at)
              for module, t in RECORD_TABLES.items()]
+    ledger = idempotency_records.c
+    parts.append(sa.select(ledger.actioner.label("module"),
+                           sa.func.substr(ledger.record_ref, sa.func.length(ledger.actioner) + 2).label("record_id"),
+                           ledger.item_id.label("source_item_id"), ledger.idempotency_key, ledger.created_at)
+                 .where(sa.or_(*(ledger.actioner.startswith(p) for p in REMOTE_ACTIONERS))))
     return sa.union_all(*parts).subquery("records")
 
 
