@@ -27,9 +27,12 @@ from store.run_counts import COUNT_COLUMNS, item_count_values
 from store.workspace import Workspace
 
 # Every owning module's records as one relation: their reference as items carry it, source item and key.
+# A remote system's record (a webhook's ticket) is known here by its ledger entry, as in the integrity view.
 _RECORDS = "WITH records AS (" + " UNION ALL ".join(
     f"SELECT '{module}:' || {list(t.primary_key.columns)[0].name} AS ref, source_item_id, idempotency_key "
-    f"FROM {t.name}" for module, t in RECORD_TABLES.items()) + ") "
+    f"FROM {t.name}" for module, t in RECORD_TABLES.items()) + (
+    " UNION ALL SELECT record_ref AS ref, item_id AS source_item_id, idempotency_key FROM idempotency_records "
+    "WHERE actioner LIKE 'webhook:%' OR actioner LIKE 'email:%') ")
 _ACTED = "('succeeded', 'idempotent-replay')"
 ALL_TIME = AnalyticsPeriod(dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
                            dt.datetime(9999, 1, 1, tzinfo=dt.UTC), "all time")

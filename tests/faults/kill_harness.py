@@ -30,12 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from invariants import consistency_violations, rest_violations
 from kill_driver import CATEGORIES as POINT_CATEGORIES
-from kill_workload import expected_violations
+from kill_workload import expected_violations, write_integrations
 from line_process import LineProcess
 
 from store.workspace import Workspace
+from tests.receivers import Receiver, http_receiver
 
 DRIVER = Path(__file__).with_name("kill_driver.py")
 CATEGORIES = (*POINT_CATEGORIES, "wall-clock")
@@ -142,12 +144,50 @@ def run_epoch(workdir: Path, kills: int, rng: random.Random, tally: Tally,
     and check it. Returns False, with the violations in the tally, at the first one (the epoch stops)."""
     workdir.mkdir(parents=True, exist_ok=True)
     db, started = workdir / "ws.duckdb", time.monotonic()
-    zygote = Zygote(workdir / "engine.stderr")
+    with http_receiver() as tracker:  # outside every engine process, as a real tracker is
+        write_integrations(workdir / "integrations", f"{tracker.url}/ok")
+        zygote = Zygote(workdir / "engine.stderr")
+        try:
+            ok = _epoch(zygote, db, kills, rng, tally, say)
+        finally:
+            zygote.close()
+            tally.seconds += time.monotonic() - started
+        if not ok:
+            return False
+        problems = tracker_violations(db, tracker)
+        tally.checks["the tracker at the end"] += 1
+        tally.violations += [f"{workdir.name}: the tracker: {p}" for p in problems]
+        return not problems
+
+
+def tracker_violations(db: Path, tracker: Receiver) -> list[str]:
+    """What the tracker saw, against what the workspace says: no key acted on twice with different bodies,
+    every ticket item's reference the one ticket the tracker issued for its key, no ticket for any other key."""
+    out = []
+    bodies: dict[str, set[bytes]] = {}
+    for request in tracker.requests:
+        bodies.setdefault(request.key, set()).add(request.body)
+    twice = sorted(k for k, b in bodies.items() if len(b) > 1)
+    if twice:
+        out.append(f"{len(twice)} keys received with different bodies: {twice[:3]}")
+    ws = Workspace(str(db), read_only=True)
     try:
-        return _epoch(zygote, db, kills, rng, tally, say)
+        with ws.read() as conn:
+            items = conn.execute(sa.text("SELECT i.idempotency_key, i.outcome, i.record_ref FROM run_items i JOIN "
+                                         "runs r USING (run_id) WHERE r.definition_id = 'ticket'")).all()
     finally:
-        zygote.close()
-        tally.seconds += time.monotonic() - started
+        ws.close()
+    keys = {key for key, _, _ in items}
+    wrong = [(key, ref) for key, outcome, ref in items
+             if outcome == "succeeded" and ref != f"webhook:tracker:{tracker.issued.get(key)}"]
+    if wrong:
+        out.append(f"{len(wrong)} ticket items whose reference is not the tracker's ticket for their key: {wrong[:3]}")
+    stray = sorted(set(tracker.issued) - keys)
+    if stray:
+        out.append(f"{len(stray)} tickets issued for keys no item carries: {stray[:3]}")
+    if not items:
+        out.append("no ticket item was made: the workload did not reach the tracker")
+    return out
 
 
 def _epoch(zygote: Zygote, db: Path, kills: int, rng: random.Random, tally: Tally,

@@ -1,6 +1,6 @@
 """The kill-anywhere workload: what the engine process does in rounds, each step resumable from the workspace.
 
-Round ``r`` fires five schedule definitions at ``START + r weeks`` (a schedule fire is recorded once per
+Round ``r`` fires six schedule definitions at ``START + r weeks`` (a schedule fire is recorded once per
 definition and fire time, so a round fired again after a restart is a no-op), over 36 accounts:
 
 - ``bulk``: a finding for every account (the in-process findings actioner, batches of 16);
@@ -11,7 +11,9 @@ definition and fire time, so a round fired again after a restart is a no-op), ov
   retry replays it);
 - ``review``: a finding for the accounts of one manager, each held for approval; the member approves,
   dismisses or leaves open each by a fixed rule;
-- ``halt``: a finding for every account; the member cancels the run while its second batch acts.
+- ``halt``: a finding for every account; the member cancels the run while its second batch acts;
+- ``ticket``: a ticket for the accounts of one manager, POSTed to a tracker outside the engine process (the
+  harness's receiver), which dedupes by Idempotency-Key as a real tracker does.
 
 Then the member's work: due retries until none, a retry of every run with failed items, the approvals.
 Every step reads what is left to do from the workspace, so a process killed anywhere resumes it.
@@ -43,7 +45,7 @@ from store.workspace import Workspace
 START = dt.datetime(2026, 7, 6, 6, 0, tzinfo=dt.UTC)  # a Monday
 ACCOUNTS = 36
 MEMBER = "sigrid"  # operator and approver; the definitions are authored by admin (segregation of duties)
-DEFINITIONS = ("bulk", "notify", "flaky", "review", "halt")
+DEFINITIONS = ("bulk", "notify", "flaky", "review", "halt", "ticket")
 CANCEL_AT_CALL = 20  # the halt run is cancelled while its second batch (of 16) acts
 FLAKY_FAILURES = (0, 1, 2, 3, "lose")  # by a high-risk account's rank: timeouts before success, or "lose"
 
@@ -71,6 +73,8 @@ _FINDING = ('actioner: findings.create\n    params: {title: "Finding for {{ subj
             'owner: "{{ subject.manager }}"}')
 _EVIDENCE = ('actioner: evidence_requests.create\n    params: {recipient: "{{ subject.manager }}", '
              'title: "Evidence from {{ subject.name }}", due_in_days: 14}')
+_TICKET = ('actioner: webhook:tracker\n    params: {title: "Ticket for {{ subject.name }}", '
+           'account: "{{ subject.account_id }}", round: "{{ trigger.occurred_at }}"}')
 DEFINITION_TEXTS = {
     "bulk": _definition("bulk", "", _FINDING),
     "notify": _definition("notify", "{field: risk_rating, op: eq, value: medium, reason: risk changed}", _EVIDENCE),
@@ -79,7 +83,16 @@ DEFINITION_TEXTS = {
     "review": _definition("review", "{field: manager, op: eq, value: m.0, reason: manager changed}", _FINDING,
                           approval=True),
     "halt": _definition("halt", "", _FINDING),
+    # A tracker outside the engine process (the harness's receiver), reached over HTTP with the item's key.
+    "ticket": _definition("ticket", "{field: manager, op: eq, value: m.1, reason: manager changed}", _TICKET),
 }
+
+
+def write_integrations(folder: Path, tracker_url: str) -> None:
+    """The tracker the ``ticket`` definition posts to: the harness's receiver on loopback."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tracker.yaml").write_text(f"id: tracker\nkind: webhook\nurl: {tracker_url}\nrecord_id: data.id\n"
+                                         "timeout_seconds: 10\n")
 
 
 def account_rows() -> list[dict[str, Any]]:
@@ -215,7 +228,7 @@ def expected_outcomes() -> dict[tuple[str, str], int]:
     want: dict[tuple[str, str], int] = {}
     for account in account_rows():
         sid = account["account_id"]
-        outcomes = {"bulk": "succeeded", "notify": "succeeded",
+        outcomes = {"bulk": "succeeded", "notify": "succeeded", "ticket": "succeeded",
                     "flaky": "idempotent-replay" if flaky_plan(sid) == "lose" else "succeeded",
                     "review": {"approve": "succeeded", "dismiss": "skipped", "open": "awaiting-approval"}[
                         approval_rule(sid)]}
@@ -227,7 +240,7 @@ def expected_outcomes() -> dict[tuple[str, str], int]:
 
 def _matches(def_id: str, account: dict[str, Any]) -> bool:
     return {"notify": account["risk_rating"] == "medium", "flaky": account["risk_rating"] == "high",
-            "review": account["manager"] == "m.0"}.get(def_id, True)
+            "review": account["manager"] == "m.0", "ticket": account["manager"] == "m.1"}.get(def_id, True)
 
 
 def expected_violations(conn: sa.Connection, rounds: int) -> list[str]:

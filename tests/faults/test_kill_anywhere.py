@@ -5,6 +5,10 @@ consistent; after each restart the engine recovers to rest with every invariant 
 item has its final outcome, downstream records equal the items that acted, each created once, no
 idempotency key acted twice, no run is left running without work, and the audit chain verifies.
 
+The workload reaches a tracker outside the engine too (a webhook to a receiver in this process, which dedupes
+by Idempotency-Key): at the end it has seen no key acted on twice with different bodies, and every ticket
+item names the one ticket the tracker issued for its key.
+
 Two seeds of 16 kills each here (32 kill points, every category landed under each seed);
 ``bench/soak_kill.py`` runs a thousand.
 """
@@ -37,6 +41,7 @@ def test_an_engine_killed_anywhere_recovers_and_every_invariant_holds(tmp_path: 
     assert tally.checks["the file as killed"] == sum(tally.kills.values())
     assert tally.checks["after a restart, at rest"] >= sum(tally.kills.values()) // 2
     assert tally.checks["at the end"] == 1
+    assert tally.checks["the tracker at the end"] == 1  # no key acted on twice with different bodies
 
 
 def test_the_check_of_a_killed_file_catches_a_half_applied_batch(make_engine) -> None:  # noqa: ANN001
