@@ -9,15 +9,14 @@ Pure: the policy's model and parser, and the message's words. Sending is ``engin
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from core.declared import EMAIL
 from core.states import AWAITING_APPROVAL, COMPLETED_WITH_FAILURES, FAILED
 
 ALERT_ON = (FAILED, COMPLETED_WITH_FAILURES, AWAITING_APPROVAL)  # what a run can reach that is worth a message
-EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,12 @@ YAML into a mapping with the same kind of sentence when it is not one."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
+
+EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")  # an e-mail address as declarations and actions give it
 
 
 class DeclarationError(ValueError):
@@ -33,3 +36,15 @@ def read_yaml_mapping(text: str, path: str, error: type[DeclarationError], what:
         raise error(path, "(whole file)", "a mapping of keys to values",
                     type(doc).__name__ if doc is not None else "nothing", what)
     return doc
+
+
+def text_value(doc: dict[Any, Any], key: str, fail: Any, required: bool = True) -> str:
+    """``doc[key]`` as non-empty text ("" when it may be left out and is); ``fail(field, expected, found,
+    fix)`` makes the file's error otherwise."""
+    value = doc.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or not value.strip():
+        raise fail(key, "a non-empty text value", value if key in doc else "nothing (the field is missing)",
+                   f"add '{key}:' with a value")
+    return value.strip()

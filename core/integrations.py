@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from core.actions import ActionerSpec
 from core.alerts import AlertPolicy, AlertPolicyError, parse_alert_policy
-from core.declared import DeclarationError, read_yaml_mapping
+from core.declared import EMAIL, DeclarationError, read_yaml_mapping, text_value
 
 KINDS = ("webhook", "smtp")
 ACTIONER_PREFIX = {"webhook": "webhook", "smtp": "email"}  # kind → how an action names it: webhook:ID, email:ID
@@ -34,7 +34,6 @@ OWN_HEADERS = frozenset({"idempotency-key", "x-runledger-signature", "x-runledge
                          "content-length", "host"})
 # Words that say a literal secret was written into the YAML: refused with the way to do it instead.
 SECRET_WORDS = ("password", "secret", "token", "api_key", "apikey")
-EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
 EMAIL_PARAMS = {"to": str, "subject": str, "body": str}
 COMMON_KEYS = {"id", "kind", "title", "description", "timeout_seconds", "concurrency", "alerts"}
 WEBHOOK_KEYS = COMMON_KEYS | {"url", "secret_env", "headers", "record_id", "ca_file_env"}
@@ -132,13 +131,7 @@ def parse_integration(text: str, path: str) -> IntegrationSpec:
             raise fail(str(k), f"one of {', '.join(sorted(allowed))}", k, "remove it or correct its spelling")
 
     def text_of(key: str, required: bool = True) -> str:
-        value = doc.get(key)
-        if value is None and not required:
-            return ""
-        if not isinstance(value, str) or not value.strip():
-            raise fail(key, "a non-empty text value", value if key in doc else "nothing (the field is missing)",
-                       f"add '{key}:' with a value")
-        return value.strip()
+        return text_value(doc, key, fail, required)
 
     def env_of(key: str) -> str | None:
         value = doc.get(key)

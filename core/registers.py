@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.declared import DeclarationError, read_yaml_mapping
+from core.declared import DeclarationError, read_yaml_mapping, text_value
 
 FIELD_TYPES = ("string", "integer", "number", "boolean", "date", "timestamp")
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")  # a table or column name: portable, never quoted
@@ -124,13 +124,7 @@ def parse_register(text: str, path: str, reserved: frozenset[str] = frozenset())
             raise fail(str(k), f"one of {', '.join(sorted(KEYS))}", k, "remove it or correct its spelling")
 
     def text_of(key: str, required: bool = True) -> str:
-        value = doc.get(key)
-        if value is None and not required:
-            return ""
-        if not isinstance(value, str) or not value.strip():
-            raise fail(key, "a non-empty text value", value if key in doc else "nothing (the field is missing)",
-                       f"add '{key}:' with a value")
-        return value.strip()
+        return text_value(doc, key, fail, required)
 
     reg_id = text_of("id")
     if not NAME.match(reg_id):

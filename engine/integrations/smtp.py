@@ -22,7 +22,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses
 from typing import Any
 
-from core.integrations import EMAIL, IntegrationSpec, actioner_spec
+from core.declared import EMAIL
 from engine.actioners.base import (
     ActionContext,
     ActionRequest,
@@ -30,6 +30,7 @@ from engine.actioners.base import (
     DeterministicFailure,
     TransientFailure,
 )
+from engine.integrations.actioner import IntegrationActioner
 from engine.integrations.secrets import MissingSecret, read_secret
 from engine.integrations.webhook import tls_failure
 
@@ -49,15 +50,8 @@ def _reply(code: int, text: bytes | str) -> str:
     return f"{code} {said}".strip()
 
 
-class EmailActioner:
-    """One declared SMTP integration; called by the executor under its action timeout, on a thread."""
-
-    in_process = False
-
-    def __init__(self, integration: IntegrationSpec) -> None:
-        self.integration = integration
-        self.spec = actioner_spec(integration)
-        self.concurrency = integration.concurrency  # requests at once per run (the executor bounds them so)
+class EmailActioner(IntegrationActioner):
+    """One declared SMTP integration."""
 
     def _message(self, req: ActionRequest, to: list[str], ctx: ActionContext) -> EmailMessage:
         p = req.params

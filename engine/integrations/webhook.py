@@ -25,7 +25,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from core.integrations import ENV_REF, IntegrationSpec, actioner_spec
+from core.integrations import ENV_REF, IntegrationSpec
 from engine.actioners.base import (
     ActionContext,
     ActionRequest,
@@ -33,6 +33,7 @@ from engine.actioners.base import (
     DeterministicFailure,
     TransientFailure,
 )
+from engine.integrations.actioner import IntegrationActioner
 from engine.integrations.secrets import MissingSecret, read_secret
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429})
@@ -82,15 +83,11 @@ def tls_failure(host: str, exc: ssl.SSLError) -> str:
     return f"TLS failed with {host} ({getattr(exc, 'reason', None) or exc})"
 
 
-class WebhookActioner:
-    """One declared webhook integration; called by the executor under its action timeout, on a thread."""
-
-    in_process = False
+class WebhookActioner(IntegrationActioner):
+    """One declared webhook integration."""
 
     def __init__(self, integration: IntegrationSpec) -> None:
-        self.integration = integration
-        self.spec = actioner_spec(integration)
-        self.concurrency = integration.concurrency  # requests at once per run (the executor bounds them so)
+        super().__init__(integration)
         parts = urlsplit(integration.url)
         self._https = parts.scheme == "https"
         self._host, self._port = parts.hostname or "", parts.port
