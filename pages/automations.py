@@ -60,6 +60,30 @@ if rejections:
             st.markdown(f"**{md_escape(rej['source_path'])}** · {fmt_time(rej['rejected_at'])}")
             st.code(rej["errors"], wrap_lines=True)
 
+# The remote systems actions reach (integrations folder): where each points, and which secrets are unset here.
+loaded = engine.integrations
+
+
+def _secrets_said(integration_id: str, names: tuple[str, ...]) -> str:
+    unset_here = loaded.unset_names.get(integration_id)
+    if unset_here:
+        return "not set here: " + ", ".join(unset_here)
+    return "set" if names else "none needed"
+
+
+if loaded.taken or loaded.errors:
+    unset = sum(len(v) for v in loaded.unset.values())
+    label = f"Integrations ({len(loaded.taken)})" + (f" · {unset} secret{'s' if unset != 1 else ''} not set"
+                                                     if unset else "")
+    with st.expander(label, icon=":material/hub:"):
+        show_table(pd.DataFrame([{"Actioner": spec.actioner, "Reaches": spec.described(),
+                                  "At once per run": spec.concurrency,
+                                  "Default alerts": ", ".join(spec.alerts.on) if spec.alerts else "",
+                                  "Secrets": _secrets_said(spec.id, spec.env_names())}
+                                 for _, spec, _ in loaded.taken]))
+        for error in loaded.errors:
+            st.error(md_escape(error))
+
 ids = [r["definition_id"] for r in rows]
 chosen = last_param(params, "id")
 if chosen and chosen not in ids:

@@ -156,6 +156,7 @@ def test_a_missing_secret_is_reported_when_the_integration_loads(engine_with: Ca
     assert engine.integrations.unset["ticketing"][0].startswith(
         "integration ticketing needs the secret TICKETING_HMAC, which is not set: set the environment variable "
         "TICKETING_HMAC")
+    assert engine.integrations.unset_names == {"ticketing": ["TICKETING_HMAC", "TICKETING_TOKEN"]}
 
 
 def test_secrets_come_from_the_environment_then_a_private_secrets_file(tmp_path: Path,

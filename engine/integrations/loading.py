@@ -38,6 +38,7 @@ class IntegrationLoadReport:
     taken: list[tuple[str, IntegrationSpec, int | None]] = field(default_factory=list)  # (path, spec, new version)
     errors: list[str] = field(default_factory=list)
     unset: dict[str, list[str]] = field(default_factory=dict)  # integration → sentences for its unset secrets
+    unset_names: dict[str, list[str]] = field(default_factory=dict)  # integration → its variables not set
 
 
 def build_actioner(spec: IntegrationSpec) -> Any:
@@ -61,6 +62,7 @@ def load_integration_folder(ws: Workspace, directory: Path, actor: str) -> tuple
         unset = missing_secrets(spec.env_names(), spec.id)
         if unset:
             report.unset[spec.id] = unset
+            report.unset_names[spec.id] = [n for n in spec.env_names() if any(f" {n}," in x for x in unset)]
             for sentence in unset:
                 log.warning("%s", sentence)
         actioners[spec.actioner] = build_actioner(spec)

@@ -87,6 +87,8 @@ def test_a_failed_delivery_retried_from_the_browser_reaches_the_tracker_once_mor
         org: tuple[Path, AppServer], tracker: Receiver, page) -> None:  # noqa: ANN001
     _, server = org
     sign_in(page, server, "opal", path="automations?id=counterparty-ticket", password=PASSWORDS["opal"])
+    main(page).get_by_text("Integrations (1)").click()  # where it points, its secret set
+    main(page).locator('[role="gridcell"]', has_text="webhook POST").first.wait_for(state="attached")
     main(page).get_by_role("button", name="Run now").click()
     main(page).get_by_role("button", name=re.compile(r"^Yes, run it on 1 counterpart")).click()
     main(page).get_by_text(re.compile(r"^Open RUN-000001$")).wait_for(timeout=60_000)
