@@ -28,7 +28,7 @@ from ui.run_views import KNOWN_OUTCOMES, breakdown_figure, duration_seconds, ite
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
 from ui.tables import show_table
-from ui.text import fmt_duration, fmt_time, pretty_json
+from ui.text import fmt_duration, fmt_time, pretty_json, show_preformatted
 
 engine = current_engine()
 actor = actor_or_stop()
@@ -163,7 +163,7 @@ else:
                      icon=":material/schedule:")
         if run["version"]:
             with st.expander(f"Its text at version {run['definition_version']}"):
-                st.code(run["version"]["content"], language="yaml")
+                show_preformatted(run["version"]["content"])
                 st.caption(f"content hash {run['version']['content_hash']} · by {run['version']['authored_by']} "
                            f"· {fmt_time(run['version']['created_at'])}")
 with right:
@@ -175,7 +175,7 @@ with right:
         st.caption(f"event {md_escape(event['event_id'])} · {md_escape(event['event_type'])} · received "
                    f"{fmt_time(event['received_at'])}")
         with st.expander("Trigger payload"):
-            st.code(pretty_json(event["payload"]), language="json")
+            show_preformatted(pretty_json(event["payload"]))
 
 # --- commands -------------------------------------------------------------------------------------------
 render_cancel(engine, actor, run)

@@ -6,6 +6,7 @@ Streamlit renders markdown (and, in some elements, HTML) in labels and ``st.mark
 
 from __future__ import annotations
 
+import html
 import json
 from typing import Any
 
@@ -63,3 +64,15 @@ def show_command_result(key: str) -> None:
     result = st.session_state.pop(key, None)
     if result:
         (st.success if result[0] == "ok" else st.error)(result[1])
+
+
+_PRE_STYLE = ("margin:0;padding:0.75rem 1rem;background:rgba(151,166,195,0.12);border-radius:0.5rem;"
+              "font-family:'Source Code Pro',monospace;font-size:0.82rem;line-height:1.45;white-space:pre-wrap;"
+              "overflow-wrap:anywhere")
+
+
+def show_preformatted(text: str) -> None:
+    """Text shown exactly as stored, in a monospace block, escaped (never markup). Unlike ``st.code`` it does
+    not load Streamlit's syntax highlighter (1.5 MB of JavaScript evaluated on every full page load), which
+    was most of the Run page's draw time (bench/RESULTS.md "Pages in Chromium")."""
+    st.html(f'<pre style="{_PRE_STYLE}">{html.escape(text)}</pre>')
