@@ -222,7 +222,7 @@ def test_a_run_between_its_creation_and_its_matching_is_held(make_engine, monkey
 @pytest.fixture
 def real_workspace(make_engine, tmp_path: Path) -> Path:
     """A closed workspace file with a completed run in it."""
-    engine = make_engine({"d": finding_definition("d")}, accounts=3)
+    engine = make_engine({"d": finding_definition("d")}, accounts=3, fresh=True)  # its blocks laid as new
     fire_one(engine)
     engine.shutdown()
     engine.ws.close()
