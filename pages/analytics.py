@@ -180,20 +180,23 @@ with st.container(border=True):
                                  week=None if isinstance(pick_week, str) else pick_week))
     st.page_link(target.page, query_params=target.params, label="Open these runs", icon=":material/list_alt:")
 
-st.plotly_chart(figures["firing"], config={"displayModeBar": False})
-chart_downloads(engine.ws, actor, a, "firing")
+# The four other charts, one at a time (each also in the brief and as a file): drawing all six on arrival was
+# most of this page's time in the browser (bench/RESULTS.md "Pages in Chromium"). Their tables are all shown.
+MORE_CHARTS = {"failure-causes": "Top failure causes", "firing": "Expected against actual firing",
+               "completion-time": "Trigger to completion", "approvals": "Approvals by decision"}
+st.markdown("**More charts** — one at a time; each is also in the brief and exports as a file")
+more = st.segmented_control("More charts", list(MORE_CHARTS), format_func=MORE_CHARTS.__getitem__,
+                            default="failure-causes", key="more-chart", label_visibility="collapsed")
+if more:
+    st.plotly_chart(figures[more], config={"displayModeBar": False}, key=f"more-{more}")
+    chart_downloads(engine.ws, actor, a, more)
 
-st.plotly_chart(figures["failure-causes"], config={"displayModeBar": False})
-chart_downloads(engine.ws, actor, a, "failure-causes")
 with st.expander("Failure causes as a table"):
     show_table(a.failure_causes, column_config={
         "definition_id": "Automation", "failure_cause": st.column_config.TextColumn("Cause", width="large"),
         "failure_class": "Class", "attempts": "Failed attempts", "items": "Items", "runs": "Runs",
         "still_failed": "Still failed", "recovered": "Recovered"})
     table_downloads(engine.ws, actor, a, "failure-causes")
-
-st.plotly_chart(figures["completion-time"], config={"displayModeBar": False})
-chart_downloads(engine.ws, actor, a, "completion-time")
 with st.expander("Completion times per automation"):
     show_table(a.completion_times.with_columns(
         *(pl.col(c).map_elements(fmt_duration, return_dtype=pl.String)
@@ -203,20 +206,15 @@ with st.expander("Completion times per automation"):
     table_downloads(engine.ws, actor, a, "completion-times")
 
 st.subheader("Approvals")
-left, right = st.columns([3, 2])
-with left:
-    st.plotly_chart(figures["approvals"], config={"displayModeBar": False})
-    chart_downloads(engine.ws, actor, a, "approvals")
-with right:
-    open_now = a.approvals.filter(pl.col("decision") == "open")
-    waiting = int(open_now["approvals"].sum()) if open_now.height else 0
-    st.metric("Items awaiting approval (from this period's runs)", f"{waiting:,}")
-    show_table(a.approvals.with_columns(
-        *(pl.col(c).map_elements(fmt_duration, return_dtype=pl.String)
-          for c in ("median_wait_seconds", "max_wait_seconds"))), column_config={
-            "definition_id": "Automation", "decision": "Decision", "approvals": "Items",
-            "median_wait_seconds": "Median wait", "max_wait_seconds": "Longest wait"})
-    table_downloads(engine.ws, actor, a, "approvals")
+open_now = a.approvals.filter(pl.col("decision") == "open")
+waiting = int(open_now["approvals"].sum()) if open_now.height else 0
+st.metric("Items awaiting approval (from this period's runs)", f"{waiting:,}")
+show_table(a.approvals.with_columns(
+    *(pl.col(c).map_elements(fmt_duration, return_dtype=pl.String)
+      for c in ("median_wait_seconds", "max_wait_seconds"))), column_config={
+        "definition_id": "Automation", "decision": "Decision", "approvals": "Items",
+        "median_wait_seconds": "Median wait", "max_wait_seconds": "Longest wait"})
+table_downloads(engine.ws, actor, a, "approvals")
 
 # --- the brief -------------------------------------------------------------------------------------------------
 st.divider()
