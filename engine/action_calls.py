@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 from core.states import SUCCEEDED
@@ -183,6 +184,25 @@ class TimedCalls:
         if call.error is not None:
             raise call.error
         return call.created
+
+    def call_concurrently(self, groups: list[list[tuple[Any, ActionRequest, str, str]]],
+                          actor: str) -> dict[str, tuple[Any, BaseException | None]]:
+        """``call`` for many items at once: each group, the (actioner, request, action, params hash) of one
+        integration, at most that actioner's ``concurrency`` at a time; item → (answer, error)."""
+        answers: dict[str, tuple[Any, BaseException | None]] = {}
+
+        def one(actioner: Any, request: ActionRequest, action: str, ph: str) -> None:
+            try:
+                answers[request.item_id] = (self.call(actioner, request, action, ph, None, actor), None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the settling loop, which classes it
+                answers[request.item_id] = (None, exc)
+
+        for calls in groups:
+            width = min(calls[0][0].concurrency, len(calls))
+            with ThreadPoolExecutor(max_workers=width, thread_name_prefix="runledger-calls") as pool:
+                for done in [pool.submit(one, *c) for c in calls]:
+                    done.result()
+        return answers
 
     def _record_late_answer(self, request: ActionRequest, action: str, ph: str, module: str | None,
                             created: Any, error: BaseException | None, actor: str) -> None:

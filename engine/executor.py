@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from core.definitions import Definition
@@ -311,20 +310,8 @@ class Executor:
             due.setdefault(id(actioner), []).append((actioner, request, action, ph))
         if not due:
             return {}
-        answers: dict[str, tuple[Any, BaseException | None]] = {}
-
-        def call(actioner: Any, request: ActionRequest, action: str, ph: str) -> None:
-            try:
-                answers[request.item_id] = (self.calls.call(actioner, request, action, ph, None, actor), None)
-            except BaseException as exc:  # noqa: BLE001 - handed to the settling loop, which classes it
-                answers[request.item_id] = (None, exc)
-
         started = self.clock.now()
-        for calls in due.values():
-            width = min(calls[0][0].concurrency, len(calls))
-            with ThreadPoolExecutor(max_workers=width, thread_name_prefix="runledger-calls") as pool:
-                for done in [pool.submit(call, *c) for c in calls]:
-                    done.result()
+        answers = self.calls.call_concurrently(list(due.values()), actor)
         s.waited_seconds += (self.clock.now() - started).total_seconds()
         return answers
 
