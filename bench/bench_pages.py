@@ -69,8 +69,8 @@ TIMEOUT_MS = 90_000
 PROBLEMS = '[data-testid="stException"]'
 
 # True (and chromium's clock) once the page is drawn: the script stopped, the heading shown, every text
-# present, as many Plotly charts drawn (their SVG there) as asked, and at least n elements matching each
-# selector (whose text contains the given text, if any).
+# present, every Plotly chart on it drawn (its SVG there; at least as many as asked), and at least n
+# elements matching each selector (whose text contains the given text, if any).
 DRAWN = """(spec) => {
   const app = document.querySelector('[data-testid="stApp"]');
   if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
@@ -80,8 +80,9 @@ DRAWN = """(spec) => {
   const text = main.innerText;
   if (!spec.texts.every(t => text.includes(t))) return false;
   if (spec.any_text.length && !spec.any_text.some(t => text.includes(t))) return false;
-  const charts = [...main.querySelectorAll('[data-testid="stPlotlyChart"]')].filter(c => c.querySelector('.main-svg'));
-  if (charts.length < spec.charts) return false;
+  const charts = [...main.querySelectorAll('[data-testid="stPlotlyChart"]')];
+  const drawn = charts.filter(c => c.querySelector('.main-svg'));
+  if (drawn.length < spec.charts || drawn.length < charts.length) return false;
   for (const [sel, n, has] of spec.selectors) {
     const found = [...main.querySelectorAll(sel)].filter(e => !has || e.textContent.includes(has));
     if (found.length < n) return false;
@@ -135,15 +136,15 @@ def signed_in_pages(run_id: str, item_id: str) -> list[PageSpec]:
                  any_text=("No failed items in this view", "By cause and definition")),
         PageSpec("Approvals", "approvals", "Approvals", texts=("Recent decisions",)),
         PageSpec("Automations", "automations", "Automations", selectors=((GRID, 1, "automations?id="),)),
-        # Its three charts on arrival (two to drill from, one of the four more), the per-automation table's cells
-        # (links to Runs) and the brief's button: all of it.
+        # Every chart it shows on arrival drawn (two to drill from, and one of the four more), the per-automation
+        # table's cells (links to Runs) and the brief's button: all of it.
         PageSpec("Quarterly analytics", "analytics", "Quarterly analytics",
                  texts=("Per automation", "Expected against actual firing", "Audit committee brief"),
-                 selectors=((GRID, 1, "period="), ("button", 1, "Generate the brief")), charts=3),
+                 selectors=((GRID, 1, "period="), ("button", 1, "Generate the brief")), charts=2),
         # Straight back to it with nothing new in the workspace: its figures come from the cache.
         PageSpec("Quarterly analytics, again", "analytics", "Quarterly analytics",
                  texts=("Per automation", "Expected against actual firing", "Audit committee brief"),
-                 selectors=((GRID, 1, "period="), ("button", 1, "Generate the brief")), charts=3),
+                 selectors=((GRID, 1, "period="), ("button", 1, "Generate the brief")), charts=2),
         PageSpec("Records", "records", "Records", selectors=((GRID, 1, "records?"),)),
         PageSpec("Audit log", "audit_log", "Audit log", selectors=((GRID, 1, "seq="),)),
         PageSpec("Members", "members", "Members", texts=("What each role may do",), selectors=((GRID, 1, MEMBER),)),
@@ -279,7 +280,7 @@ class Target:
 
 
 def run_servers(roots: list[Path], base: Path, tmp: Path, n: int, repeat: int, env: dict[str, str], browser: Any,
-                cold_browser: bool) -> list[Target]:
+                cold_browser: bool, only: tuple[str, ...] = ()) -> list[Target]:
     """Fresh servers, one per checkout, viewed in turn — the order alternating view by view, so that a busy
     moment of a shared machine falls on both alike: the first views, then ``repeat`` rounds of every view."""
     targets: list[Target] = []
@@ -291,12 +292,13 @@ def run_servers(roots: list[Path], base: Path, tmp: Path, n: int, repeat: int, e
             order = targets if r % 2 == 0 else targets[::-1]
             for t in order:
                 t.visit(first)
-            for i, spec in enumerate(targets[0].pages):
+            chosen = [p for p in targets[0].pages if not only or any(o.lower() in p.label.lower() for o in only)]
+            for i, spec in enumerate(chosen):
                 for t in (order if i % 2 == 0 else order[::-1]):
                     t.view(spec, first)
             for t in targets:
                 print(f"{t.root.name} server {n}, round {r}: " + ", ".join(
-                    f"{v.label.split(' (')[0]} {v.drawn_s:.2f}" for v in t.views[-len(t.pages) - 2:]), file=sys.stderr)
+                    f"{v.label.split(' (')[0]} {v.drawn_s:.2f}" for v in t.views[-len(chosen) - 2:]), file=sys.stderr)
     finally:
         for t in targets:
             t.close()
@@ -347,6 +349,8 @@ def main() -> None:
     p.add_argument("--against", nargs="*", default=[], metavar="CHECKOUT",
                    help="other checkouts of the app (e.g. a worktree of main), each on its own server, viewed in "
                    "turn with this one: before/after on the same machine at the same moments")
+    p.add_argument("--pages", nargs="*", default=[], metavar="TEXT",
+                   help="only the pages whose label contains one of these (the sign-in is always measured)")
     p.add_argument("--keep", help="keep workspaces and logs in this folder (default: a temporary one)")
     a = p.parse_args()
     from playwright.sync_api import sync_playwright
@@ -368,7 +372,7 @@ def main() -> None:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, headless=True)
             try:
                 for n in range(a.servers):
-                    for t in run_servers(roots, base, tmp, n, a.repeat, env, browser, a.cold_browser):
+                    for t in run_servers(roots, base, tmp, n, a.repeat, env, browser, a.cold_browser, tuple(a.pages)):
                         by_root[t.root].append(t)
             finally:
                 browser.close()

@@ -20,7 +20,7 @@ from apscheduler.triggers.cron import CronTrigger
 from core.actions import ActionerSpec
 from core.alerts import AlertPolicy, AlertPolicyError, parse_alert_policy
 from core.conditions import OPS, Clause, Compare, Condition, DaysAfterTrigger, Related
-from core.declared import DeclarationError
+from core.declared import DeclarationError, load_yaml
 from core.schedule import describe_cron
 from core.states import EVENT, SCHEDULE, SIGNAL
 from core.templates import DEFINITION_FIELDS, ROOTS, TRIGGER_FIELDS, placeholders
@@ -290,7 +290,7 @@ def _parse_actions(v: _V, raw: Any, subject: str) -> tuple[Action, ...]:
 def parse_definition(text: str, path: str, vocabulary: Vocabulary) -> Definition:
     v = _V(path, vocabulary)
     try:
-        doc = yaml.safe_load(text)
+        doc = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "the file"

@@ -33,6 +33,7 @@ from core.alerts import (
     parse_alert_policy,
 )
 from core.base_url import resolve_base_url
+from core.declared import load_yaml
 from core.integrations import IntegrationError, parse_integration
 from core.links import run_link
 from core.states import TRANSIENT
@@ -57,7 +58,7 @@ def _routes(tx: Tx, run: Mapping[str, Any]) -> list[AlertPolicy]:
     raw = None
     if stored is not None:
         try:
-            doc = yaml.safe_load(stored.content)
+            doc = load_yaml(stored.content)
             raw = doc.get("alerts") if isinstance(doc, dict) else None
         except yaml.YAMLError:
             raw = None
@@ -98,7 +99,7 @@ def _facts(ws: Workspace, alert: Mapping[str, Any], base_url: str) -> AlertFacts
         stored = read_definition_version(conn, run["definition_id"], run["definition_version"])
     title = run["definition_id"]
     if stored is not None:
-        doc = yaml.safe_load(stored.content)
+        doc = load_yaml(stored.content)
         title = str(doc.get("title") or title) if isinstance(doc, dict) else title
     link = base_url + run_link(alert["run_id"]).href.lstrip("/")
     trigger = f"{run['trigger_kind']} {run['trigger_event_id']}"

@@ -25,6 +25,15 @@ from tests.support import DEMO_TODAY, UTC, build_engine
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CACHE = ROOT / "tests" / ".demo-cache"
 DEMO_SOURCES = ("core", "store", "engine", "demo", "definitions", "registers")
+DEMO_FIXTURES = {"demo_quarter_path", "demo_today_path"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs a seeded demo is slow: the seed is cached, but keyed by the code it runs, so in a
+    loop of edits to core, store or engine every such test waits tens of seconds for a new one."""
+    for item in items:
+        if DEMO_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from cli.main import main as cli_main
@@ -130,6 +131,7 @@ def intake_audit(db: Path) -> list[dict[str, Any]]:
         ws.close()
 
 
+@pytest.mark.slow  # a served engine and a CLI process per command
 def test_cli_commands_go_through_the_running_engine(tmp_path: Path) -> None:
     db = tmp_path / "ws.duckdb"
     seed_workspace(db)

@@ -330,6 +330,7 @@ def test_a_member_changes_their_own_password_knowing_the_current_one(workspace: 
     assert code == 1 and "needs at least 12" in said
 
 
+@pytest.mark.slow  # a served engine and a CLI process per command
 def test_member_commands_go_through_a_running_engine(workspace: Path, tmp_path: Path) -> None:
     """While the app's engine holds the workspace, a member command is forwarded to it and performed there
     exactly as on the file (refusals included)."""

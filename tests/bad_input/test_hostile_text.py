@@ -164,6 +164,7 @@ def test_exports_are_inert(workspace: str) -> None:
     assert "'=HYPERLINK(&quot;http://evil.example&quot;" in strings or "'=HYPERLINK(\"http://evil.example\"" in strings
 
 
+@pytest.mark.slow  # the brief renders its charts through chromium
 def test_the_brief_prints_it_literally_without_a_link(workspace: str) -> None:
     from reporting.brief import generate_brief
 
