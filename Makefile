@@ -4,12 +4,15 @@ PY := $(VENV)/bin/python
 DB ?= $(or $(RUNLEDGER_DB),data/workspace.duckdb)
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 
-.PHONY: run test lint install browser
+.PHONY: run test lint install browser postgres
 
 install: $(VENV)/.installed
 
 browser:
 	bash scripts/install-browser.sh
+
+postgres:
+	bash scripts/install-postgres.sh
 
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
@@ -19,9 +22,9 @@ $(VENV)/.installed: requirements.txt
 
 run: install browser
 	$(PY) -m engine --db "$(DB)" demo --if-empty
-	RUNLEDGER_DB="$(DB)" $(VENV)/bin/streamlit run app.py
+	bash scripts/run-app.sh "$(PY)" "$(DB)"
 
-test: install browser
+test: install browser postgres
 	$(PY) -m pytest -n 2 --dist loadfile
 
 # ruff (lint and import order) and mypy (types), both configured in pyproject.toml; main is clean under both.

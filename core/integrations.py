@@ -28,6 +28,9 @@ ACTIONER_PREFIX = {"webhook": "webhook", "smtp": "email"}  # kind → how an act
 ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # "Bearer ${TICKETING_TOKEN}" in a header value
+# Where a system is may differ per environment (a test gateway, staging, production): ``url``, ``host`` and
+# ``port`` may say "${VARIABLE}" or "${VARIABLE:-default}", taken from the environment the engine runs in.
+LOCATION_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 # Headers Runledger sets itself: a declaration may not override what makes a request idempotent or signed.
 OWN_HEADERS = frozenset({"idempotency-key", "x-runledger-signature", "x-runledger-timestamp", "content-type",
@@ -111,12 +114,37 @@ def _fail(path: str) -> Any:
     return fail
 
 
-def parse_integration(text: str, path: str) -> IntegrationSpec:
-    """An integration from its YAML text. Raises ``IntegrationError`` naming the file, the field, what was
-    expected and the fix."""
+def _locate(doc: dict[str, Any], env: Mapping[str, str], fail: Any) -> dict[str, Any]:
+    """``doc`` with ``${VARIABLE}`` / ``${VARIABLE:-default}`` in ``url``, ``host`` and ``port`` taken from
+    ``env``; a variable that is not set and has no default is the file's error."""
+    out = dict(doc)
+    for key in ("url", "host", "port"):
+        value = doc.get(key)
+        if not isinstance(value, str) or "${" not in value:
+            continue
+
+        def resolve(m: re.Match[str], key: str = key) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env and env[name] != "":
+                return env[name]
+            if default is None:
+                raise fail(key, f"the variable {name} set, or a default written ${{{name}:-value}}",
+                           f"${{{name}}} with {name} not set", f"set {name}, or give a default")
+            return default
+
+        located = LOCATION_REF.sub(resolve, value)
+        out[key] = int(located) if key == "port" and located.isdigit() else located
+    return out
+
+
+def parse_integration(text: str, path: str, env: Mapping[str, str] | None = None) -> IntegrationSpec:
+    """An integration from its YAML text, its location variables taken from ``env`` (none given: each
+    location's default). Raises ``IntegrationError`` naming the file, the field, what was expected and
+    the fix."""
     fail = _fail(path)
     doc = read_yaml_mapping(text, path, IntegrationError,
                             "write the integration as one YAML mapping with id, kind and its settings")
+    doc = _locate(doc, env or {}, fail)
     kind = doc.get("kind")
     if kind not in KINDS:
         raise fail("kind", f"one of {', '.join(KINDS)}", kind if "kind" in doc else "nothing",
@@ -238,9 +266,10 @@ class IntegrationsReport:
         return {spec.actioner: spec for _, spec in self.integrations}
 
 
-def load_integration_files(directory: str | Path) -> IntegrationsReport:
-    """Every ``*.yaml``/``*.yml`` file of ``directory`` (none if it does not exist); a file that does not
-    parse, or that repeats another's id, is an error of its own and the others still load."""
+def load_integration_files(directory: str | Path, env: Mapping[str, str] | None = None) -> IntegrationsReport:
+    """Every ``*.yaml``/``*.yml`` file of ``directory`` (none if it does not exist), located by ``env``; a
+    file that does not parse, or that repeats another's id, is an error of its own and the others still
+    load."""
     report = IntegrationsReport()
     folder = Path(directory)
     if not folder.is_dir():
@@ -248,7 +277,7 @@ def load_integration_files(directory: str | Path) -> IntegrationsReport:
     seen: dict[str, str] = {}
     for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
         try:
-            spec = parse_integration(path.read_text(encoding="utf-8"), str(path))
+            spec = parse_integration(path.read_text(encoding="utf-8"), str(path), env)
         except IntegrationError as exc:
             report.errors.append(exc)
             continue

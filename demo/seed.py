@@ -18,8 +18,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from demo.gateway import DemoGateway, outages_path, save_outages
 from demo.world import KYC_CRON, SUPPLIER_CRON, World, build_world, fire_times
 from engine import commands
+from engine.actioners.modules import EvidenceRequestsActioner
 from engine.authz import hash_password, load_actor
 from engine.clock import SimulatedClock, SystemClock
 from engine.runtime import Engine
@@ -27,7 +29,6 @@ from engine.signals import deliver_signal
 from store import items as item_store
 from store.imports import import_file
 from store.members import count_members, create_member
-from store.records import add_outage
 from store.registers import read_registers
 from store.runs import read_runs_table
 from store.sources import create_source
@@ -64,8 +65,7 @@ def seed_demo(path: str, definitions_dir: str | Path = "definitions", until: dt.
     if not workspace_is_empty(ws):
         raise RuntimeError(f"{path} already holds a workspace; the demo seeds only an empty one")
     # A batch spans about a simulated minute, so the per-batch re-check sees changes made meanwhile.
-    engine = Engine(ws, clock, definitions_dir, messaging_latency=MESSAGING_LATENCY_SECONDS,
-                    batch_target_seconds=60)
+    engine = Engine(ws, clock, definitions_dir, batch_target_seconds=60)
     world = build_world(seed, until)
     say(f"Seeding the demo workspace {path} (seed {seed}), {DEMO_START:%Y-%m-%d} → {until:%Y-%m-%d %H:%M} UTC")
     seed_members_and_sources(ws)
@@ -83,7 +83,13 @@ def seed_demo(path: str, definitions_dir: str | Path = "definitions", until: dt.
     report = engine.load_definitions(actor="member:admin")
     for err in report.errors:
         say(f"  definition rejected: {err}")
-    _play(engine, clock, world, until, say)
+    # The credit union's messaging gateway, where its integration file says it is, on the simulated clock.
+    gateway = DemoGateway(clock, *messaging_location(engine), latency_seconds=MESSAGING_LATENCY_SECONDS).start()
+    try:
+        _play(engine, clock, gateway, world, until, say)
+    finally:
+        gateway.stop()
+    save_outages(outages_path(path), gateway.outages)
     ws.now = SystemClock().now  # from here on the workspace lives on the real clock
     with ws.read() as conn:
         n_runs = len(read_runs_table(conn, limit=100_000))
@@ -92,7 +98,17 @@ def seed_demo(path: str, definitions_dir: str | Path = "definitions", until: dt.
     return engine
 
 
-def _play(engine: Engine, clock: SimulatedClock, world: World, until: dt.datetime,
+def messaging_location(engine: Engine) -> tuple[str, int]:
+    """Where the engine's ``messaging`` integration sends (integrations/messaging.yaml, located by the
+    environment): the demo's gateway listens there."""
+    for _, spec, _ in engine.integrations.taken:
+        if spec.id == EvidenceRequestsActioner.integration:
+            return spec.host, spec.port
+    raise RuntimeError(f"the demo needs the messaging integration: {engine.integrations_dir}/messaging.yaml "
+                       "is missing or was refused")
+
+
+def _play(engine: Engine, clock: SimulatedClock, gateway: DemoGateway, world: World, until: dt.datetime,
           say: Callable[[str], None]) -> None:
     ws = engine.ws
     sigrid = load_actor(ws, "sigrid")
@@ -113,9 +129,8 @@ def _play(engine: Engine, clock: SimulatedClock, world: World, until: dt.datetim
             say(f"  {at:%B %Y} …")
         if kind == "fire":
             engine.fire(data["definition_id"], at)
-        elif kind == "outage":
-            with ws.transaction() as tx:
-                add_outage(tx, "messaging", data["starts_at"], data["ends_at"], data["reason"], "engine:demo")
+        elif kind == "outage":  # the gateway's own trouble: nothing of it is written in the workspace
+            gateway.add_outage(data["starts_at"], data["ends_at"], data["reason"])
         elif kind == "aml_failure" or kind == "aml_pass":
             _aml(ws, at, data, failed=kind == "aml_failure")
             engine.dispatch_events()

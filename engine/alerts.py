@@ -18,6 +18,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -71,7 +72,7 @@ def _routes(tx: Tx, run: Mapping[str, Any]) -> list[AlertPolicy]:
     out = []
     for row in declared:
         try:
-            spec = parse_integration(row["content"], row["integration_id"])
+            spec = parse_integration(row["content"], row["integration_id"], os.environ)
         except IntegrationError:
             continue
         if spec.alerts is not None:

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.registers import RegisterError, RegisterSpec, parse_register
 from engine.catalog import DefinitionCatalog
+from engine.settings import declared_folder
 from store.registers import RESERVED, RegisterRefused, record_register_rejection, save_register_version
 from store.workspace import Workspace
 
@@ -21,11 +21,7 @@ log = logging.getLogger("runledger.registers")
 
 def resolve_registers_dir(explicit: str | Path | None, definitions_dir: str | Path) -> Path:
     """``--registers`` wins, then ``RUNLEDGER_REGISTERS``, then ``registers/`` beside the definitions."""
-    if explicit:
-        return Path(explicit)
-    if os.environ.get("RUNLEDGER_REGISTERS"):
-        return Path(os.environ["RUNLEDGER_REGISTERS"])
-    return Path(definitions_dir).resolve().parent / "registers"
+    return declared_folder(explicit, "RUNLEDGER_REGISTERS", definitions_dir, "registers")
 
 
 @dataclass

@@ -19,7 +19,6 @@ from apscheduler.triggers.cron import CronTrigger
 from core.definitions import LoadReport
 from core.states import IN_FLIGHT, ITEM_PENDING, OPEN_RUN_STATUSES
 from engine.actioners.base import ActionContext
-from engine.actioners.messaging import MessagingIntegration
 from engine.actioners.modules import default_actioners
 from engine.alerts import deliver_due_alerts
 from engine.catalog import DefinitionCatalog
@@ -46,7 +45,7 @@ def schedule_event_id(definition_id: str, fire_time: dt.datetime) -> str:
 
 class Engine:
     def __init__(self, ws: Workspace, clock: Clock | None = None, definitions_dir: str | Path = "definitions",
-                 messaging_latency: float = 0.0, batch_max: int = 4000, actioners: dict[str, Any] | None = None,
+                 batch_max: int = 4000, actioners: dict[str, Any] | None = None,
                  batch_target_seconds: float = 0.5, intake_port: int | None = None,
                  registers_dir: str | Path | None = None, integrations_dir: str | Path | None = None) -> None:
         self.ws = ws
@@ -55,8 +54,10 @@ class Engine:
         self.registers_dir = resolve_registers_dir(registers_dir, definitions_dir)
         self.integrations_dir = resolve_integrations_dir(integrations_dir, definitions_dir)
         self.catalog = DefinitionCatalog(ws)
-        self.messaging = MessagingIntegration(ws, self.clock, messaging_latency)
-        ctx = ActionContext(self.clock, {"messaging": self.messaging})
+        # The declared integrations' actioners, by name ("email:messaging"): actioners that send through one
+        # (an evidence request's e-mail) find it here; filled in place each time the folder loads.
+        self.integration_actioners: dict[str, Any] = {}
+        ctx = ActionContext(self.clock, {"integrations": self.integration_actioners})
         self._actioners = actioners or default_actioners()  # given ones win over declared integrations
         self.executor = Executor(ws, self.clock, self.catalog, dict(self._actioners), ctx,
                                  batch_max=batch_max, batch_target_seconds=batch_target_seconds)
@@ -75,6 +76,8 @@ class Engine:
     def load_integrations(self, actor: str = "engine:loader") -> IntegrationLoadReport:
         """The integrations folder: versions taken into the workspace, actioners built for definitions."""
         self.integrations, built = load_integration_folder(self.ws, self.integrations_dir, actor)
+        self.integration_actioners.clear()
+        self.integration_actioners.update(built)
         self.executor.actioners = {**built, **self._actioners}
         return self.integrations
 

@@ -1,4 +1,5 @@
-"""Numbers read from the environment (``RUNLEDGER_*``), each checked once, in one way.
+"""Settings read from the environment (``RUNLEDGER_*``), each checked once, in one way: numbers, and where
+an organization's declared folders are.
 
 A mistyped setting must stop the process with a sentence naming the variable, what it must be and how to
 fall back to the default — not with ``could not convert string to float`` from deep inside a page or job.
@@ -7,6 +8,18 @@ fall back to the default — not with ``could not convert string to float`` from
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+
+def declared_folder(explicit: str | Path | None, env: str, definitions_dir: str | Path, name: str) -> Path:
+    """Where a folder of declarations is: the command line's ``explicit`` wins, then ``$env``, then ``name/``
+    beside the definitions folder (an organization keeps its registers, integrations and definitions
+    together)."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(env):
+        return Path(os.environ[env])
+    return Path(definitions_dir).resolve().parent / name
 
 
 def number_from_env(name: str, default: float, unit: str, *, allow_zero: bool = False,

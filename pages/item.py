@@ -9,13 +9,14 @@ import pandas as pd
 import streamlit as st
 
 from core.integrations import describe_evidence
-from core.links import audit_link, query_params_dict, record_link, run_link, runs_link, subject_link
+from core.links import audit_link, query_params_dict, record_link, run_link, subject_link
 from core.markup import md_escape, md_repr
 from core.periods import last_param
 from core.states import ITEM_FAILED
 from engine.commands import COMMAND_REFUSALS, NotEligible, check_retry_eligible, retry_item
 from store.views.run_pages import read_entity_audit, read_item_detail
 from ui.colors import OUTCOME_BADGES
+from ui.page_stops import stop_at_runs
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
 from ui.tables import show_table
@@ -25,18 +26,12 @@ engine = current_engine()
 actor = actor_or_stop()
 item_id = (last_param(query_params_dict(st.query_params), "id") or "").strip()
 if not item_id:
-    st.title("Run item")
-    st.info("No item chosen. Open a run, then one of its items.")
-    st.page_link(runs_link().page, label="Go to Runs", icon=":material/list_alt:")
-    st.stop()
+    stop_at_runs("Run item", "No item chosen. Open a run, then one of its items.")
 with engine.ws.read() as conn:
     item = read_item_detail(conn, item_id)
 if item is None:
-    st.title("Run item")
-    st.error(f"There is no run item {md_repr(item_id)} in this workspace. Item ids look like RUN-000042-000007; "
-             "open the run and pick the item from its list.")
-    st.page_link(runs_link().page, label="Go to Runs", icon=":material/list_alt:")
-    st.stop()
+    stop_at_runs("Run item", f"There is no run item {md_repr(item_id)} in this workspace. Item ids look like "
+                 "RUN-000042-000007; open the run and pick the item from its list.", error=True)
 
 run = item["run"]
 st.title(f"Item {item_id}")

@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from core.links import Link, audit_link, definition_link, query_params_dict, run_link, runs_link
+from core.links import Link, audit_link, definition_link, query_params_dict, run_link
 from core.markup import md_escape, md_repr
 from core.periods import last_param
 from core.roles import PERMISSION_ROLES
@@ -23,6 +23,7 @@ from store.views.run_pages import (
     read_run_detail,
 )
 from ui.colors import STATUS_BADGES
+from ui.page_stops import stop_at_runs
 from ui.run_actions import render_cancel, render_retry, show_last_result
 from ui.run_views import KNOWN_OUTCOMES, breakdown_figure, duration_seconds, items_frame
 from ui.runtime import current_engine
@@ -36,18 +37,12 @@ params = query_params_dict(st.query_params)
 run_id = (last_param(params, "id") or "").strip()
 
 if not run_id:
-    st.title("Run")
-    st.info("No run chosen. Open one from the Runs page.")
-    st.page_link(runs_link().page, label="Go to Runs", icon=":material/list_alt:")
-    st.stop()
+    stop_at_runs("Run", "No run chosen. Open one from the Runs page.")
 with engine.ws.read() as conn:
     run = read_run_detail(conn, run_id)
 if run is None:
-    st.title("Run")
-    st.error(f"There is no run {md_repr(run_id)} in this workspace. Check the link (run ids look like RUN-000042), "
-             "or find the run on the Runs page.")
-    st.page_link(runs_link().page, label="Go to Runs", icon=":material/list_alt:")
-    st.stop()
+    stop_at_runs("Run", f"There is no run {md_repr(run_id)} in this workspace. Check the link (run ids look like "
+                 "RUN-000042), or find the run on the Runs page.", error=True)
 
 shown: dict[str, Any] = run  # found (narrowed for the functions below, which mypy cannot see into)
 st.title(f"Run {run_id}")

@@ -136,8 +136,6 @@ def compose_claims(facts: IntegrityFacts, chain: ChainVerdict) -> tuple[Claim, .
         )),
         Claim("once", "No action was executed twice.", (
             Fact("Idempotency keys with more than one downstream record.", facts.keys_with_several_records, True),
-            Fact("Idempotency keys the messaging system delivered more than once.",
-                 facts.keys_with_several_deliveries, True),
             Fact("Items with more than one successful attempt in the attempt log.", facts.items_succeeded_twice,
                  True),
             Fact("Attempts after an item's first (retries of failed items), each under the item's one "
@@ -151,14 +149,12 @@ def compose_claims(facts: IntegrityFacts, chain: ChainVerdict) -> tuple[Claim, .
             Fact(f"Items skipped because the condition or a guard no longer held at the re-check just before "
                  f"acting ({_n(cond.never_attempted, 'was', 'were')} never handed to an actioner).", cond.items),
             Fact("Of those, items with any trace of acting: a record, a successful attempt, an "
-                 "idempotency-ledger entry or a delivered message.", cond.with_trace, True),
+                 "idempotency-ledger entry.", cond.with_trace, True),
             Fact(f"Other skipped items (dismissed by an approver: {dismissed.items:,}; cancelled: "
                  f"{cancelled.items:,}) with any trace of acting.", dismissed.with_trace + cancelled.with_trace,
                  True),
             Fact("Records created by items whose outcome is neither succeeded nor idempotent-replay"
                  + (f" ({unacted})." if unacted else "."), sum(facts.records_by_unacted_outcome.values()), True),
-            Fact("Messages delivered for the period's items with no evidence request recorded.",
-                 facts.deliveries_without_record, True),
         ), scope_note=(
             f"What this shows: the engine checks each subject against the condition again just before acting, "
             f"and records a failed re-check as a skipped item with its reason; {skipped_verdict}. "

@@ -96,6 +96,14 @@ def _v7_integrations(conn: sa.Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE item_attempts ADD COLUMN evidence VARCHAR")
 
 
+def _v8_no_stand_in_messaging(conn: sa.Connection) -> None:
+    """The demo's messaging system is a real SMTP server now (demo/gateway.py), which keeps its own ledger:
+    the two tables that stood in for it inside the workspace (its deliveries and its outage windows) go.
+    Nothing of Runledger's own history was in them; each delivery's evidence is on its attempt."""
+    conn.exec_driver_sql("DROP TABLE IF EXISTS messaging_deliveries")
+    conn.exec_driver_sql("DROP TABLE IF EXISTS integration_outages")
+
+
 MIGRATIONS: list[tuple[int, Callable[[sa.Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_indexes),
@@ -104,6 +112,7 @@ MIGRATIONS: list[tuple[int, Callable[[sa.Connection], None]]] = [
     (5, _v5_declared_registers),
     (6, _v6_member_identity),
     (7, _v7_integrations),
+    (8, _v8_no_stand_in_messaging),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

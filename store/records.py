@@ -60,32 +60,6 @@ def insert_idempotency(tx: Tx, rows: Sequence[dict[str, Any]] | Columns) -> None
         append_rows(tx, s.idempotency_records, rows)
 
 
-def read_delivery(conn: sa.Connection, key: str) -> dict[str, Any] | None:
-    row = conn.execute(sa.select(s.messaging_deliveries).where(
-        s.messaging_deliveries.c.idempotency_key == key)).mappings().first()
-    return dict(row) if row else None
-
-
-def record_delivery(tx: Tx, key: str, message_id: str, recipient: str) -> None:
-    tx.conn.execute(s.messaging_deliveries.insert().values(
-        idempotency_key=key, message_id=message_id, recipient=recipient, delivered_at=tx.now()))
-
-
-def read_active_outage(conn: sa.Connection, integration: str, at: dt.datetime) -> dict[str, Any] | None:
-    row = conn.execute(sa.select(s.integration_outages).where(
-        s.integration_outages.c.integration == integration, s.integration_outages.c.starts_at <= at,
-        s.integration_outages.c.ends_at > at)).mappings().first()
-    return dict(row) if row else None
-
-
-def add_outage(tx: Tx, integration: str, starts_at: dt.datetime, ends_at: dt.datetime, reason: str,
-               actor: str) -> None:
-    tx.conn.execute(s.integration_outages.insert().values(
-        integration=integration, starts_at=starts_at, ends_at=ends_at, reason=reason))
-    tx.audit(actor, "integration.outage_recorded", "integration", integration,
-             {"starts_at": starts_at.isoformat(), "ends_at": ends_at.isoformat(), "reason": reason})
-
-
 def read_record(conn: sa.Connection, module: str, record_id: str) -> dict[str, Any] | None:
     t = RECORD_TABLES[module]
     key = list(t.primary_key.columns)[0]

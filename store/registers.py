@@ -168,6 +168,20 @@ def _existing_columns(conn: sa.Connection, table: str) -> set[str] | None:
     return set(conn.execute(sa.text(f'SELECT * FROM "{table}" LIMIT 0')).keys())
 
 
+def _create_register_table(conn: sa.Connection, table: sa.Table) -> None:
+    """A declared register's table. On DuckDB its key is NOT NULL but not a PRIMARY KEY: DuckDB keeps a key's
+    index in memory, whole, and within one transaction (an import is one) cannot spill it, so a register of
+    ten million subjects would need gigabytes to import (bench/RESULTS.md, "A 1 GB register file"). Keys stay
+    unique by the one load path, which refuses a load whose rows repeat a key and inserts only keys the
+    table does not hold (``store.subjects.apply_load``)."""
+    if conn.dialect.name != "duckdb":
+        table.create(conn)
+        return
+    plain = sa.Table(table.name, sa.MetaData(), *(
+        sa.Column(col.name, col.type, nullable=col.nullable and not col.primary_key) for col in table.columns))
+    plain.create(conn)
+
+
 def save_register_version(tx: Tx, spec: RegisterSpec, source_path: str, actor: str) -> int | None:
     """Take a declaration: a new register gets its table, a changed one the fields it adds; returns the new
     version (None when the content is the version in effect). An incompatible change raises
@@ -189,7 +203,7 @@ def save_register_version(tx: Tx, spec: RegisterSpec, source_path: str, actor: s
     table = table_for(spec)
     have = _existing_columns(c, spec.id)
     if have is None:
-        table.create(c)
+        _create_register_table(c, table)
     else:  # a new declaration of a table that exists (an upgraded workspace), or fields added
         for column in table.columns:
             if column.name not in have:

@@ -336,20 +336,6 @@ idempotency_records = sa.Table(
 )
 
 # --- integrations -------------------------------------------------------------------------------
-messaging_deliveries = sa.Table(  # the messaging system's own ledger: it dedupes by key
-    "messaging_deliveries", metadata,
-    _id("idempotency_key"),
-    sa.Column("message_id", sa.String, nullable=False),
-    sa.Column("recipient", sa.String, nullable=False),
-    sa.Column("delivered_at", TS, nullable=False),
-)
-integration_outages = sa.Table(
-    "integration_outages", metadata,
-    sa.Column("integration", sa.String, primary_key=True),
-    sa.Column("starts_at", TS, primary_key=True),
-    sa.Column("ends_at", TS, nullable=False),
-    sa.Column("reason", sa.String, nullable=False),
-)
 intake_sources = sa.Table(
     "intake_sources", metadata,
     _id("source_id"),

@@ -109,6 +109,12 @@ def apply_load(tx: Tx, reg: Register, staged: sa.Table, *, origin: str, source: 
     result = LoadResult(new_import_id(tx), reg.kind,
                         rows=int(c.execute(sa.select(sa.func.count()).select_from(staged)).scalar_one()),
                         refused=refused)
+    # The register's key is unique because this is the one way rows get in (on DuckDB no constraint says so:
+    # store.registers._create_register_table): rows that repeat a key are a caller's error, never written.
+    repeated = c.execute(sa.select(staged.c[key]).group_by(staged.c[key]).having(sa.func.count() > 1)
+                         .limit(1)).first()
+    if repeated is not None:
+        raise ValueError(f"the rows loaded into {reg.kind} repeat the key {repeated[0]!r}; each subject once")
 
     # --- what the load does, read before anything is written -------------------------------------------
     existing = sa.select(staged.c[key]).select_from(staged.join(t, on))

@@ -114,6 +114,12 @@ def _note_write(conn: sa.Connection, cursor: Any, statement: str, parameters: An
         conn.info[WROTE] = True
 
 
+# PostgreSQL advisory lock keys (any two fixed numbers no other application on the database uses): one
+# serialises appending to the audit chain across processes, the other creating or upgrading the schema.
+AUDIT_APPEND_LOCK = 0x52554E4C0001  # "RUNL" 1
+SCHEMA_UPGRADE_LOCK = 0x52554E4C0002
+
+
 class Workspace:
     """The opened store. Thread-safe: each call takes its own pooled connection."""
 
@@ -147,6 +153,8 @@ class Workspace:
             # header survived fails here, before anything is written to it.
             if not read_only:
                 with self.engine.begin() as conn:
+                    if not self.is_duckdb:  # processes starting together: one creates or upgrades it
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_UPGRADE_LOCK})
                     upgrade_schema(conn)
             else:
                 with self.engine.connect() as conn:
@@ -179,6 +187,10 @@ class Workspace:
                     yield tx
                     if tx.entries:
                         from store.bulk import append_columns  # store.bulk builds on Tx: import late
+                        if not self.is_duckdb:
+                            # Other processes write this database too: the chain's head is read and
+                            # extended by one transaction at a time, the lock held to its commit.
+                            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_APPEND_LOCK})
                         append_columns(tx, audit_log,
                                        audit_mod.chain_columns(tx.entries, audit_mod.read_chain_head(conn)))
                     wrote = conn.info.pop(WROTE, True)

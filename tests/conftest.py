@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import hashlib
+import os
 import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -20,12 +21,17 @@ from typing import Any
 import pytest
 
 from engine.runtime import Engine
+from tests.receivers import free_port
 from tests.support import DEMO_TODAY, UTC, build_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CACHE = ROOT / "tests" / ".demo-cache"
 DEMO_SOURCES = ("core", "store", "engine", "demo", "definitions", "registers")
 DEMO_FIXTURES = {"demo_quarter_path", "demo_today_path"}
+
+# The demo's messaging gateway listens where integrations/messaging.yaml says: a port of this test process's
+# own, so two workers seeding demos at once (or a `make run` beside the tests) never meet on one.
+os.environ["RUNLEDGER_MESSAGING_PORT"] = str(free_port())
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

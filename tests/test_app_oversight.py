@@ -27,26 +27,26 @@ def _awaiting(n: int) -> list[str]:
 
 # --- failed items ---------------------------------------------------------------------------------------
 def test_failed_items_are_grouped_and_bulk_retried(app_workspace: str) -> None:
-    run_id = _run_failed_on_outage()
-    failed = sql("SELECT count(*) FROM run_items WHERE run_id = :r AND outcome = 'failed'", r=run_id)[0][0]
-    at = open_app("sigrid", page=PAGES["failed"][0])
-    groups = at.dataframe[0].value
-    assert groups["Items"].sum() == failed and set(groups["Class"]) == {"transient"}
-    _button(at, "Plan a bulk retry").click().run()
-    assert any(f"{failed:,} of {failed:,} failed items are eligible" in m.value for m in at.markdown)
-    _button(at, "Retry all").click().run()
-    assert any("Bulk retry finished" in s.value for s in at.success)
-    assert sql("SELECT count(*) FROM run_items WHERE outcome = 'failed'") == [(0,)]
+    with _run_failed_on_outage() as run_id:
+        failed = sql("SELECT count(*) FROM run_items WHERE run_id = :r AND outcome = 'failed'", r=run_id)[0][0]
+        at = open_app("sigrid", page=PAGES["failed"][0])
+        groups = at.dataframe[0].value
+        assert groups["Items"].sum() == failed and set(groups["Class"]) == {"transient"}
+        _button(at, "Plan a bulk retry").click().run()
+        assert any(f"{failed:,} of {failed:,} failed items are eligible" in m.value for m in at.markdown)
+        _button(at, "Retry all").click().run()
+        assert any("Bulk retry finished" in s.value for s in at.success)
+        assert sql("SELECT count(*) FROM run_items WHERE outcome = 'failed'") == [(0,)]
 
 
 def test_failed_items_filters_live_in_the_url_and_viewers_cannot_retry(app_workspace: str) -> None:
-    _run_failed_on_outage()
-    at = open_app("viewer", page=PAGES["failed"][0], params={"definition": "aml-monitor-failure"})
-    assert any("No failed items" in s.value for s in at.success)
-    at = open_app("viewer", page=PAGES["failed"][0], params={"from": "not-a-date"})
-    assert any("not a date" in w.value for w in at.warning)
-    _button(at, "Plan a bulk retry").click().run()
-    assert _button(at, "Retry all").disabled
+    with _run_failed_on_outage():
+        at = open_app("viewer", page=PAGES["failed"][0], params={"definition": "aml-monitor-failure"})
+        assert any("No failed items" in s.value for s in at.success)
+        at = open_app("viewer", page=PAGES["failed"][0], params={"from": "not-a-date"})
+        assert any("not a date" in w.value for w in at.warning)
+        _button(at, "Plan a bulk retry").click().run()
+        assert _button(at, "Retry all").disabled
 
 
 # --- approvals ------------------------------------------------------------------------------------------

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
 
 from core.links import PAGES
+from demo.gateway import DemoGateway
+from demo.seed import messaging_location
 from engine.authz import NotAuthorized, load_actor
 from engine.commands import cancel_run
-from store.records import add_outage
 from store.runs import create_run, mark_event_dispatched, read_undispatched_events
 from store.subjects import insert_subjects, record_trigger_event
 from tests.apptest_support import app_engine, open_app
@@ -157,25 +160,28 @@ def test_a_viewer_sees_cancel_disabled_and_the_engine_refuses_anyway(app_workspa
     assert sql("SELECT count(*) FROM audit_log WHERE event = 'command.refused' AND entity_id = :r", r=run_id) == [(1,)]
 
 
-def _run_failed_on_outage() -> str:
-    """KYC evidence requests fired during a messaging outage, which ends once the run has finished: every
-    item fails transiently, and a retry afterwards succeeds — whatever the machine's load (the outage ends
-    when the test says so, not after a second of the real clock)."""
+@contextmanager
+def _run_failed_on_outage() -> Iterator[str]:
+    """KYC evidence requests fired while the messaging gateway (a real SMTP server) is down, which it stops
+    being once the run has finished: every item fails transiently, and a retry afterwards succeeds —
+    whatever the machine's load (the outage ends when the test says so, not after a second of the real
+    clock)."""
     engine = app_engine()
     _due_accounts()
     now = engine.clock.now()
-    with engine.ws.transaction() as tx:
-        add_outage(tx, "messaging", now - dt.timedelta(minutes=1), now + dt.timedelta(days=1),
-                   "test outage", "member:admin")
-    [run_id] = engine.fire("kyc-weekly-review", kind="manual", actor_name="member:sigrid")
-    with engine.ws.transaction() as tx:  # the gateway is back
-        tx.conn.execute(sa.text("UPDATE integration_outages SET ends_at = :t WHERE reason = 'test outage'"),
-                        {"t": engine.clock.now()})
-    return run_id
+    with DemoGateway(engine.clock, *messaging_location(engine)) as gateway:
+        gateway.add_outage(now - dt.timedelta(minutes=1), now + dt.timedelta(days=1), "test outage")
+        [run_id] = engine.fire("kyc-weekly-review", kind="manual", actor_name="member:sigrid")
+        gateway.outages.clear()  # the gateway is back
+        yield run_id
 
 
 def test_retry_shows_the_plan_then_recovers_transient_failures(app_workspace: str) -> None:
-    run_id = _run_failed_on_outage()
+    with _run_failed_on_outage() as run_id:
+        _retry_shows_the_plan_then_recovers(run_id)
+
+
+def _retry_shows_the_plan_then_recovers(run_id: str) -> None:
     failed = sql("SELECT count(*) FROM run_items WHERE run_id = :r AND outcome = 'failed'", r=run_id)[0][0]
     assert failed > 0
     at = open_app("sigrid", page=RUN, params={"id": run_id})
@@ -203,13 +209,14 @@ def test_an_item_shows_its_attempts_record_and_audit(app_workspace: str) -> None
 
 
 def test_a_failed_item_offers_retry_only_to_operators(app_workspace: str) -> None:
-    run_id = _run_failed_on_outage()
-    [(item_id,)] = sql("SELECT item_id FROM run_items WHERE run_id = :r AND outcome = 'failed' LIMIT 1", r=run_id)
-    at = open_app("viewer", page=ITEM, params={"id": item_id})
-    assert [b for b in at.button if b.label == "Retry this item"][0].disabled
-    at = open_app("sigrid", page=ITEM, params={"id": item_id})
-    [b for b in at.button if b.label == "Retry this item"][0].click().run()
-    assert any("now succeeded" in s.value for s in at.success)
+    with _run_failed_on_outage() as run_id:
+        [(item_id,)] = sql("SELECT item_id FROM run_items WHERE run_id = :r AND outcome = 'failed' LIMIT 1",
+                           r=run_id)
+        at = open_app("viewer", page=ITEM, params={"id": item_id})
+        assert [b for b in at.button if b.label == "Retry this item"][0].disabled
+        at = open_app("sigrid", page=ITEM, params={"id": item_id})
+        [b for b in at.button if b.label == "Retry this item"][0].click().run()
+        assert any("now succeeded" in s.value for s in at.success)
 
 
 def test_hostile_subject_text_renders_as_text(app_workspace: str) -> None:

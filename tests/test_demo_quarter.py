@@ -182,13 +182,20 @@ def test_no_idempotency_key_was_executed_twice(db) -> None:
     assert one(db, "SELECT count(*) - count(DISTINCT idempotency_key) FROM idempotency_records") == 0
     assert one(db, f"SELECT count(*) - count(DISTINCT idempotency_key) FROM ({RECORDS})") == 0
     assert one(db, "SELECT count(*) - count(DISTINCT idempotency_key) FROM run_items") == 0
-    assert one(db, "SELECT count(*) - count(DISTINCT idempotency_key) FROM messaging_deliveries") == 0
+    assert one(db, "SELECT count(*) - count(DISTINCT message_id) FROM evidence_requests") == 0
     # Every attempt that acted succeeded at most once per key, and the ledger matches the records.
     assert rows(db, """SELECT i.idempotency_key FROM item_attempts a JOIN run_items i USING (item_id)
                       WHERE a.outcome = 'succeeded' GROUP BY 1 HAVING count(*) > 1""") == []
     assert sorted(rows(db, "SELECT idempotency_key, record_ref FROM idempotency_records")) == sorted(
         rows(db, f"SELECT idempotency_key, module || ':' || record_id FROM ({RECORDS})"))
-    assert one(db, "SELECT count(*) FROM messaging_deliveries") == one(db, "SELECT count(*) FROM evidence_requests")
+    # Each evidence request went out as one message through the messaging gateway (a real SMTP server): its
+    # Message-ID derived from the item's key, and the gateway's acceptance of it kept on the attempt.
+    assert one(db, "SELECT count(*) FROM evidence_requests WHERE message_id <> idempotency_key || '@runledger'") == 0
+    assert one(db, """SELECT count(*) FROM item_attempts WHERE record_ref LIKE 'evidence_requests:%'
+                      AND (json_extract_string(evidence, '$.kind') <> 'smtp'
+                           OR json_array_length(json_extract(evidence, '$.accepted')) <> 1)""") == 0
+    assert one(db, "SELECT count(*) FROM item_attempts WHERE record_ref LIKE 'evidence_requests:%'") == one(
+        db, "SELECT count(*) FROM evidence_requests")
 
 
 def test_the_audit_chain_verifies(db) -> None:

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from engine.intake.server import discovery_path
 from store.workspace import Workspace
+from tests.receivers import Mailbox, smtp_server
 
 pytestmark = pytest.mark.slow  # a dozen CLI processes and a served engine
 
@@ -95,10 +96,13 @@ def _merchants(suspended: frozenset[str] = frozenset()) -> str:
 class Org:
     """The organization's folder: its workspace, registers, definitions, files and password files."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, mail: Mailbox) -> None:
         self.root, self.db = root, root / "org.duckdb"
-        for sub in ("registers", "definitions", "files"):
+        for sub in ("registers", "definitions", "files", "integrations"):
             (root / sub).mkdir()
+        # Its own mail relay, which its evidence requests go through.
+        (root / "integrations" / "messaging.yaml").write_text(
+            f"id: messaging\nkind: smtp\nhost: {mail.host}\nport: {mail.port}\nfrom: compliance@merchants.example\n")
         (root / "registers" / "merchants.yaml").write_text(MERCHANTS)
         (root / "definitions" / "merchant-kyb-review.yaml").write_text(KYB_REVIEW)
         (root / "definitions" / "merchant-suspended.yaml").write_text(SUSPENDED)
@@ -111,7 +115,8 @@ class Org:
 
     def cli(self, *args: str, ok: bool = True) -> str:
         cmd = [sys.executable, "-m", "engine", "--db", str(self.db), "--definitions",
-               str(self.root / "definitions"), "--registers", str(self.root / "registers"), *args]
+               str(self.root / "definitions"), "--registers", str(self.root / "registers"), "--integrations",
+               str(self.root / "integrations"), *args]
         done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120,
                               env={**os.environ, "RUNLEDGER_DB": ""})
         assert (done.returncode == 0) == ok, (args, done.stdout, done.stderr)
@@ -127,7 +132,11 @@ class Org:
 
 
 def test_an_organization_of_its_own_from_the_command_line(tmp_path: Path) -> None:
-    org = Org(tmp_path)
+    with smtp_server() as mail:
+        _an_organization_of_its_own(Org(tmp_path, mail), mail)
+
+
+def _an_organization_of_its_own(org: Org, mail: Mailbox) -> None:
     assert "admin ada" in org.cli("init", "--admin", "ada", "--password-file", org.password_file("ada"))
     org.cli("members", "add", "olga", "--roles", "operator", "--password-file", org.password_file("olga"),
             "--as", "ada")
@@ -147,6 +156,9 @@ def test_an_organization_of_its_own_from_the_command_line(tmp_path: Path) -> Non
     assert org.cli("fire", "merchant-kyb-review", "--as", "olga").strip() == "runs started: RUN-000001"
     assert org.query("SELECT subject_id, outcome FROM run_items WHERE run_id = 'RUN-000001' ORDER BY 1") == [
         ("M-001", "succeeded"), ("M-002", "succeeded")]  # M-003's review is not yet due
+    # Each evidence request reached its owner through the organization's relay, once.
+    assert sorted((to, b"KYB review due for" in raw) for to, raw in mail.messages) == [
+        (["olga@merchants.example"], True), (["olga@merchants.example"], True)]
 
     # No engine runs: the import dispatches the event itself, so its run exists when the command returns.
     changed = org.root / "files" / "merchants-2.csv"

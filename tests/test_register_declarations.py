@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from core.registers import RegisterError, parse_register
 from engine.registers import load_register_folder
 from store.registers import RESERVED
-from store.subjects import insert_subjects
+from store.subjects import insert_subjects, load_rows
 from store.workspace import Workspace
 
 MERCHANTS = """\
@@ -120,3 +120,29 @@ def test_an_incompatible_change_is_refused_once_and_the_version_in_effect_keeps_
                                            "city": "Tromsø"}])
     with ws.read() as conn:
         assert conn.execute(sa.text("SELECT status FROM merchants")).scalars().all() == ["suspended"]
+
+
+def test_each_subject_is_held_once_without_a_key_index_in_memory(ws: Workspace, tmp_path: Path) -> None:
+    """On DuckDB a register's key carries no PRIMARY KEY (its index would be held whole in memory by an
+    import of millions of rows): the one load path keeps it unique — a load whose rows repeat a key is
+    refused and writes nothing, and loading a key again changes its row instead of adding one."""
+    assert declare(ws, tmp_path / "registers", MERCHANTS) == []
+    with ws.read() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'merchants' "
+                                    "AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')")).scalar() == 0
+        assert conn.execute(sa.text("SELECT is_nullable FROM information_schema.columns WHERE table_name = "
+                                    "'merchants' AND column_name = 'merchant_id'")).scalar() == "NO"
+    with pytest.raises(ValueError, match=r"^the rows loaded into merchants repeat the key 'M-1'; each subject once$"):
+        with ws.transaction() as tx:
+            load_rows(tx, "merchants", [{"merchant_id": "M-1", "name": "A"}, {"merchant_id": "M-1", "name": "B"}],
+                      origin="test", source="test", actor="member:admin")
+    with ws.transaction() as tx:
+        load_rows(tx, "merchants", [{"merchant_id": "M-1", "name": "A"}], origin="test", source="test",
+                  actor="member:admin")
+    with ws.transaction() as tx:
+        load_rows(tx, "merchants", [{"merchant_id": "M-1", "name": "B"}], origin="test", source="test",
+                  actor="member:admin")
+    with ws.read() as conn:
+        assert conn.execute(sa.text("SELECT merchant_id, name FROM merchants")).all() == [("M-1", "B")]
+        assert conn.execute(sa.text("SELECT change FROM subject_changes WHERE register_id = 'merchants' "
+                                    "ORDER BY changed_at, change")).scalars().all() == ["added", "changed"]

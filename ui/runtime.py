@@ -11,7 +11,6 @@ import streamlit as st
 
 from engine.runtime import Engine
 from engine.serve import start_live
-from engine.settings import number_from_env
 from store.workspace import Workspace, resolve_workspace_path
 
 _open: weakref.WeakSet[Engine] = weakref.WeakSet()  # engines opened here and not yet released
@@ -47,10 +46,7 @@ def open_engine() -> Engine:
     """Opened once; ``on_release`` shuts the scheduler down so an edited app never runs two engines, and
     the server's end shuts it down too."""
     engine = Engine(Workspace(resolve_workspace_path()),
-                    definitions_dir=os.environ.get("RUNLEDGER_DEFINITIONS", "definitions"),
-                    # A slow messaging system, as some members' integrations are (seconds per delivery).
-                    messaging_latency=number_from_env("RUNLEDGER_MESSAGING_LATENCY_SECONDS", 0, "seconds",
-                                                      allow_zero=True))
+                    definitions_dir=os.environ.get("RUNLEDGER_DEFINITIONS", "definitions"))
     if os.environ.get("RUNLEDGER_ENGINE_LIVE", "1") != "0":  # tests may drive the engine themselves
         start_live(engine)
     else:

@@ -1,13 +1,21 @@
-"""The owning modules' actioners: findings, evidence requests, assessments, lifecycle instances."""
+"""The owning modules' actioners: findings, evidence requests (sent through the messaging integration),
+assessments, lifecycle instances."""
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from typing import Any
 
 from core.actions import ACTIONER_SPECS, SEVERITIES, ActionerSpec
-from engine.actioners.base import ActionContext, ActionRequest, CreatedRecord, DeterministicFailure, record_id
-from engine.actioners.messaging import MessagingIntegration
+from engine.actioners.base import (
+    ActionContext,
+    ActionRequest,
+    CreatedRecord,
+    DeterministicFailure,
+    TransientFailure,
+    record_id,
+)
 from store.audit import json_encoder
 
 _dumps_sorted = json_encoder(sort_keys=True)  # == json.dumps(v, sort_keys=True), built once
@@ -50,18 +58,40 @@ class FindingsActioner:
 
 
 class EvidenceRequestsActioner:
+    """An evidence request: a record in the register, and an e-mail to the person asked, sent through the
+    declared integration ``messaging`` (an SMTP one). The message is the request's delivery: if the
+    system does not take it, no request is recorded and the item fails as the system answered (transient
+    while it is down; a retry sends the same Message-ID, which the system recognises)."""
+
     spec = ACTIONER_SPECS["evidence_requests.create"]
+    integration = "messaging"
 
     def execute(self, req: ActionRequest, ctx: ActionContext) -> CreatedRecord:
         p = dict(req.params)
         _check_params(self.spec, p)
-        messaging: MessagingIntegration = ctx.services["messaging"]
-        message_id = messaging.deliver(req.idempotency_key, p["recipient"], p["title"])
+        mail = ctx.services.get("integrations", {}).get(f"email:{self.integration}")
+        if mail is None:
+            raise TransientFailure(
+                f"no '{self.integration}' integration is declared to deliver the request to {p['recipient']}: "
+                f"add integrations/{self.integration}.yaml (an smtp integration), then retry")
         rid = record_id("EVR", req.idempotency_key)
         due = (ctx.now() + dt.timedelta(days=p["due_in_days"])).date()
+        recipient = str(p["recipient"])
+        address = recipient if "@" in recipient else f"{recipient}@{mail.integration.sender.rsplit('@', 1)[1]}"
+        body = (f"{p['title']}\n\n{p.get('description') or ''}\n\nPlease send the evidence by {due:%Y-%m-%d}. "
+                f"Request {rid}, raised by the automation {req.definition_id} (run {req.run_id}).")
+        message = replace(req, params={"to": [address], "subject": p["title"], "body": body})
+        try:
+            sent = mail.execute(message, ctx)
+        except TransientFailure as exc:
+            raise TransientFailure(f"messaging system unavailable ({exc.cause}); the request to {recipient} was "
+                                   "not delivered. Retry once the messaging system is back.", exc.evidence,
+                                   exc.retry_after) from None
+        message_id = (sent.evidence or {}).get("message_id") or sent.ref
         row = _common(req, ctx, rid, "request_id", p["title"]) | {
-            "recipient": p["recipient"], "due_date": due, "message_id": message_id, "status": "requested"}
-        return CreatedRecord("evidence_requests", row, f"evidence_requests:{rid}")
+            "recipient": recipient, "due_date": due, "message_id": str(message_id).strip("<>"),
+            "status": "requested"}
+        return CreatedRecord("evidence_requests", row, f"evidence_requests:{rid}", sent.evidence)
 
 
 class AssessmentsActioner:

@@ -18,6 +18,7 @@ from core.integrations import IntegrationSpec, load_integration_files, parse_int
 from engine.integrations.secrets import missing_secrets
 from engine.integrations.smtp import EmailActioner
 from engine.integrations.webhook import WebhookActioner
+from engine.settings import declared_folder
 from store.integrations import read_integration_declarations, save_integration_version
 from store.workspace import Workspace
 
@@ -26,11 +27,7 @@ log = logging.getLogger("runledger.integrations")
 
 def resolve_integrations_dir(explicit: str | Path | None, definitions_dir: str | Path) -> Path:
     """``--integrations`` wins, then ``RUNLEDGER_INTEGRATIONS``, then ``integrations/`` beside the definitions."""
-    if explicit:
-        return Path(explicit)
-    if os.environ.get("RUNLEDGER_INTEGRATIONS"):
-        return Path(os.environ["RUNLEDGER_INTEGRATIONS"])
-    return Path(definitions_dir).resolve().parent / "integrations"
+    return declared_folder(explicit, "RUNLEDGER_INTEGRATIONS", definitions_dir, "integrations")
 
 
 @dataclass
@@ -47,7 +44,7 @@ def build_actioner(spec: IntegrationSpec) -> Any:
 
 def load_integration_folder(ws: Workspace, directory: Path, actor: str) -> tuple[IntegrationLoadReport, dict[str, Any]]:
     """Take every integration file of ``directory`` into the workspace; return the report and the actioners."""
-    found = load_integration_files(directory)
+    found = load_integration_files(directory, os.environ)
     report = IntegrationLoadReport(errors=[str(e) for e in found.errors])
     with ws.transaction() as tx:
         for path, spec in found.integrations:
@@ -77,7 +74,7 @@ def workspace_integrations(ws: Workspace) -> list[IntegrationSpec]:
     out = []
     for row in rows:
         try:
-            out.append(parse_integration(row["content"], f"{row['integration_id']}@v{row['version']}"))
+            out.append(parse_integration(row["content"], f"{row['integration_id']}@v{row['version']}", os.environ))
         except ValueError as exc:  # taken by an older Runledger under other rules: said, not fatal
             log.warning("integration %s v%s no longer parses: %s", row["integration_id"], row["version"], exc)
     return out

@@ -117,9 +117,14 @@ class EmailActioner(IntegrationActioner):
             evidence["reply"] = said
             failure = TransientFailure if 400 <= exc.smtp_code < 500 else DeterministicFailure
             raise failure(f"{it.id}: the server refused the message: {said}", evidence) from None
+        except smtplib.SMTPConnectError as exc:  # it answered the connection with a refusal (421: not now)
+            said = _reply(exc.smtp_code, exc.smtp_error)
+            evidence["reply"] = said
+            failure = TransientFailure if exc.smtp_code < 500 else DeterministicFailure
+            raise failure(f"{it.id}: the server refused the connection: {said}", evidence) from None
         except ssl.SSLError as exc:
             raise DeterministicFailure(f"{it.id}: {tls_failure(it.host, exc)}; nothing was sent", evidence) from None
-        except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError) as exc:  # refused, reset, timeout
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:  # refused, reset, timed out
             raise TransientFailure(f"{it.id}: could not deliver through {it.host}:{it.port} "
                                    f"({type(exc).__name__}: {exc}); a retry sends the same Message-ID",
                                    evidence) from None

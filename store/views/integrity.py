@@ -27,7 +27,7 @@ from core.states import (
     SUCCEEDED,
 )
 from store.records import RECORD_TABLES
-from store.schema import approvals, idempotency_records, item_attempts, messaging_deliveries, run_items, runs
+from store.schema import approvals, idempotency_records, item_attempts, run_items, runs
 from store.views.analytics import AnalyticsFilter, run_period_conds
 
 
@@ -51,14 +51,12 @@ class IntegrityFacts:
     orphan_records: int  # created in the period; their source item exists nowhere
     dangling_record_refs: int  # an item's record_ref that resolves to no record
     keys_with_several_records: int
-    keys_with_several_deliveries: int
     items_succeeded_twice: int  # more than one successful attempt on one item
     retry_attempts: int  # attempts after an item's first (retries after a failure)
     replays: int  # attempts answered from the idempotency ledger
     replays_not_original: int  # ... whose record differs from the ledger's original
     records_by_unacted_outcome: dict[str, int]  # item outcome (not succeeded/replay) → records
     skipped: dict[str, SkipFacts]  # condition | dismissed | cancelled
-    deliveries_without_record: int  # messages delivered for the period's items with no evidence request
     approvals_by_decision: dict[str, int]  # approved | dismissed | cancelled | open
     acted_without_approval_decision: int  # approval not granted (dismissed/cancelled/open) yet a trace
     records_before_approval: int  # record created before its approval was decided
@@ -150,10 +148,6 @@ def read_integrity_facts(conn: sa.Connection, f: AnalyticsFilter,
     keyed = rec.join(items, items.c.idempotency_key == rec.c.idempotency_key)
     several_keys = _count_groups_over_one(conn, rec.c.idempotency_key,
                                           sa.select(rec.c.idempotency_key).select_from(keyed))
-    delivered = messaging_deliveries.join(items, items.c.idempotency_key == messaging_deliveries.c.idempotency_key)
-    several_deliveries = _count_groups_over_one(
-        conn, messaging_deliveries.c.idempotency_key,
-        sa.select(messaging_deliveries.c.idempotency_key).select_from(delivered))
     attempts = item_attempts.join(items, items.c.item_id == item_attempts.c.item_id)
     twice = _count_groups_over_one(conn, item_attempts.c.item_id, sa.select(item_attempts.c.item_id)
                                    .select_from(attempts).where(item_attempts.c.outcome == SUCCEEDED))
@@ -172,14 +166,13 @@ def read_integrity_facts(conn: sa.Connection, f: AnalyticsFilter,
     return IntegrityFacts(
         records_by_definition_module=by_def_module, records_not_named_back=not_named_back,
         items_with_several_records=several_records, orphan_records=orphans, dangling_record_refs=dangling,
-        keys_with_several_records=several_keys, keys_with_several_deliveries=several_deliveries,
+        keys_with_several_records=several_keys,
         items_succeeded_twice=twice,
         retry_attempts=_scalar(conn, sa.select(sa.func.count()).select_from(attempts)
                                .where(item_attempts.c.attempt > 1)),
         replays=int(replay_rows.replays or 0),
         replays_not_original=int(replay_rows.mismatched or 0), records_by_unacted_outcome=unacted,
         skipped=_skip_facts(conn, items, rec),
-        deliveries_without_record=_deliveries_without_record(conn, items),
         approvals_by_decision=_approval_decisions(conn, f),
         acted_without_approval_decision=_acted_without_approval(conn, f, rec),
         records_before_approval=_records_before_approval(conn, f, rec),
@@ -192,12 +185,11 @@ def read_integrity_facts(conn: sa.Connection, f: AnalyticsFilter,
 
 
 def _trace_of_acting(item_id: Any, key: Any, rec: sa.Subquery) -> Any:
-    """Any evidence that an item's action ran: a record, a successful attempt, a ledger entry, a delivery."""
+    """Any evidence that an item's action ran: a record, a successful attempt, a ledger entry."""
     return sa.or_(
         sa.exists().where(rec.c.source_item_id == item_id),
         sa.exists().where(item_attempts.c.item_id == item_id, item_attempts.c.outcome.in_(ACTED_OUTCOMES)),
-        sa.exists().where(idempotency_records.c.idempotency_key == key),
-        sa.exists().where(messaging_deliveries.c.idempotency_key == key))
+        sa.exists().where(idempotency_records.c.idempotency_key == key))
 
 
 def _skip_kind(reason: Any) -> Any:
@@ -217,14 +209,6 @@ def _skip_facts(conn: sa.Connection, items: sa.Subquery, rec: sa.Subquery) -> di
     for r in rows:
         out[r.kind] = SkipFacts(int(r.items), int(r.never), int(r.trace))
     return out
-
-
-def _deliveries_without_record(conn: sa.Connection, items: sa.Subquery) -> int:
-    ev = RECORD_TABLES["evidence_requests"]
-    q = (sa.select(sa.func.count()).select_from(
-        messaging_deliveries.join(items, items.c.idempotency_key == messaging_deliveries.c.idempotency_key))
-         .where(~sa.exists().where(ev.c.idempotency_key == messaging_deliveries.c.idempotency_key)))
-    return _scalar(conn, q)
 
 
 def _approvals_in_scope(f: AnalyticsFilter) -> Any:

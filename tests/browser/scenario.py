@@ -6,8 +6,8 @@ the real engine before the server starts (the server then opens it, as after a r
   ``completed-with-failures``.
 - ``evidence-chase``: evidence requests for the same accounts, fired during a messaging outage that has
   ended by the time the browser looks — transient failures a retry recovers.
-- ``slow-evidence``: evidence requests for 30 accounts through a slow messaging system (the server runs
-  with ``RUNLEDGER_MESSAGING_LATENCY_SECONDS``), started from the browser and cancelled mid-run.
+- ``slow-evidence``: evidence requests for 30 accounts through a slow messaging gateway (the server's
+  gateway takes half a second a message), started from the browser and cancelled mid-run.
 - two regulator signals, whose runs wait for approval.
 """
 
@@ -90,10 +90,11 @@ def _accounts() -> list[dict]:
 
 def prepare(demo_path: str, tmp: Path) -> tuple[Path, Path]:
     """Copy the demo quarter, add the workflows' definitions and data, and run what must exist already."""
+    from demo.gateway import DemoGateway
+    from demo.seed import messaging_location
     from engine.clock import SystemClock
     from engine.runtime import Engine
     from engine.signals import deliver_signal
-    from store.records import add_outage
     from store.subjects import insert_subjects
     from store.workspace import Workspace
 
@@ -105,6 +106,7 @@ def prepare(demo_path: str, tmp: Path) -> tuple[Path, Path]:
     shutil.copytree(ROOT / "definitions", defs)
     for def_id, text in TEST_DEFINITIONS.items():
         (defs / f"{def_id}.yaml").write_text(text)
+    shutil.copytree(ROOT / "integrations", tmp / "integrations")  # the credit union's gateway, beside them
 
     clock = SystemClock()
     ws = Workspace(str(ws_path), now=clock.now)
@@ -116,10 +118,10 @@ def prepare(demo_path: str, tmp: Path) -> tuple[Path, Path]:
             insert_subjects(tx, "accounts", _accounts())
         engine.fire("risk-escalation", kind="manual", actor_name="member:sigrid")
         now = clock.now()
-        with ws.transaction() as tx:
-            add_outage(tx, "messaging", now - dt.timedelta(minutes=1), now + dt.timedelta(seconds=2),
-                       "planned maintenance overran", "member:admin")
-        engine.fire("evidence-chase", kind="manual", actor_name="member:sigrid")
+        with DemoGateway(clock, *messaging_location(engine)) as gateway:  # the gateway, down for maintenance
+            gateway.add_outage(now - dt.timedelta(minutes=1), now + dt.timedelta(seconds=2),
+                               "planned maintenance overran")
+            engine.fire("evidence-chase", kind="manual", actor_name="member:sigrid")
         for ref in ("NCUA-2026-31", "NCUA-2026-32"):
             deliver_signal(engine, "regulator-feed", {"reference": ref, "regulator": "NCUA",
                                                       "title": f"Rule change {ref}"})

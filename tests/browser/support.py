@@ -34,9 +34,17 @@ def _free_port() -> int:
 class AppServer:
     """``streamlit run app.py`` on its own workspace; the live engine runs inside it, as in production."""
 
-    def __init__(self, workspace: Path, log: Path, env: dict[str, str] | None = None, root: Path = ROOT) -> None:
-        """``root``: the checkout whose ``app.py`` it serves (a benchmark may compare two)."""
+    def __init__(self, workspace: Path, log: Path, env: dict[str, str] | None = None, root: Path = ROOT,
+                 gateway_latency: float = 0.0) -> None:
+        """``root``: the checkout whose ``app.py`` it serves (a benchmark may compare two). Beside it runs
+        the demo's messaging gateway (a real SMTP server, as ``make run`` starts it) on a port of its own,
+        each message taking ``gateway_latency`` seconds."""
+        from demo.gateway import DemoGateway
+        from engine.clock import SystemClock
+
         self.workspace = workspace
+        self.gateway = DemoGateway(SystemClock(), port=_free_port(), latency_seconds=gateway_latency).start()
+        env = {"RUNLEDGER_MESSAGING_PORT": str(self.gateway.port), **(env or {})}
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(log, "w")
@@ -69,6 +77,7 @@ class AppServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.log.close()
+        self.gateway.stop()
 
 
 def sign_in(page: object, server: AppServer, member: str, path: str = "", password: str | None = None) -> None:

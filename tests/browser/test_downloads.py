@@ -38,5 +38,8 @@ def test_a_viewer_cannot_open_an_export(app_server: AppServer, page) -> None:  #
     exports.first.wait_for()
     assert exports.count() >= 1 and all(b.is_disabled() for b in exports.all())
     charts = page.get_by_role("button", name="Export chart")
+    charts.first.wait_for()  # drawn with the charts, after the tables' controls: wait, never peek
     assert charts.count() >= 1 and all(b.is_disabled() for b in charts.all())
-    assert page.get_by_role("button", name="Generate the brief (PDF)").is_disabled()
+    brief = page.get_by_role("button", name="Generate the brief (PDF)")
+    brief.wait_for()
+    assert brief.is_disabled()

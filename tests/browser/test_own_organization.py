@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.support import ROOT, AppServer, screenshot, sign_in
+from tests.receivers import smtp_server
 
 TODAY = dt.datetime.now(dt.UTC).date()
 VENDORS = """\
@@ -97,10 +98,15 @@ def org(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, AppSer
          "--as", "root")
     for name, breached in (("vendors.csv", False), ("vendors-breach.csv", True)):
         (folder / name).write_text(_csv(breached))
-    server = AppServer(folder / "org.duckdb", folder / "streamlit.log", env={
-        "RUNLEDGER_DEFINITIONS": str(folder / "definitions"), "RUNLEDGER_REGISTERS": str(folder / "registers")})
-    yield folder, server
-    server.stop()
+    with smtp_server() as mail:  # the organization's own mail relay, which its evidence requests go through
+        (folder / "integrations").mkdir()
+        (folder / "integrations" / "messaging.yaml").write_text(
+            f"id: messaging\nkind: smtp\nhost: {mail.host}\nport: {mail.port}\nfrom: compliance@vendorco.example\n")
+        server = AppServer(folder / "org.duckdb", folder / "streamlit.log", env={
+            "RUNLEDGER_DEFINITIONS": str(folder / "definitions"), "RUNLEDGER_REGISTERS": str(folder / "registers"),
+            "RUNLEDGER_INTEGRATIONS": str(folder / "integrations")})
+        yield folder, server
+        server.stop()
 
 
 def main(page):  # noqa: ANN001, ANN201

@@ -20,8 +20,7 @@ from tests.browser.support import AppServer, screenshot, sign_in
 def server(demo_quarter_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
     tmp = tmp_path_factory.mktemp("workflows")
     ws, defs = prepare(demo_quarter_path, tmp)
-    s = AppServer(ws, tmp / "streamlit.log", env={"RUNLEDGER_DEFINITIONS": str(defs),
-                                                  "RUNLEDGER_MESSAGING_LATENCY_SECONDS": "0.5"})
+    s = AppServer(ws, tmp / "streamlit.log", env={"RUNLEDGER_DEFINITIONS": str(defs)}, gateway_latency=0.5)
     yield s
     s.stop()
 

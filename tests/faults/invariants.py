@@ -63,9 +63,6 @@ CONSISTENT: tuple[tuple[str, str], ...] = (
     ("records of items that neither acted nor are still between acting and recording it",
      f"SELECT count(*) FROM records r JOIN run_items i ON i.item_id = r.source_item_id "
      f"WHERE i.outcome NOT IN {_ACTED} AND i.outcome NOT IN ('in-flight', 'failed')"),
-    ("messages delivered for an idempotency key no item carries",
-     "SELECT count(*) FROM messaging_deliveries d WHERE NOT EXISTS "
-     "(SELECT 1 FROM run_items i WHERE i.idempotency_key = d.idempotency_key)"),
     ("items whose attempt count differs from their attempt rows (or their numbering has a gap)",
      "SELECT count(*) FROM run_items i LEFT JOIN (SELECT item_id, count(*) AS n, max(attempt) AS top "
      "FROM item_attempts GROUP BY 1) a USING (item_id) "

@@ -54,8 +54,7 @@ from kill_workload import (  # noqa: E402
 )
 
 from demo.seed import seed_members_and_sources, workspace_is_empty  # noqa: E402
-from engine.actioners.messaging import MessagingIntegration  # noqa: E402
-from engine.actioners.modules import default_actioners  # noqa: E402
+from engine.actioners.modules import EvidenceRequestsActioner, default_actioners  # noqa: E402
 from engine.clock import SystemClock  # noqa: E402
 from engine.executor import Executor  # noqa: E402
 from engine.runtime import Engine  # noqa: E402
@@ -131,9 +130,10 @@ class HookedWorkspace(Workspace):
 
 
 def install(hooks: KillHooks) -> None:
-    """Points around the executor's transactions and the messaging integration's delivery (its own commit)."""
-    write, commit, insert_items, deliver = (Executor._write, Executor._commit, item_store.insert_items,
-                                            MessagingIntegration.deliver)
+    """Points around the executor's transactions and an evidence request's message, taken by the messaging
+    gateway (outside the process) before its item settles."""
+    write, commit, insert_items, request = (Executor._write, Executor._commit, item_store.insert_items,
+                                            EvidenceRequestsActioner.execute)
 
     def hooked_write(self: Executor, tx: Tx, *args: Any) -> None:
         hooks.point("batch-before")
@@ -149,14 +149,14 @@ def install(hooks: KillHooks) -> None:
         insert_items(tx, rows)
         hooks.point("match-during")
 
-    def hooked_deliver(self: MessagingIntegration, *args: Any) -> str:
-        message_id = deliver(self, *args)
+    def hooked_request(self: EvidenceRequestsActioner, *args: Any) -> Any:
+        made = request(self, *args)
         hooks.point("effect")
-        return message_id
+        return made
 
     Executor._write, Executor._commit = hooked_write, hooked_commit  # type: ignore[method-assign]
     item_store.insert_items = hooked_insert_items  # type: ignore[assignment]
-    MessagingIntegration.deliver = hooked_deliver  # type: ignore[method-assign]
+    EvidenceRequestsActioner.execute = hooked_request  # type: ignore[method-assign]
 
 
 def work_to_rest(engine: Engine, hooks: KillHooks) -> None:

@@ -36,8 +36,10 @@ from kill_driver import CATEGORIES as POINT_CATEGORIES
 from kill_workload import expected_violations, write_integrations
 from line_process import LineProcess
 
+from demo.gateway import DemoGateway
+from engine.clock import SystemClock
 from store.workspace import Workspace
-from tests.receivers import Receiver, http_receiver
+from tests.receivers import Receiver, free_port, http_receiver
 
 DRIVER = Path(__file__).with_name("kill_driver.py")
 CATEGORIES = (*POINT_CATEGORIES, "wall-clock")
@@ -144,8 +146,9 @@ def run_epoch(workdir: Path, kills: int, rng: random.Random, tally: Tally,
     and check it. Returns False, with the violations in the tally, at the first one (the epoch stops)."""
     workdir.mkdir(parents=True, exist_ok=True)
     db, started = workdir / "ws.duckdb", time.monotonic()
-    with http_receiver() as tracker:  # outside every engine process, as a real tracker is
-        write_integrations(workdir / "integrations", f"{tracker.url}/ok")
+    # Outside every engine process, as a real tracker and a real mail gateway are.
+    with http_receiver() as tracker, DemoGateway(SystemClock(), port=free_port()) as gateway:
+        write_integrations(workdir / "integrations", f"{tracker.url}/ok", gateway.port)
         zygote = Zygote(workdir / "engine.stderr")
         try:
             ok = _epoch(zygote, db, kills, rng, tally, say)
@@ -154,7 +157,7 @@ def run_epoch(workdir: Path, kills: int, rng: random.Random, tally: Tally,
             tally.seconds += time.monotonic() - started
         if not ok:
             return False
-        problems = tracker_violations(db, tracker)
+        problems = tracker_violations(db, tracker) + gateway_violations(db, gateway)
         tally.checks["the tracker at the end"] += 1
         tally.violations += [f"{workdir.name}: the tracker: {p}" for p in problems]
         return not problems
@@ -187,6 +190,31 @@ def tracker_violations(db: Path, tracker: Receiver) -> list[str]:
         out.append(f"{len(stray)} tickets issued for keys no item carries: {stray[:3]}")
     if not items:
         out.append("no ticket item was made: the workload did not reach the tracker")
+    return out
+
+
+def gateway_violations(db: Path, gateway: DemoGateway) -> list[str]:
+    """What the messaging gateway took, against the evidence requests: each request's message taken (by its
+    Message-ID, derived from the item's key), and no message for a key no request carries. A message sent
+    again after a kill lost its answer is recognised by the gateway as the same one."""
+    ws = Workspace(str(db), read_only=True)
+    try:
+        with ws.read() as conn:
+            ids = {f"<{m}>" for (m,) in conn.execute(sa.text("SELECT message_id FROM evidence_requests")).all()}
+            keys = {f"<{k}@runledger>" for (k,) in conn.execute(sa.text(
+                "SELECT i.idempotency_key FROM run_items i JOIN runs r USING (run_id) "
+                "WHERE r.definition_id = 'notify'")).all()}
+    finally:
+        ws.close()
+    taken = set(gateway.ledger.delivered)
+    out = []
+    if ids - taken:
+        out.append(f"{len(ids - taken)} evidence requests whose message the gateway never took: "
+                   f"{sorted(ids - taken)[:3]}")
+    if taken - keys:
+        out.append(f"{len(taken - keys)} messages for keys no item carries: {sorted(taken - keys)[:3]}")
+    if not ids:
+        out.append("no evidence request was made: the workload did not reach the gateway")
     return out
 
 

@@ -4,7 +4,7 @@ Round ``r`` fires six schedule definitions at ``START + r weeks`` (a schedule fi
 definition and fire time, so a round fired again after a restart is a no-op), over 36 accounts:
 
 - ``bulk``: a finding for every account (the in-process findings actioner, batches of 16);
-- ``notify``: an evidence request for every medium-risk account, delivered through the messaging
+- ``notify``: an evidence request for every medium-risk account, sent through the messaging
   integration (an external system with its own delivery ledger, called on a thread under a timeout);
 - ``flaky``: a finding for every high-risk account, whose register times out on some subjects a scripted
   number of times (automatic retries, then a member's retries) and on one acts and loses its answer (the
@@ -88,11 +88,14 @@ DEFINITION_TEXTS = {
 }
 
 
-def write_integrations(folder: Path, tracker_url: str) -> None:
-    """The tracker the ``ticket`` definition posts to: the harness's receiver on loopback."""
+def write_integrations(folder: Path, tracker_url: str, messaging_port: int) -> None:
+    """The tracker the ``ticket`` definition posts to (the harness's receiver on loopback), and the messaging
+    gateway ``notify``'s evidence requests go through (the harness's SMTP server)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "tracker.yaml").write_text(f"id: tracker\nkind: webhook\nurl: {tracker_url}\nrecord_id: data.id\n"
                                          "timeout_seconds: 10\n")
+    (folder / "messaging.yaml").write_text(f"id: messaging\nkind: smtp\nhost: 127.0.0.1\nport: {messaging_port}\n"
+                                           "from: requests@harness.example\ntimeout_seconds: 10\n")
 
 
 def account_rows() -> list[dict[str, Any]]:
@@ -262,8 +265,4 @@ def expected_violations(conn: sa.Connection, rounds: int) -> list[str]:
     statuses = dict(q("SELECT status, count(*) FROM runs WHERE definition_id <> 'review' GROUP BY 1"))
     if set(statuses) - {"completed", "cancelled"}:
         out.append(f"runs not closed: {statuses}")
-    deliveries, requests = q("SELECT (SELECT count(*) FROM messaging_deliveries), "
-                             "(SELECT count(*) FROM evidence_requests)")[0]
-    if deliveries != requests:
-        out.append(f"{deliveries} messages delivered for {requests} evidence requests")
     return out
