@@ -117,7 +117,7 @@ def seed_workspace(path: str, defs: Path, n: int) -> dict[str, Any]:
 def run_scenario(path: str, defs: Path, n: int, batch_max: int, profile: bool) -> dict[str, Any]:
     from engine.clock import SystemClock
     from engine.runtime import Engine
-    from store.runs import create_run, mark_event_dispatched, read_undispatched_events
+    from store.runs import claim_event, create_run, read_undispatched_events
     from store.subjects import record_trigger_event
     from store.workspace import Workspace
 
@@ -136,7 +136,7 @@ def run_scenario(path: str, defs: Path, n: int, batch_max: int, profile: bool) -
         event = read_undispatched_events(conn)[0]
     with engine.ws.transaction() as tx:
         run_id = create_run(tx, definition_id="bench-findings", definition_version=1, event=event, actor="bench")
-        mark_event_dispatched(tx, event["event_id"])
+        claim_event(tx, event["event_id"])
     assert run_id
     engine.executor.match_run(run_id, "bench")
     t1 = time.perf_counter()

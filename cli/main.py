@@ -181,7 +181,11 @@ def _dispatch(args: argparse.Namespace, out: Callable[[str], None]) -> int:
         if until is not None and until < QUARTER_END:  # the demo's story is a whole quarter
             raise BadRequest(f"--until {args.until}: the demo simulates its whole quarter (July–September "
                              f"2026); give a time from {QUARTER_END:%Y-%m-%d} on, or leave --until out")
-        engine = seed_demo(path, args.definitions, until=until, say=out)
+        try:
+            engine = seed_demo(path, args.definitions, until=until, say=out)
+        except (OSError, RuntimeError) as exc:  # its gateway's port in use, or its integration missing
+            out(f"error: {exc}; nothing was seeded.")
+            return EXIT_REFUSED
         engine.ws.close()
         return EXIT_OK
     if cmd == "serve":

@@ -22,6 +22,7 @@ import argparse
 import datetime as dt
 import json
 import signal
+import socket
 import threading
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -123,6 +124,10 @@ class DemoGateway:
     def start(self) -> DemoGateway:
         self._controller = _Controller(self, self.host, self.port)
         try:
+            # aiosmtpd notices a port in use only after its ten-second start timeout: ask the system first.
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((self.host, self.port))
             self._controller.start()
         except OSError as exc:
             self._controller = None

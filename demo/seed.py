@@ -12,12 +12,14 @@ import csv
 import datetime as dt
 import functools
 import json
+import os
 import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from core.integrations import load_integration_files
 from demo.gateway import DemoGateway, outages_path, save_outages
 from demo.world import KYC_CRON, SUPPLIER_CRON, World, build_world, fire_times
 from engine import commands
@@ -66,6 +68,29 @@ def seed_demo(path: str, definitions_dir: str | Path = "definitions", until: dt.
         raise RuntimeError(f"{path} already holds a workspace; the demo seeds only an empty one")
     # A batch spans about a simulated minute, so the per-batch re-check sees changes made meanwhile.
     engine = Engine(ws, clock, definitions_dir, batch_target_seconds=60)
+    # The credit union's messaging gateway, where its integration file says it is, on the simulated clock:
+    # started before anything is written, so a port in use refuses the seed with nothing half-made.
+    try:
+        gateway = DemoGateway(clock, *messaging_location(engine), latency_seconds=MESSAGING_LATENCY_SECONDS).start()
+    except (OSError, RuntimeError):
+        ws.close()
+        raise
+    try:
+        _seed(engine, clock, gateway, path, seed, until, say)
+    finally:
+        gateway.stop()
+    save_outages(outages_path(path), gateway.outages)
+    ws.now = SystemClock().now  # from here on the workspace lives on the real clock
+    with ws.read() as conn:
+        n_runs = len(read_runs_table(conn, limit=100_000))
+    say(f"Seeded {n_runs} runs in {time.monotonic() - t0:.1f} s; audit chain "
+        f"{'intact' if ws.verify_audit().intact else 'BROKEN'}.")
+    return engine
+
+
+def _seed(engine: Engine, clock: SimulatedClock, gateway: DemoGateway, path: str, seed: int, until: dt.datetime,
+          say: Callable[[str], None]) -> None:
+    ws = engine.ws
     world = build_world(seed, until)
     say(f"Seeding the demo workspace {path} (seed {seed}), {DEMO_START:%Y-%m-%d} → {until:%Y-%m-%d %H:%M} UTC")
     seed_members_and_sources(ws)
@@ -83,29 +108,18 @@ def seed_demo(path: str, definitions_dir: str | Path = "definitions", until: dt.
     report = engine.load_definitions(actor="member:admin")
     for err in report.errors:
         say(f"  definition rejected: {err}")
-    # The credit union's messaging gateway, where its integration file says it is, on the simulated clock.
-    gateway = DemoGateway(clock, *messaging_location(engine), latency_seconds=MESSAGING_LATENCY_SECONDS).start()
-    try:
-        _play(engine, clock, gateway, world, until, say)
-    finally:
-        gateway.stop()
-    save_outages(outages_path(path), gateway.outages)
-    ws.now = SystemClock().now  # from here on the workspace lives on the real clock
-    with ws.read() as conn:
-        n_runs = len(read_runs_table(conn, limit=100_000))
-    say(f"Seeded {n_runs} runs in {time.monotonic() - t0:.1f} s; audit chain "
-        f"{'intact' if ws.verify_audit().intact else 'BROKEN'}.")
-    return engine
+    _play(engine, clock, gateway, world, until, say)
 
 
 def messaging_location(engine: Engine) -> tuple[str, int]:
-    """Where the engine's ``messaging`` integration sends (integrations/messaging.yaml, located by the
-    environment): the demo's gateway listens there."""
-    for _, spec, _ in engine.integrations.taken:
-        if spec.id == EvidenceRequestsActioner.integration:
+    """Where the engine's ``messaging`` integration sends (its integrations folder's messaging.yaml, located
+    by the environment): the demo's gateway listens there."""
+    found = load_integration_files(engine.integrations_dir, os.environ)
+    for _, spec in found.integrations:
+        if spec.id == EvidenceRequestsActioner.integration and spec.kind == "smtp":
             return spec.host, spec.port
-    raise RuntimeError(f"the demo needs the messaging integration: {engine.integrations_dir}/messaging.yaml "
-                       "is missing or was refused")
+    raise RuntimeError(f"the demo needs its messaging integration: {engine.integrations_dir}/messaging.yaml "
+                       "is missing or refused" + "".join(f" ({e})" for e in found.errors))
 
 
 def _play(engine: Engine, clock: SimulatedClock, gateway: DemoGateway, world: World, until: dt.datetime,

@@ -32,7 +32,7 @@ from engine.status import settle_run_status
 from store import items as item_store
 from store import runs as run_store
 from store.errors import WriteFailed
-from store.subjects import record_trigger_event
+from store.subjects import record_trigger_event, record_trigger_event_once
 from store.workspace import Workspace
 
 log = logging.getLogger("runledger.engine")
@@ -100,10 +100,9 @@ class Engine:
         with self.ws.transaction() as tx:
             if kind == "schedule":
                 event_id = schedule_event_id(definition_id, at)
-                if run_store.read_event(tx.conn, event_id) is not None:
-                    return []
-                record_trigger_event(tx, kind="schedule", event_type="schedule.fired", source="scheduler",
-                                     occurred_at=at, definition_id=definition_id, event_id=event_id)
+                if not record_trigger_event_once(tx, event_id=event_id, kind="schedule", event_type="schedule.fired",
+                                                 source="scheduler", occurred_at=at, definition_id=definition_id):
+                    return []  # this occurrence was fired already (here, or by another process)
             else:
                 event_id = record_trigger_event(tx, kind="manual", event_type="run.requested",
                                                 source=actor_name or "engine", occurred_at=at,
@@ -155,6 +154,8 @@ class Engine:
             created: list[str] = []
             try:
                 with self.ws.transaction() as tx:
+                    if not run_store.claim_event(tx, event["event_id"]):
+                        continue  # another process on the same database dispatched it
                     for d, version in heard[event["event_id"]]:
                         run_id = run_store.create_run(tx, definition_id=d.id, definition_version=version,
                                                       event=event, actor=actor)
@@ -163,7 +164,6 @@ class Engine:
                             # between its creation and its matching is not interrupted work.
                             self.executor.work.hold([run_id])
                             created.append(run_id)
-                    run_store.mark_event_dispatched(tx, event["event_id"])
             except BaseException:
                 self.executor.work.release(created)
                 raise

@@ -128,7 +128,7 @@ def _open_run(tx: Tx, reg: Register, source: SourceSpec, at: dt.datetime) -> str
                                     occurred_at=at, definition_id=import_definition_id(reg.kind),
                                     payload={"register": reg.kind, "source": source.described},
                                     event_id=import_event_id(reg.kind, at))
-    run_store.mark_event_dispatched(tx, event_id)  # its run is this one; no automation listens to it
+    run_store.claim_event(tx, event_id)  # its run is this one; no automation listens to it
     event: dict[str, Any] = {"event_id": event_id, "kind": IMPORT, "source": "scheduler", "occurred_at": at}
     run_id = run_store.create_run(tx, definition_id=import_definition_id(reg.kind), definition_version=reg.version,
                                   event=event, actor=ACTOR)

@@ -108,15 +108,22 @@ def read_undispatched_events(conn: sa.Connection, limit: int = 500) -> list[dict
     return [dict(r) for r in conn.execute(q).mappings()]
 
 
-def mark_event_dispatched(tx: Tx, event_id: str) -> None:
-    tx.conn.execute(trigger_events.update().where(trigger_events.c.event_id == event_id)
-                    .values(dispatched_at=tx.now()))
+def claim_event(tx: Tx, event_id: str) -> bool:
+    """Take an undispatched event to turn into runs, in the transaction that creates them: False if another
+    dispatcher (another process on the same database) took it first. One guarded statement: on PostgreSQL a
+    second claim waits for the first's commit, then finds the event dispatched."""
+    res = tx.conn.execute(trigger_events.update().where(trigger_events.c.event_id == event_id,
+                                                        trigger_events.c.dispatched_at.is_(None))
+                          .values(dispatched_at=tx.now()))
+    return res.rowcount == 1
 
 
 def mark_events_dispatched(tx: Tx, event_ids: list[str]) -> None:
-    """Many events no definition listens to, dispatched at once (an import's thousand changes)."""
+    """Many events no definition listens to, dispatched at once (an import's thousand changes); one another
+    dispatcher marked first keeps its time."""
     for start in range(0, len(event_ids), 10_000):
-        tx.conn.execute(trigger_events.update().where(trigger_events.c.event_id.in_(event_ids[start:start + 10_000]))
+        tx.conn.execute(trigger_events.update().where(trigger_events.c.event_id.in_(event_ids[start:start + 10_000]),
+                                                      trigger_events.c.dispatched_at.is_(None))
                         .values(dispatched_at=tx.now()))
 
 

@@ -224,15 +224,47 @@ def record_trigger_event(tx: Tx, *, kind: str, event_type: str, source: str, occ
                          event_id: str | None = None) -> str:
     """Append a trigger event; the dispatcher turns it into runs. Returns its id."""
     event_id = event_id or new_event_id(tx)
-    tx.conn.execute(s.trigger_events.insert().values(
-        event_id=event_id, kind=kind, event_type=event_type, source=source, subject_kind=subject_kind,
-        subject_id=subject_id, definition_id=definition_id, occurred_at=occurred_at,
-        received_at=tx.now(), payload=json.dumps(payload or {}, default=str, sort_keys=True),
-        dispatched_at=None))
+    _append_event(tx, False, event_id=event_id, kind=kind, event_type=event_type, source=source,
+                  subject_kind=subject_kind, subject_id=subject_id, definition_id=definition_id,
+                  occurred_at=occurred_at, payload=payload)
+    return event_id
+
+
+def record_trigger_event_once(tx: Tx, *, event_id: str, kind: str, event_type: str, source: str,
+                              occurred_at: dt.datetime, definition_id: str) -> bool:
+    """A trigger event with a given id (one cron occurrence of one definition), recorded only if no process
+    recorded it already: False if it exists. On PostgreSQL, schedulers on several hosts may fire the same
+    occurrence at the same moment: the insert yields to the one that committed first (``ON CONFLICT DO
+    NOTHING`` waits for it), so the occurrence is one event and one run."""
+    if tx.conn.execute(sa.select(s.trigger_events.c.event_id).where(s.trigger_events.c.event_id == event_id)).first():
+        return False
+    return _append_event(tx, True, event_id=event_id, kind=kind, event_type=event_type, source=source,
+                         subject_kind=None, subject_id=None, definition_id=definition_id, occurred_at=occurred_at,
+                         payload=None)
+
+
+def _append_event(tx: Tx, once: bool, *, event_id: str, kind: str, event_type: str, source: str,
+                  subject_kind: str | None, subject_id: str | None, definition_id: str | None,
+                  occurred_at: dt.datetime, payload: dict[str, Any] | None) -> bool:
+    """Insert the event and audit it; ``once``: unless another process inserted it first (PostgreSQL; one
+    process holds a DuckDB file, where the caller's read decides). Returns whether it was inserted."""
+    values = dict(event_id=event_id, kind=kind, event_type=event_type, source=source, subject_kind=subject_kind,
+                  subject_id=subject_id, definition_id=definition_id, occurred_at=occurred_at,
+                  received_at=tx.now(), payload=json.dumps(payload or {}, default=str, sort_keys=True),
+                  dispatched_at=None)
+    if once and tx.conn.dialect.name != "duckdb":
+        from sqlalchemy.dialects.postgresql import insert
+
+        inserted = tx.conn.execute(insert(s.trigger_events).values(**values).on_conflict_do_nothing(
+            index_elements=["event_id"]).returning(s.trigger_events.c.event_id)).first()
+        if inserted is None:
+            return False
+    else:
+        tx.conn.execute(s.trigger_events.insert().values(**values))
     tx.audit(f"source:{source}", "trigger_event.recorded", "trigger_event", event_id,
              {"kind": kind, "event_type": event_type, "subject": f"{subject_kind}:{subject_id}"
               if subject_kind else None, "occurred_at": occurred_at.isoformat()})
-    return event_id
+    return True
 
 
 def new_event_ids(tx: Tx, n: int) -> list[str]:

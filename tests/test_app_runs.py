@@ -16,7 +16,7 @@ from demo.gateway import DemoGateway
 from demo.seed import messaging_location
 from engine.authz import NotAuthorized, load_actor
 from engine.commands import cancel_run
-from store.runs import create_run, mark_event_dispatched, read_undispatched_events
+from store.runs import claim_event, create_run, read_undispatched_events
 from store.subjects import insert_subjects, record_trigger_event
 from tests.apptest_support import app_engine, open_app
 
@@ -126,7 +126,7 @@ def _running_run() -> str:
     with engine.ws.transaction() as tx:
         run_id = create_run(tx, definition_id="kyc-weekly-review", definition_version=1, event=event,
                             actor="member:sigrid")
-        mark_event_dispatched(tx, event["event_id"])
+        claim_event(tx, event["event_id"])
     engine.executor.match_run(run_id, "member:sigrid")
     return run_id
 

@@ -184,7 +184,7 @@ def _pending_run(engine) -> str:
     with engine.ws.transaction() as tx:
         run_id = run_store.create_run(tx, definition_id="d", definition_version=1, event=event,
                                       actor="member:sigrid")
-        run_store.mark_event_dispatched(tx, event["event_id"])
+        run_store.claim_event(tx, event["event_id"])
     assert run_id is not None and run_of(engine, run_id)["status"] == "pending"
     return run_id
 

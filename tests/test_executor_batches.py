@@ -196,7 +196,7 @@ def test_a_claim_past_settled_items_takes_the_next_pending_ones(make_engine) -> 
         [event] = run_store.read_undispatched_events(conn)
     with engine.ws.transaction() as tx:
         run_id = run_store.create_run(tx, definition_id="d", definition_version=1, event=event, actor="t")
-        run_store.mark_event_dispatched(tx, event["event_id"])
+        run_store.claim_event(tx, event["event_id"])
     engine.executor.match_run(run_id, "t")
     with engine.ws.transaction() as tx:  # three items among the first were settled already
         tx.conn.execute(run_items.update().where(run_items.c.position.in_([3, 4, 9])).values(outcome="skipped"))

@@ -139,3 +139,29 @@ def test_a_location_may_come_from_the_environment_with_a_default() -> None:
         "give a default")
     with pytest.raises(IntegrationError, match=r"field 'port': expected a port number"):
         parse_integration(text, "relay.yaml", {"RELAY_PORT": "smtp"})
+
+
+def test_the_demo_refuses_to_seed_when_its_gateways_port_is_taken_and_writes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from cli.main import main
+    from demo.seed import workspace_is_empty
+    from store.workspace import Workspace
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("RUNLEDGER_MESSAGING_PORT", str(port))
+        said: list[str] = []
+        db = tmp_path / "demo.duckdb"
+        assert main(["--db", str(db), "demo"], out=said.append) == 1
+    assert said[-1].startswith(f"error: the demo's messaging gateway cannot listen on 127.0.0.1:{port} (")
+    assert said[-1].endswith("stop what uses that port, or set RUNLEDGER_MESSAGING_PORT to a free one; nothing "
+                             "was seeded.")
+    ws = Workspace(str(db))
+    try:
+        assert workspace_is_empty(ws)  # so `make run` (demo --if-empty) seeds it once the port is free
+    finally:
+        ws.close()

@@ -33,6 +33,7 @@ MERCHANTS = textwrap.dedent("""\
     key: merchant_id
     label: name
     fields: {merchant_id: string, name: string, status: string, owner: string}
+    events: {merchant.suspended: {field: status, becomes: suspended}}
     """)
 REVIEW = textwrap.dedent("""\
     id: merchant-review
@@ -98,10 +99,23 @@ class Org:
         return str(path)
 
 
+OPENER = textwrap.dedent("""\
+    import pathlib, sys, time
+    url, folder = sys.argv[1], sys.argv[2]
+    import store.workspace  # the imports first: the barrier below is about the opening alone
+    pathlib.Path(f"{folder}/ready-{sys.argv[3]}").touch()
+    while len(list(pathlib.Path(folder).glob("ready-*"))) < 4:
+        time.sleep(0.001)
+    store.workspace.Workspace(url).close()  # opening an empty database creates the schema
+    """)
+
+
 def test_processes_opening_an_empty_database_together_create_its_schema_once(pg_url: str, tmp_path: Path) -> None:
+    procs = [subprocess.Popen([sys.executable, "-c", OPENER, pg_url, str(tmp_path), str(k)], cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(4)]
+    results = [(p.wait(timeout=180), p.stderr.read() if p.stderr else "") for p in procs]
+    assert [code for code, _ in results] == [0] * 4, [err[-1500:] for _, err in results]
     org = Org(tmp_path, pg_url)
-    done = org.at_once(4, "integrations")  # opening the workspace creates (or upgrades) its schema
-    assert [(d.returncode, "Traceback" in d.stderr) for d in done] == [(0, False)] * 4, [d.stderr for d in done]
     assert org.query("SELECT key, value FROM schema_meta WHERE key = 'schema_version'") == [
         ("schema_version", str(SCHEMA_VERSION))]
 
@@ -137,11 +151,13 @@ def test_commands_from_many_processes_at_once_each_act_and_append_one_chain(pg_u
 
 
 WRITER = textwrap.dedent("""\
-    import sys, time
+    import pathlib, sys, time
     from store.workspace import Workspace
-    url, name, start, n = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+    url, name, folder, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     ws = Workspace(url)
-    time.sleep(max(0.0, start - time.time()))  # every writer begins at the same instant
+    pathlib.Path(f"{folder}/ready-{name}").touch()  # every writer begins at the same instant
+    while len(list(pathlib.Path(folder).glob("ready-*"))) < 4:
+        time.sleep(0.001)
     for i in range(n):
         with ws.transaction() as tx:
             tx.audit(f"member:{name}", "test.appended", "test", f"{name}-{i}", {"i": i})
@@ -153,11 +169,8 @@ def test_writers_on_four_processes_append_one_chain_without_a_fork(pg_url: str, 
     """Each writer's transaction reads the chain's head and appends after it: two at the same moment would
     both take the same next number. The append is serialised across processes (a transaction-scoped advisory
     lock), so every entry lands, each number once."""
-    import time
-
     Workspace(pg_url).close()  # the schema, made once
-    start = time.time() + 3
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, pg_url, f"w{k}", str(start), "60"], cwd=REPO,
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, pg_url, f"w{k}", str(tmp_path), "60"], cwd=REPO,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(4)]
     results = [(p.wait(timeout=180), p.stderr.read() if p.stderr else "") for p in procs]
     assert [code for code, _ in results] == [0] * 4, [err[-1500:] for _, err in results]
@@ -170,3 +183,82 @@ def test_writers_on_four_processes_append_one_chain_without_a_fork(pg_url: str, 
         assert ws.verify_audit().intact
     finally:
         ws.close()
+
+
+SCHEDULER = textwrap.dedent("""\
+    import datetime as dt, sys, time
+    from engine.clock import SystemClock
+    from engine.runtime import Engine
+    from store.workspace import Workspace
+    import os, pathlib
+    url, folder, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    engine = Engine(Workspace(url), SystemClock(), f"{folder}/definitions", registers_dir=f"{folder}/registers",
+                    integrations_dir=f"{folder}/integrations")
+    engine.load_definitions(actor="engine:worker")  # the same content: nothing new recorded
+    pathlib.Path(f"{folder}/ready-{os.getpid()}").touch()  # then wait for every worker: all go at once
+    while len(list(pathlib.Path(folder).glob("ready-*"))) < workers:
+        time.sleep(0.001)
+    occurrence = dt.datetime(2026, 12, 7, 7, 0, tzinfo=dt.UTC)
+    fired = engine.fire("merchant-review", occurrence)  # every worker's scheduler reaches the same occurrence
+    dispatched = engine.dispatch_events()  # and every worker dispatches what is waiting
+    print(len(fired), len(dispatched))
+    engine.shutdown()
+    engine.ws.close()
+    """)
+
+
+def test_schedulers_and_dispatchers_on_four_processes_fire_and_dispatch_each_once(pg_url: str,
+                                                                                   tmp_path: Path) -> None:
+    """Each cron occurrence is one trigger event and one run however many processes fire it; an event waiting
+    for dispatch becomes runs once however many processes dispatch (each takes it with a guarded claim)."""
+    from engine.clock import SystemClock
+    from engine.runtime import Engine
+    from store.subjects import record_trigger_events
+
+    org = Org(tmp_path, pg_url)
+    ws = Workspace(pg_url)
+    engine = Engine(ws, SystemClock(), tmp_path / "definitions", registers_dir=tmp_path / "registers",
+                    integrations_dir=tmp_path / "integrations")
+    try:
+        (tmp_path / "definitions" / "merchant-suspended.yaml").write_text(SUSPENDED)
+        assert engine.load_definitions(actor="member:admin").errors == []
+        with ws.transaction() as tx:
+            load_rows(tx, "merchants", [{"merchant_id": f"M-{i}", "name": f"Merchant {i}", "status": "active",
+                                         "owner": "olga"} for i in range(1, 4)], origin="test", source="test",
+                      actor="member:olga")
+            record_trigger_events(tx, event_type="merchant.suspended", source="test", occurred_at=SystemClock().now(),
+                                  subject_kind="merchants", subject_ids=["M-1", "M-2", "M-3"], payload={})
+    finally:
+        engine.shutdown()
+        ws.close()
+
+    procs = [subprocess.Popen([sys.executable, "-c", SCHEDULER, pg_url, str(tmp_path), "4"], cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [(p.wait(timeout=180), p.stdout.read() if p.stdout else "", p.stderr.read() if p.stderr else "")
+               for p in procs]
+    assert [code for code, _, _ in results] == [0] * 4, [err[-1500:] for _, _, err in results]
+    # A process's own answer is the runs its event started that it could already read (another process may
+    # be the one dispatching it): never more than the one run, whichever process made it.
+    assert sum(int(out.split()[0]) for _, out, _ in results) <= 1
+    assert org.query("SELECT count(*) FROM trigger_events WHERE kind = 'schedule'") == [(1,)]
+    assert org.query("SELECT definition_id, count(*) FROM runs GROUP BY 1 ORDER BY 1") == [
+        ("merchant-review", 1), ("merchant-suspended", 3)]
+    assert org.query("SELECT count(*) FROM audit_log WHERE event = 'trigger_event.recorded' "
+                     "AND entity_id LIKE 'SCH-%'") == [(1,)]
+    assert org.query("SELECT count(*) FROM trigger_events WHERE dispatched_at IS NULL") == [(0,)]
+    [(first, last, n)] = org.query("SELECT min(seq), max(seq), count(*) FROM audit_log")
+    assert (first, last) == (1, n)
+
+
+SUSPENDED = textwrap.dedent("""\
+    id: merchant-suspended
+    title: Suspended merchant finding
+    trigger: {kind: event, event: merchant.suspended}
+    condition:
+      subject: merchants
+      where:
+        - {field: status, op: eq, value: active, reason: the merchant is no longer active}
+    actions:
+      - actioner: findings.create
+        params: {title: "Suspended {{ subject.name }}", severity: high, owner: "{{ subject.owner }}"}
+    """)

@@ -24,7 +24,7 @@ def test_recovery_finishes_an_interrupted_run_without_acting_twice(make_engine) 
         [(_, version)] = engine.catalog.listeners(event)
         run_id = run_store.create_run(tx, definition_id="d", definition_version=version, event=event,
                                       actor="member:sigrid")
-        run_store.mark_event_dispatched(tx, event["event_id"])
+        run_store.claim_event(tx, event["event_id"])
     engine.executor.match_run(run_id, "member:sigrid")
     with engine.ws.transaction() as tx:
         claimed = item_store.claim_pending_item_columns(tx, run_id, 7)

@@ -103,7 +103,7 @@ def test_counts_follow_failures_retries_approvals_and_cancels(make_engine) -> No
         version = engine.catalog.latest("d")[1]
         new_run = run_store.create_run(tx, definition_id="d", definition_version=version, event=event,
                                        actor="member:sigrid")
-        run_store.mark_event_dispatched(tx, event["event_id"])
+        run_store.claim_event(tx, event["event_id"])
     engine.executor.match_run(new_run, "member:sigrid")
     assert counts(engine, new_run) == {"items_pending": 6}
     commands.cancel_run(engine, sigrid, new_run, "stopped for review")
