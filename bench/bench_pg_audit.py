@@ -38,7 +38,7 @@ WORKER = textwrap.dedent("""\
     for i in range(int(n)):
         t = time.perf_counter()
         with ws.transaction() as tx:
-            tx.conn.execute(sa.text("INSERT INTO bench_rows VALUES (:k)"), {"k": f"{name}-{i}"})
+            tx.conn.execute(sa.text("INSERT INTO bench_rows VALUES (:k)"), {"k": f"{workers}{audited}-{name}-{i}"})
             if audited == "1":
                 tx.audit(f"member:{name}", "bench.appended", "bench", f"{name}-{i}", {"i": i})
         took.append(time.perf_counter() - t)
