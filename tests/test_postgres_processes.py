@@ -262,3 +262,30 @@ SUSPENDED = textwrap.dedent("""\
       - actioner: findings.create
         params: {title: "Suspended {{ subject.name }}", severity: high, owner: "{{ subject.owner }}"}
     """)
+
+
+def test_a_database_from_a_newer_schema_is_refused_and_left_as_it_was(pg_url: str) -> None:
+    from store.errors import SchemaTooNew
+
+    Workspace(pg_url).close()
+    engine = sa.create_engine(pg_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE schema_meta SET value = :v WHERE key = 'schema_version'"),
+                         {"v": str(SCHEMA_VERSION + 3)})
+        with engine.connect() as conn:
+            tables = sorted(conn.execute(sa.text(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")).scalars())
+        for read_only in (False, True):
+            with pytest.raises(SchemaTooNew) as raised:
+                Workspace(pg_url, read_only=read_only)
+            assert str(raised.value) == (
+                f"This workspace was written by a newer Runledger (schema {SCHEMA_VERSION + 3}; this one knows up "
+                f"to {SCHEMA_VERSION}). Nothing was changed. Upgrade Runledger to open it.")
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT value FROM schema_meta WHERE key = 'schema_version'")).scalar() == \
+                str(SCHEMA_VERSION + 3)
+            assert sorted(conn.execute(sa.text(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")).scalars()) == tables
+    finally:
+        engine.dispose()

@@ -124,7 +124,16 @@ def test_sigrid_approves_one_item_and_dismisses_another(server: AppServer, page)
     assert before >= 2
     approve.first.click()
     main(page).get_by_text(re.compile(r"Approved RUN-\d+-\d+: the action ran")).wait_for()
-    main(page).get_by_label("Reason to dismiss").first.fill("Not applicable to credit unions")
+    # The approval's rerun redraws the cards: a reason typed while it runs is lost with the card it was in.
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for()
+    for _ in range(50):
+        if approve.count() == before - 1:
+            break
+        page.wait_for_timeout(200)
+    reason = main(page).get_by_label("Reason to dismiss").first
+    reason.fill("Not applicable to credit unions")
+    reason.press("Tab")  # the value is the app's once the field loses focus (a rerun): let it finish
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for()
     main(page).get_by_role("button", name="Dismiss").first.click()
     main(page).get_by_text(re.compile(r"Dismissed RUN-\d+-\d+")).wait_for()
     main(page).get_by_text("Recent decisions").wait_for()
