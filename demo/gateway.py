@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import signal
 import socket
 import threading
@@ -167,8 +168,6 @@ def outages_path(workspace: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import os
-
     p = argparse.ArgumentParser(description="The demo's messaging gateway (SMTP on loopback), until interrupted.")
     p.add_argument("--host", default=os.environ.get("RUNLEDGER_MESSAGING_HOST", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(os.environ.get("RUNLEDGER_MESSAGING_PORT", "2525")))

@@ -178,20 +178,16 @@ def _run_failed_on_outage() -> Iterator[str]:
 
 def test_retry_shows_the_plan_then_recovers_transient_failures(app_workspace: str) -> None:
     with _run_failed_on_outage() as run_id:
-        _retry_shows_the_plan_then_recovers(run_id)
-
-
-def _retry_shows_the_plan_then_recovers(run_id: str) -> None:
-    failed = sql("SELECT count(*) FROM run_items WHERE run_id = :r AND outcome = 'failed'", r=run_id)[0][0]
-    assert failed > 0
-    at = open_app("sigrid", page=RUN, params={"id": run_id})
-    assert any(f"{failed:,} eligible" in m.value for m in at.markdown)
-    [b for b in at.button if b.label.startswith("Retry ")][0].click().run()
-    assert not at.exception
-    assert any("Retry finished" in s.value and "succeeded" in s.value for s in at.success)
-    assert sql("SELECT outcome, count(*) FROM run_items WHERE run_id = :r AND attempts = 2 GROUP BY ALL",
-               r=run_id) == [("succeeded", failed)]
-    assert sql("SELECT count(*) FROM audit_log WHERE event = 'item.retried'")[0][0] >= failed
+        failed = sql("SELECT count(*) FROM run_items WHERE run_id = :r AND outcome = 'failed'", r=run_id)[0][0]
+        assert failed > 0
+        at = open_app("sigrid", page=RUN, params={"id": run_id})
+        assert any(f"{failed:,} eligible" in m.value for m in at.markdown)
+        [b for b in at.button if b.label.startswith("Retry ")][0].click().run()
+        assert not at.exception
+        assert any("Retry finished" in s.value and "succeeded" in s.value for s in at.success)
+        assert sql("SELECT outcome, count(*) FROM run_items WHERE run_id = :r AND attempts = 2 GROUP BY ALL",
+                   r=run_id) == [("succeeded", failed)]
+        assert sql("SELECT count(*) FROM audit_log WHERE event = 'item.retried'")[0][0] >= failed
 
 
 # --- Run item -------------------------------------------------------------------------------------------

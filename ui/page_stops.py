@@ -15,4 +15,3 @@ def stop_at_runs(title: str, said: str, *, error: bool = False) -> NoReturn:
     (st.error if error else st.info)(said)
     st.page_link(runs_link().page, label="Go to Runs", icon=":material/list_alt:")
     st.stop()
-    raise AssertionError("st.stop() returned")  # it raises; this says so to the type checker
