@@ -104,6 +104,25 @@ def _v8_no_stand_in_messaging(conn: sa.Connection) -> None:
     conn.exec_driver_sql("DROP TABLE IF EXISTS integration_outages")
 
 
+def _v9_many_processes(conn: sa.Connection) -> None:
+    """Many engine workers and app replicas on one workspace: the workers and their leases, which worker holds
+    each in-flight item and works each run, and members' sessions kept in the workspace rather than in one
+    app process. A fresh workspace has them from v1."""
+    from store.schema import sessions, workers
+
+    workers.create(conn, checkfirst=True)
+    sessions.create(conn, checkfirst=True)
+    for table, column in (("run_items", "claimed_by"), ("runs", "worked_by")):
+        have = set(conn.execute(sa.text(f"SELECT * FROM {table} LIMIT 0")).keys())
+        if column not in have:
+            if table == "runs":  # DuckDB alters no table an index depends on (as in v3)
+                conn.exec_driver_sql("DROP INDEX IF EXISTS ix_runs_def_triggered")
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} VARCHAR")
+            if table == "runs":
+                conn.exec_driver_sql(
+                    "CREATE INDEX IF NOT EXISTS ix_runs_def_triggered ON runs (definition_id, triggered_at)")
+
+
 MIGRATIONS: list[tuple[int, Callable[[sa.Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_indexes),
@@ -113,6 +132,7 @@ MIGRATIONS: list[tuple[int, Callable[[sa.Connection], None]]] = [
     (6, _v6_member_identity),
     (7, _v7_integrations),
     (8, _v8_no_stand_in_messaging),
+    (9, _v9_many_processes),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -194,7 +194,32 @@ runs = sa.Table(
     sa.Column("items_skipped", sa.Integer, nullable=False, server_default="0"),
     sa.Column("items_awaiting_approval", sa.Integer, nullable=False, server_default="0"),
     sa.Column("items_idempotent_replay", sa.Integer, nullable=False, server_default="0"),
+    # The engine worker working the run's pending items (schema 9): set when it creates or takes over the run.
+    sa.Column("worked_by", sa.String),
     sa.UniqueConstraint("definition_id", "trigger_event_id", name="uq_run_per_trigger_event"),
+)
+
+# --- engine workers and app sessions (schema 9: many processes on one PostgreSQL workspace) ------------
+workers = sa.Table(  # every engine process that executed work; its lease lapses when heartbeats stop
+    "workers", metadata,
+    _id("worker_id"),
+    sa.Column("host", sa.String, nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", TS, nullable=False),
+    sa.Column("heartbeat_at", TS, nullable=False),  # the database's clock, never a host's
+    sa.Column("stopped_at", TS),  # a clean shutdown: its work may be taken over at once
+)
+
+sessions = sa.Table(  # members' signed-in sessions, shared by every app replica (ui.session)
+    "sessions", metadata,
+    _id("session_id"),  # sha256 of the browser's token: the token itself is never stored
+    sa.Column("member_id", sa.String, nullable=False),
+    sa.Column("channel", sa.String, nullable=False),  # password | sso
+    sa.Column("epoch", sa.Integer, nullable=False),  # the member's session epoch at sign-in
+    sa.Column("signed_in_at", TS, nullable=False),
+    sa.Column("seen_at", TS, nullable=False),
+    sa.Column("ended_at", TS),
+    sa.Column("ended_reason", sa.String),
 )
 
 run_items = sa.Table(
@@ -217,6 +242,9 @@ run_items = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("retry_due_at", TS),
     sa.Column("updated_at", TS, nullable=False),
+    # The engine worker (``workers``) that took the item in flight (schema 9): another worker takes it over
+    # only once that worker's lease has lapsed, and a settlement writes only the items its worker still holds.
+    sa.Column("claimed_by", sa.String),
 )
 
 run_failure_causes = sa.Table(  # one row per (run, cause, class) for runs that have or had failures
