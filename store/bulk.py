@@ -178,11 +178,14 @@ def append_rows(tx: Tx, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> N
 
 
 def update_columns(tx: Tx, table: sa.Table, key: str, columns: Columns,
-                   guard: tuple[str, Sequence[str]] | None = None) -> set[Any]:
+                   guard: tuple[str, Sequence[str]] | None = None, fence: tuple[str, str] | None = None
+                   ) -> set[Any]:
     """Set each row's columns on the row with the same ``key`` (a column of ``columns``): one
     ``UPDATE … FROM`` the registered columns. ``guard`` (column, allowed values) updates only rows still
     holding one of the values — a transition checked against the stored state in the write itself — and
-    the keys it kept from the update are returned (empty without a guard)."""
+    the keys it kept from the update are returned (empty without a guard). ``fence`` (column, value) with a
+    guard keeps from the update, the same way, rows whose column no longer holds the value (an item another
+    worker took over)."""
     n = _length(columns)
     if not n:
         return set()
@@ -191,10 +194,18 @@ def update_columns(tx: Tx, table: sa.Table, key: str, columns: Columns,
     if not _use_fast_path(tx, n):
         kept: set[Any] = set()
         if guard is not None:  # a few rows: read which the guard keeps, then update only the others
-            kept = set(tx.conn.execute(sa.select(table.c[key]).where(
-                table.c[key].in_(list(keys)), table.c[guard[0]].not_in(list(guard[1])))).scalars())
-            kept |= set(keys) - set(tx.conn.execute(sa.select(table.c[key]).where(
-                table.c[key].in_(list(keys)))).scalars())  # rows that are gone are kept from it too
+            # On PostgreSQL, other processes write too: the rows are locked as they are read (reading their
+            # newest committed state), so none can move between this check and the update below.
+            found = sa.select(table.c[key], table.c[guard[0]], *([table.c[fence[0]]] if fence else [])).where(
+                table.c[key].in_(list(keys)))
+            if tx.conn.dialect.name == "postgresql":
+                found = found.with_for_update()
+            present: set[Any] = set()
+            for row in tx.conn.execute(found).all():
+                present.add(row[0])
+                if row[1] not in guard[1] or (fence is not None and row[2] != fence[1]):
+                    kept.add(row[0])
+            kept |= set(keys) - present  # rows that are gone are kept from it too
         rows = [r for r in _columns_to_rows(columns) if r[key] not in kept]
         if rows:
             stmt = table.update().where(table.c[key] == sa.bindparam("_k")).values(
@@ -206,16 +217,20 @@ def update_columns(tx: Tx, table: sa.Table, key: str, columns: Columns,
     arrays[key] = _values(keys, table.c[key])
     sets = ", ".join(f'"{c}" = {e}' for c, e in exprs.items())
     guarded, returning = "", ""
+    fenced: tuple[str, ...] = ()
     if guard is not None:
         guarded = f' AND "{table.name}"."{guard[0]}" IN ({", ".join("?" for _ in guard[1])})'
         returning = f' RETURNING "{table.name}"."{key}"'
+        if fence is not None:
+            guarded += f' AND "{table.name}"."{fence[0]}" = ?'
+            fenced = (fence[1],)
     # The keys' range, besides the join: the table is read only where it can hold them (zone maps skip
     # the rest) instead of joining every row of it — a workspace holds millions of items, a batch 4,000.
     # (DuckDB orders strings by their UTF-8 bytes, which is the order of min and max here.)
     updated = _run_registered(tx, name, arrays, f'UPDATE "{table.name}" SET {sets} FROM {name} '
                                              f'WHERE "{table.name}"."{key}" BETWEEN ? AND ? '
                                              f'AND "{table.name}"."{key}" = {name}."{key}"{guarded}{returning}',
-                           [*params, min(keys), max(keys), *(guard[1] if guard else ())])
+                           [*params, min(keys), max(keys), *(guard[1] if guard else ()), *fenced])
     if guard is None:
         return set()
     return set(keys) - {row[0] for row in updated}
