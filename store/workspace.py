@@ -52,6 +52,11 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def is_duckdb_location(url_or_path: str) -> bool:
+    """A DuckDB file (a path, or a ``duckdb:///`` URL) rather than a server's URL (PostgreSQL)."""
+    return "://" not in url_or_path or url_or_path.startswith("duckdb:")
+
+
 def resolve_workspace_path(explicit: str | None = None) -> str:
     """``--db`` wins, then ``RUNLEDGER_DB``, then the default under ``data/``."""
     return explicit or os.environ.get("RUNLEDGER_DB") or DEFAULT_WORKSPACE
@@ -125,7 +130,7 @@ class Workspace:
 
     def __init__(self, url_or_path: str, now: Now = utc_now, read_only: bool = False) -> None:
         self.now = now
-        self.is_duckdb = "://" not in url_or_path or url_or_path.startswith("duckdb:")
+        self.is_duckdb = is_duckdb_location(url_or_path)
         if self.is_duckdb:
             path = url_or_path.removeprefix("duckdb:///")
             self.path = path
