@@ -38,6 +38,17 @@ def read_run(conn: sa.Connection, run_id: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
+def lock_run(tx: Tx, run_id: str) -> dict[str, Any] | None:
+    """The run, read for an update of its status and counts. On PostgreSQL its row is locked until the
+    transaction ends, so two processes settling one run (a worker's batch, a member's retry) settle it one
+    after the other, each counting the other's committed items; on DuckDB this process's write lock does."""
+    q = sa.select(runs).where(runs.c.run_id == run_id)
+    if tx.conn.dialect.name == "postgresql":
+        q = q.with_for_update()
+    row = tx.conn.execute(q).mappings().first()
+    return dict(row) if row else None
+
+
 def require_run(conn: sa.Connection, run_id: str) -> dict[str, Any]:
     """A run that must exist (the caller holds its items, or just wrote it)."""
     run = read_run(conn, run_id)

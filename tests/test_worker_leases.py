@@ -215,3 +215,42 @@ def test_workers_claiming_due_retries_at_once_take_each_item_once(fleet: Fleet) 
     ids = [i["item_id"] for batch in taken for i in batch]
     assert [len(batch) for batch in taken] == [12, 12, 6] and len(set(ids)) == 30
     assert scalar(a, "SELECT count(DISTINCT claimed_by) FROM run_items") == 3
+
+
+def test_two_processes_settling_one_run_at_once_leave_its_counts_those_of_its_items(fleet: Fleet) -> None:
+    """A worker's batch and a member's command settle the same run at the same moment: the second counts the
+    run's items only once the first committed (the run's row is locked first), never a stale count."""
+    import threading
+
+    from engine.status import settle_run_status
+    from store.tx import Tx
+
+    a = fleet.engines[0]
+    b = fleet.engine()
+    run_id, _ = interrupted_run(a, claim=0)
+    first, second = sorted(items_of(a, run_id).values(), key=lambda i: i["position"])[:2]
+    conn_a, conn_b = a.ws.engine.connect(), b.ws.engine.connect()
+    tx_a, tx_b = conn_a.begin(), conn_b.begin()
+    item_store.skip_item(Tx(conn_a, a.clock.now), first["item_id"], "pending", "the account closed")
+    settle_run_status(Tx(conn_a, a.clock.now), run_id, "engine:a")
+    errors: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            item_store.skip_item(Tx(conn_b, b.clock.now), second["item_id"], "pending", "the account closed")
+            settle_run_status(Tx(conn_b, b.clock.now), run_id, "engine:b")
+            tx_b.commit()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join(0.5)
+    assert thread.is_alive()  # b waits for a's transaction
+    tx_a.commit()
+    thread.join(10)
+    conn_a.close()
+    conn_b.close()
+    assert not errors, errors
+    assert run_of(a, run_id)["items_skipped"] == 2
+    assert scalar(a, "SELECT count(*) FROM run_items WHERE outcome = 'skipped'") == 2
