@@ -211,16 +211,18 @@ class Executor:
                     attempts=same(0), retry_due_at=same(None), updated_at=same(self.clock.now()))
 
     # --- execution ----------------------------------------------------------------------------------
-    def execute_run(self, run_id: str, actor: str) -> None:
+    def execute_run(self, run_id: str, actor: str, helping: bool = False) -> None:
         """Work the run's pending items until none is left or a cancel request stops the claiming.
 
         A batch's settlement and the claim of the next batch share one transaction, so a batch costs
         one commit; no batch is claimed once the run has a cancel request or a run-level failure.
+        ``helping``: the run is another live worker's, and this one works some of its pending items beside
+        it (on PostgreSQL each claim skips the rows another worker's claim holds, so no item is taken twice).
         """
         with self.work.holding(run_id):
-            self._execute_run(run_id, actor)
+            self._execute_run(run_id, actor, helping)
 
-    def _execute_run(self, run_id: str, actor: str) -> None:
+    def _execute_run(self, run_id: str, actor: str, helping: bool = False) -> None:
         sizer, last, waited = BatchSizer(self.clock, self.batch_max, self.batch_target_seconds), 0, 0.0
         worker = self.worker()
 
@@ -229,7 +231,7 @@ class Executor:
             run_now = run_store.read_run(tx.conn, run_id)
             if run_now is None or run_now["cancel_requested_at"] is not None or run_now["failure_cause"]:
                 return {}
-            if run_now["worked_by"] not in (None, worker) or not self.lease.holds():
+            if (not helping and run_now["worked_by"] not in (None, worker)) or not self.lease.holds():
                 # Another worker took the run over (this one's lease lapsed), or may be about to: leave it.
                 log.warning("run %s: worker %s claims no more of its items: %s", run_id, worker,
                             f"worker {run_now['worked_by']} works it now" if run_now["worked_by"] not in

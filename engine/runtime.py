@@ -263,6 +263,28 @@ class Engine:
                     taken.append(run_id)
         return taken
 
+    def help_with_runs(self) -> int:
+        """Work pending items of runs other live workers are working (PostgreSQL: a big run's items are
+        shared by the fleet, each claim skipping the rows another holds); the number of runs helped."""
+        if self.ws.is_duckdb:
+            return 0  # one process: there is no other worker to help
+        worker = self.executor.worker()
+        with self.ws.read() as conn:
+            live = {w["worker_id"] for w in worker_store.read_live_workers(conn, self.executor.lease.seconds)}
+            runs = [r for r in run_store.read_open_runs(conn)
+                    if r["items_pending"] and r["started_at"] is not None and r["worked_by"] in live - {worker}
+                    and r["cancel_requested_at"] is None]
+        helped = 0
+        for run in runs:
+            if self.executor.work.is_held(run["run_id"]):
+                continue
+            with self.ws.read() as conn:
+                event = run_store.read_event(conn, run["trigger_event_id"])
+            actor = self._trigger_actor(event) if event else "engine:worker"
+            self.executor.execute_run(run["run_id"], actor, helping=True)
+            helped += 1
+        return helped
+
     def _has_unfinished_work(self, run: dict[str, Any]) -> bool:
         if run["started_at"] is None and not run["failure_cause"]:
             return True  # never matched
@@ -323,6 +345,7 @@ class Engine:
         self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True,
                                                                           "max_instances": 1})
         self.scheduler.add_job(self.dispatch_events, "interval", seconds=2, id="dispatch-events")
+        self.scheduler.add_job(self.help_with_runs, "interval", seconds=2, id="help-with-runs")
         self.scheduler.add_job(self.process_due_retries, "interval", seconds=5, id="due-retries")
         self.scheduler.add_job(self.deliver_alerts, "interval", seconds=5, id="deliver-alerts")
         self.scheduler.add_job(self.resume_interrupted, "interval", seconds=resume_every_seconds(),

@@ -56,6 +56,7 @@ class Member:
     category: str | None
     lines: list[str]
     deadline: float
+    number: int = 0
 
     def said(self, word: str) -> str | None:
         found = [line.partition(" ")[2] for line in self.lines if line.split(" ", 1)[0] == word]
@@ -148,7 +149,7 @@ class _Fleet:
                 *(["--kill", kill] if kill else [])]
         os.environ["RUNLEDGER_LEASE_SECONDS"] = str(LEASE_SECONDS)
         member = Member(LineProcess(args, self.workdir / "workers.stderr"), kill, category, [],
-                        time.monotonic() + LIFE_TIMEOUT)
+                        time.monotonic() + LIFE_TIMEOUT, self.tally.lives)
         self.members.append(member)
         return member
 
@@ -227,7 +228,7 @@ class _Fleet:
         if problems:
             return self.failed(f"the workspace just after the kill at {point}", problems)
         self.tally.checks["the workspace as a kill left it, the fleet still writing"] += 1
-        self.say(f"{self.workdir.name}: worker {self.tally.lives}: killed at {point} "
+        self.say(f"{self.workdir.name}: worker {m.number}: killed at {point} "
                  f"(kill {sum(landed.values())})")
         return True
 
