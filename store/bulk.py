@@ -3,8 +3,10 @@
 On DuckDB, rows travel as NumPy object arrays registered on the transaction's own connection, and DuckDB
 converts the Python values itself (measured as fast as building Arrow arrays in Python and appending them,
 without the per-value datetime work, and without ``pyarrow``, which ``pa.array`` drags ``pandas`` in with:
-~95 MB of a 100,000-item run's peak RSS). On any other backend the same call falls back to SQLAlchemy
-``executemany``. Either way the rows land in the caller's transaction.
+~95 MB of a 100,000-item run's peak RSS). On PostgreSQL, appends travel by ``COPY … FROM STDIN`` and updates
+as one ``UPDATE … FROM unnest(arrays)`` (SQLAlchemy's ``executemany`` spent most of a batch waiting on one
+round of the protocol per row). A few rows go through SQLAlchemy on either. Either way the rows land in the
+caller's transaction.
 
 Callers hand rows over column by column (``append_columns``): one Python list per column is several times
 cheaper to build than a dict per row. A column whose every row holds the same value is passed as
@@ -80,6 +82,77 @@ def _columns_to_rows(columns: Columns) -> list[dict[str, Any]]:
 
 def _use_fast_path(tx: Tx, n: int) -> bool:
     return tx.conn.dialect.name == "duckdb" and n >= _FAST_PATH_MIN_ROWS
+
+
+def _use_pg_path(tx: Tx, n: int) -> bool:
+    return tx.conn.dialect.name == "postgresql" and n >= _FAST_PATH_MIN_ROWS
+
+
+def _pg_type(col: sa.Column) -> str:
+    """The PostgreSQL type an array of the column's values is cast to."""
+    t = col.type
+    if isinstance(t, sa.DateTime):
+        return "timestamptz" if t.timezone else "timestamp"
+    if isinstance(t, sa.Date):
+        return "date"
+    if isinstance(t, sa.Boolean):
+        return "boolean"
+    if isinstance(t, sa.Integer):
+        return "bigint"
+    if isinstance(t, sa.Float):
+        return "double precision"
+    return "text"
+
+
+def _pg_values(values: Sequence[Any], col: sa.Column) -> list[Any]:
+    """Naive datetimes bound for a timezone-aware column are UTC (PostgreSQL would take the session's zone)."""
+    if _is_aware_ts(col):
+        return [v.replace(tzinfo=_UTC) if v is not None and v.tzinfo is None else v for v in values]
+    return list(values)
+
+
+def _pg_copy(tx: Tx, table: sa.Table, columns: Columns) -> None:
+    """Append by ``COPY … FROM STDIN`` on the transaction's own connection."""
+    full = _expanded(columns, _length(columns))
+    names = list(full)
+    cols = ", ".join(f'"{c}"' for c in names)
+    values = [_pg_values(full[c], table.c[c]) for c in names]
+    with tx.raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({cols}) FROM STDIN') as copy:
+        for row in zip(*values, strict=True):
+            copy.write_row(row)
+
+
+def _pg_update(tx: Tx, table: sa.Table, key: str, columns: Columns, guard: tuple[str, Sequence[str]] | None,
+               fence: tuple[str, str] | None) -> list[Any]:
+    """One ``UPDATE … FROM unnest(…)``: the keys it updated. A guard and a fence are in its WHERE, which
+    PostgreSQL checks again on the newest version of a row another transaction changed meanwhile."""
+    listed_cols = [c for c, v in columns.items() if not isinstance(v, Same)]
+    if key not in listed_cols:
+        raise TypeError("the key column must list a value per row")
+    arrays = ", ".join(f"%s::{_pg_type(table.c[c])}[]" for c in listed_cols)
+    names = ", ".join(f'"{c}"' for c in listed_cols)
+    sets, params = [], [_pg_values(listed(columns[c]), table.c[c]) for c in listed_cols]
+    for c, v in columns.items():
+        if c == key:
+            continue
+        if isinstance(v, Same):
+            sets.append(f'"{c}" = %s::{_pg_type(table.c[c])}')
+        else:
+            sets.append(f'"{c}" = v."{c}"')
+    set_params = [_param(v.value, table.c[c]) for c, v in columns.items() if c != key and isinstance(v, Same)]
+    where = f'"{table.name}"."{key}" = v."{key}"'
+    tail: list[Any] = []
+    if guard is not None:
+        where += f' AND "{table.name}"."{guard[0]}" = ANY(%s)'
+        tail.append(list(guard[1]))
+    if fence is not None:
+        where += f' AND "{table.name}"."{fence[0]}" = %s'
+        tail.append(fence[1])
+    sql = (f'UPDATE "{table.name}" SET {", ".join(sets)} FROM unnest({arrays}) AS v({names}) WHERE {where} '
+           f'RETURNING "{table.name}"."{key}"')
+    with tx.raw.cursor() as cur:
+        cur.execute(sql, [*set_params, *params, *tail])
+        return [r[0] for r in cur.fetchall()]
 
 
 def _is_aware_ts(col: sa.Column) -> bool:
@@ -158,6 +231,9 @@ def append_columns(tx: Tx, table: sa.Table, columns: Columns) -> None:
     n = _length(columns)
     if not n:
         return
+    if _use_pg_path(tx, n):
+        _pg_copy(tx, table, columns)
+        return
     if not _use_fast_path(tx, n):
         tx.conn.execute(table.insert(), _columns_to_rows(columns))
         return
@@ -171,7 +247,7 @@ def append_columns(tx: Tx, table: sa.Table, columns: Columns) -> None:
 def append_rows(tx: Tx, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
     if not rows:
         return
-    if not _use_fast_path(tx, len(rows)):
+    if not _use_fast_path(tx, len(rows)) and not _use_pg_path(tx, len(rows)):
         tx.conn.execute(table.insert(), [dict(r) for r in rows])
         return
     append_columns(tx, table, _rows_to_columns(rows))
@@ -191,6 +267,11 @@ def update_columns(tx: Tx, table: sa.Table, key: str, columns: Columns,
         return set()
     others = [c for c in columns if c != key]
     keys = listed(columns[key])
+    if _use_pg_path(tx, n):
+        if guard is None and fence is not None:
+            raise TypeError("a fence applies with a guard")
+        updated = _pg_update(tx, table, key, columns, guard, fence)
+        return set() if guard is None else set(keys) - set(updated)
     if not _use_fast_path(tx, n):
         kept: set[Any] = set()
         if guard is not None:  # a few rows: read which the guard keeps, then update only the others
@@ -298,6 +379,9 @@ def pack(table: sa.Table, columns: Columns) -> pa.Table:
 
 def append_packed(tx: Tx, table: sa.Table, data: pa.Table) -> None:
     if not data.num_rows:
+        return
+    if _use_pg_path(tx, data.num_rows):
+        _pg_copy(tx, table, data.to_pydict())
         return
     if not _use_fast_path(tx, data.num_rows):
         tx.conn.execute(table.insert(), data.to_pylist())

@@ -152,29 +152,39 @@ def test_a_dead_workers_run_is_taken_over_once_its_lease_lapses_and_never_before
     assert b.resume_interrupted() == []  # nothing left
 
 
-def test_a_worker_whose_items_were_taken_over_writes_nothing_of_them(fleet: Fleet) -> None:
+@pytest.mark.parametrize("batch", [5, 40])  # a few rows, and the many-rows path (UPDATE … FROM unnest)
+def test_a_worker_whose_items_were_taken_over_writes_nothing_of_them(pg_url: str, tmp_path: Path,
+                                                                     batch: int) -> None:
+    fleet = Fleet(pg_url, tmp_path, accounts=batch)
+    try:
+        _taken_over_writes_nothing(fleet, batch)
+    finally:
+        fleet.close()
+
+
+def _taken_over_writes_nothing(fleet: Fleet, batch: int) -> None:
     a = fleet.engines[0]
-    run_id, claimed = interrupted_run(a, claim=5)
+    run_id, claimed = interrupted_run(a, claim=batch)
     lapse(a)
     b = fleet.engine()
     with b.ws.transaction() as tx:  # b takes the run over (and is about to replay the batch)
         assert worker_store.take_over_run(tx.conn, run_id, b.executor.worker(),
-                                          b.executor.lease.lapsed_workers()) == (True, 5)
+                                          b.executor.lease.lapsed_workers()) == (True, batch)
     # a was only paused, not dead: it wakes with its batch acted on and tries to settle it.
     a.executor.lease._renewed = float("inf")  # as if it had renewed just now, so it gets as far as its write
     with a.ws.read() as conn:
         run = run_store.require_run(conn, run_id)
-        batch = item_store.as_claimed_columns([item_store.require_item(conn, i) for i in claimed])
-    for k in range(len(batch["outcome"])):
-        batch["outcome"][k] = "in-flight"  # what a held it as
+        held = item_store.as_claimed_columns([item_store.require_item(conn, i) for i in claimed])
+    for k in range(len(held["outcome"])):
+        held["outcome"][k] = "in-flight"  # what a held it as
     d = a.catalog.get(run["definition_id"], run["definition_version"])
-    settlement = a.executor._act_on(run, d, batch, "engine:a")
+    settlement = a.executor._act_on(run, d, held, "engine:a")
     with pytest.raises(WorkTakenOver, match="took it over after the lease"):
         a.executor._commit(run_id, settlement, "engine:a", None)
     assert scalar(b, "SELECT count(*) FROM findings") == 0  # nothing of a's batch was written
     assert scalar(b, "SELECT count(*) FROM item_attempts") == 0
     assert b.recover() == [run_id]  # b replays it (a start's recovery takes its own held work at once)
-    assert scalar(b, "SELECT count(*) FROM findings") == scalar(b, "SELECT count(*) FROM item_attempts") == 30
+    assert scalar(b, "SELECT count(*) FROM findings") == scalar(b, "SELECT count(*) FROM item_attempts") == batch
     assert run_of(b, run_id)["status"] == "completed"
 
 
