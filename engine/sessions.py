@@ -28,6 +28,7 @@ from engine.authz import SessionEnded, check_session_member, session_ended, sign
 from engine.settings import number_from_env
 from engine.sso import sign_in_with_identity
 from store import sessions as session_store
+from store.errors import WriteConflict, WriteFailed
 from store.workspace import Workspace
 
 EXPIRED = "session expired"
@@ -127,11 +128,17 @@ def resume_session_token(ws: Workspace, token: str) -> LiveSession:
         if not _end(ws, row, _ENDED_BECAUSE + ended.reason):
             raise _ended_meanwhile(ws, session_id) from None
         raise
-    with ws.transaction(bookkeeping=True) as tx:
-        live = session_store.touch_session(tx, session_id, now)
+    seen_at, live = now, True
+    try:
+        with ws.transaction(bookkeeping=True) as tx:
+            live = session_store.touch_session(tx, session_id, now)
+    except (WriteConflict, WriteFailed):
+        # The session was live a moment ago; a workspace that cannot be written (a full disk) can still be
+        # read, and its evidence is what a member may need most then. Noting this view is all that is lost.
+        seen_at = row["seen_at"]
     if not live:
         raise _ended_meanwhile(ws, session_id)
-    return LiveSession(actor, row["channel"], row["signed_in_at"], now)
+    return LiveSession(actor, row["channel"], row["signed_in_at"], seen_at)
 
 
 def end_session_token(ws: Workspace, token: str, reason: str = SIGNED_OUT) -> bool:

@@ -33,6 +33,7 @@ from engine.sessions import (
     resume_session_token,
 )
 from engine.sessions import SessionEnded as Ended
+from store.errors import WriteFailed
 from store.workspace import Workspace
 from tests.pg_server import postgres_server
 from tests.support import quick_password_hash
@@ -301,3 +302,19 @@ def test_a_page_view_leaves_the_change_marker_alone(replica: Callable[[], Worksp
     assert ws.change_marker() == marker
     end_session_token(ws, token)
     assert ws.change_marker() != marker or marker is None  # None on PostgreSQL: nothing is cached there
+
+
+def test_a_page_view_that_cannot_be_noted_is_still_served(replica: Callable[[], Workspace], clock: Clock,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A workspace that cannot be written (a full disk) can still be read: the member goes on reading their
+    evidence; only this view's time is lost, so the session's idle time runs from the view before."""
+    ws = replica()
+    token = sign_in(ws)
+    clock.advance(minutes=10)
+
+    def full_disk(*_args: object) -> bool:
+        raise WriteFailed("The workspace could not be written (disk full); nothing of it was saved.")
+    monkeypatch.setattr("store.sessions.touch_session", full_disk)
+    live = resume_session_token(ws, token)
+    assert live.actor.member_id == "ola" and live.expires_at == START + dt.timedelta(minutes=30)
+    assert session_rows(ws)[0]["seen_at"] == START
