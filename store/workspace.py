@@ -182,8 +182,11 @@ class Workspace:
             yield conn
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
-        """A write transaction; its audit entries are chained and appended before it commits."""
+    def transaction(self, *, bookkeeping: bool = False) -> Iterator[Tx]:
+        """A write transaction; its audit entries are chained and appended before it commits.
+
+        ``bookkeeping``: it writes nothing any screen shows (a session's latest page view), so it leaves
+        ``change_marker`` where it was; counted, every page view would empty the caches keyed on it."""
         with self._write_lock:
             try:
                 with self.engine.begin() as conn:
@@ -204,7 +207,7 @@ class Workspace:
                 if explained is None:
                     raise
                 raise explained from exc
-            if wrote:
+            if wrote and not bookkeeping:
                 self._commits += 1  # after the commit, under the write lock: see ``change_marker``
 
     def change_marker(self) -> str | None:
