@@ -281,3 +281,27 @@ def test_the_command_line_imports_a_file_and_refuses_a_bad_one(workspace_db: str
     shown = cli("registers", "show", "vendors")
     assert "subjects: 2" in shown
     assert cli("verify-audit").startswith("audit chain intact:")
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_a_refusal_kept_in_the_audit_log_never_holds_the_databases_password(
+        tmp_path: Path, workspace_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write the database refused is explained naming the workspace, and an import's refusal is kept in
+    the audit log for good: a PostgreSQL URL's password was in both."""
+    with_password = sa.make_url(workspace_db).set(password="s3cret-pw").render_as_string(hide_password=False)
+    registers = tmp_path / "registers"
+    shutil.copytree(DEMO_REGISTERS, registers)
+    (registers / "vendors.yaml").write_text(VENDORS)
+    engine = build_engine(tmp_path, {}, registers_dir=registers, db=with_password)  # the test server trusts all
+    try:
+        rows = "".join(f"W{i:07d},Vendor {i},active,1.5,1,true,2026-09-30,\n" for i in range(300_000))
+        monkeypatch.setattr("store.imports.IMPORT_MEMORY", "4MB")
+        with pytest.raises(CommandRefused) as caught:
+            load(engine, write(tmp_path, "many.csv", HEADER + rows))
+        said = str(caught.value)
+        assert "ran out of the memory allowed to it" in said and "s3cret-pw" not in said
+        assert sa.make_url(with_password).render_as_string(hide_password=True) in said
+        assert "s3cret-pw" not in json.dumps(audit_of(engine), default=str)
+    finally:
+        engine.shutdown()
+        engine.ws.close()
