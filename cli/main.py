@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cli import members as member_cli
+from cli import reader as reader_cli
 from cli import registers as cli_registers
 from engine.authz import NotAuthorized, UnknownMember
 from engine.catalog import UnknownDefinition
@@ -98,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     so_sub.add_parser("list", help="the registered sources (without secrets)")
     member_cli.add_parsers(sub)
     cli_registers.add_parsers(sub)
+    reader_cli.add_parsers(sub)
     return p
 
 
@@ -161,6 +163,8 @@ def _dispatch(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     cmd = args.command
     if cmd in member_cli.COMMANDS:
         return member_cli.dispatch(args, out, _open_engine, resolve_workspace_path(args.db))
+    if cmd in reader_cli.COMMANDS:  # a database role: no engine, no definitions
+        return reader_cli.dispatch(args, out)
     if cmd == "demo":
         from demo.seed import seed_demo, workspace_is_empty
         path = resolve_workspace_path(args.db)

@@ -13,6 +13,7 @@ import argon2
 
 from core.roles import PERMISSION_ROLES, Actor
 from engine.settings import number_from_env
+from store import sessions as session_store
 from store.members import count_recent_sign_in_failures, read_member
 from store.workspace import Workspace
 
@@ -104,11 +105,12 @@ def check_sign_in_throttle(ws: Workspace, member_id: str, channel: str) -> None:
                           "or ask an administrator to reset the password.")
 
 
-def sign_in(ws: Workspace, member_id: str, password: str, channel: str = "web") -> Actor:
+def sign_in(ws: Workspace, member_id: str, password: str, channel: str = "web", session_id: str | None = None) -> Actor:
     """Check a member's password. Both a success and a failure land in the audit log, with the reason.
 
     Repeated failures for one member name lock it for a while (guessing passwords gets slow), counted from
-    the audit log; the lock applies to any name, existing or not, so it tells nothing about which exist."""
+    the audit log; the lock applies to any name, existing or not, so it tells nothing about which exist.
+    ``session_id``: a session (``engine.sessions``) that a success begins, in the transaction of its entry."""
     member_id = member_id.strip()
     check_sign_in_throttle(ws, member_id, channel)
     with ws.read() as conn:
@@ -124,6 +126,9 @@ def sign_in(ws: Workspace, member_id: str, password: str, channel: str = "web") 
     else:
         actor = Actor(m["member_id"], frozenset(r for r in m["roles"].split(",") if r))
         with ws.transaction() as tx:
+            if session_id is not None:
+                session_store.create_session(tx, session_id, actor.member_id, "password", int(m["session_epoch"]),
+                                             tx.now())
             tx.audit(actor.audit_name, "member.signed_in", "member", actor.member_id,
                      {"channel": channel, "roles": sorted(actor.roles)})
         return actor
@@ -134,10 +139,17 @@ def sign_in(ws: Workspace, member_id: str, password: str, channel: str = "web") 
                         "again; an administrator can reset a password.")
 
 
-def sign_out(ws: Workspace, actor: Actor, reason: str = "signed out", channel: str = "web") -> None:
+def sign_out(ws: Workspace, actor: Actor, reason: str = "signed out", channel: str = "web",
+             session_id: str | None = None) -> bool:
+    """Audited ``member.signed_out`` with the reason. ``session_id``: the session that ends, its row ended in
+    the same transaction — only a live one, so that of the replicas and tabs that see it end, the first
+    writes the one entry; False (and nothing written) when it had ended already."""
     with ws.transaction() as tx:
+        if session_id is not None and not session_store.end_session(tx, session_id, tx.now(), reason):
+            return False
         tx.audit(actor.audit_name, "member.signed_out", "member", actor.member_id,
                  {"reason": reason, "channel": channel})
+    return True
 
 
 class SessionEnded(PermissionError):
@@ -156,15 +168,34 @@ def session_epoch(ws: Workspace, member_id: str) -> int:
     return int(m["session_epoch"]) if m else 0
 
 
+# Why a member's session may not go on (the audit entry's words) → the notice the member sees.
+SESSION_ENDINGS = {
+    "member deactivated": "Your membership of this workspace was deactivated, so your session ended. Ask an "
+                          "administrator if this is a mistake.",
+    "password changed or reset": "Your password was changed or reset, so your session ended. Sign in again with "
+                                 "the new password.",
+}
+
+
+def session_ended(reason: str) -> SessionEnded:
+    return SessionEnded(SESSION_ENDINGS[reason], reason)
+
+
 def resume_session(ws: Workspace, member_id: str, epoch: int) -> Actor:
     """The member of a session begun under ``epoch``, re-read now (roles taken away apply at once), or
     ``SessionEnded``: deactivated, removed, or the password reset or changed since (the epoch moved on)."""
     with ws.read() as conn:
         m = read_member(conn, member_id)
-    if m is None or not m["active"]:
-        raise SessionEnded("Your membership of this workspace was deactivated, so your session ended. Ask an "
-                           "administrator if this is a mistake.", "member deactivated")
-    if int(m["session_epoch"]) != epoch:
-        raise SessionEnded("Your password was changed or reset, so your session ended. Sign in again with the "
-                           "new password.", "password changed or reset")
-    return Actor(m["member_id"], frozenset(r for r in m["roles"].split(",") if r))
+    return check_session_member(member_id, m is not None and bool(m["active"]), m["roles"] if m else None,
+                                int(m["session_epoch"]) if m else None, epoch)
+
+
+def check_session_member(member_id: str, active: bool, roles: str | None, member_epoch: int | None,
+                         epoch: int) -> Actor:
+    """The member as they are now (``active``, ``roles``, ``member_epoch``: their row, read by the caller)
+    if a session begun under ``epoch`` may go on; else ``SessionEnded``."""
+    if not active or roles is None or member_epoch is None:
+        raise session_ended("member deactivated")
+    if member_epoch != epoch:
+        raise session_ended("password changed or reset")
+    return Actor(member_id, frozenset(r for r in roles.split(",") if r))

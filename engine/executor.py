@@ -41,12 +41,14 @@ from engine.actioners.base import ActionContext, ActionFailed, ActionRequest, ac
 from engine.batching import Batch, BatchSizer, Reads, Settlement, gc_paused
 from engine.catalog import DefinitionCatalog
 from engine.clock import Clock
+from engine.lease import WorkerLease
 from engine.resume import WorkRegistry
 from engine.status import settle_run_status
 from store import items as item_store
 from store import runs as run_store
 from store.audit import json_encoder
 from store.bulk import same
+from store.errors import WorkTakenOver
 from store.matching import check_subjects, iter_match_subjects
 from store.records import insert_idempotency, insert_records, read_idempotency
 from store.registers import Register, read_registers
@@ -99,6 +101,10 @@ class _MatchingFailed(Exception):
         self.cause = cause
 
 
+class LeaseLapsed(Exception):
+    """This worker's lease could not be renewed in time: it acts on nothing more until it can."""
+
+
 class Executor:
     def __init__(self, ws: Workspace, clock: Clock, catalog: DefinitionCatalog, actioners: Mapping[str, Any],
                  ctx: ActionContext, batch_max: int = 4000, batch_target_seconds: float = 0.5) -> None:
@@ -106,7 +112,13 @@ class Executor:
         self.batch_max, self.batch_target_seconds = batch_max, batch_target_seconds
         self.calls = TimedCalls(ws, ctx)  # actioners that reach outside the process, under a timeout
         self.work = WorkRegistry()  # the runs threads of this process are working on (engine.resume)
+        self.lease = WorkerLease(ws)  # this process's name on the work it holds (engine.lease)
         self._actioners: dict[int, tuple[Any, bool, str | None]] = {}  # id → (it, in process?, its register)
+
+    def worker(self) -> str:
+        """This process's worker id, entered in the workspace on first use: what claims stamp on items."""
+        self.lease.register()
+        return self.lease.worker_id
 
     # --- matching -----------------------------------------------------------------------------------
     def match_run(self, run_id: str, actor: str) -> None:
@@ -199,24 +211,33 @@ class Executor:
                     attempts=same(0), retry_due_at=same(None), updated_at=same(self.clock.now()))
 
     # --- execution ----------------------------------------------------------------------------------
-    def execute_run(self, run_id: str, actor: str) -> None:
+    def execute_run(self, run_id: str, actor: str, helping: bool = False) -> None:
         """Work the run's pending items until none is left or a cancel request stops the claiming.
 
         A batch's settlement and the claim of the next batch share one transaction, so a batch costs
         one commit; no batch is claimed once the run has a cancel request or a run-level failure.
+        ``helping``: the run is another live worker's, and this one works some of its pending items beside
+        it (on PostgreSQL each claim skips the rows another worker's claim holds, so no item is taken twice).
         """
         with self.work.holding(run_id):
-            self._execute_run(run_id, actor)
+            self._execute_run(run_id, actor, helping)
 
-    def _execute_run(self, run_id: str, actor: str) -> None:
+    def _execute_run(self, run_id: str, actor: str, helping: bool = False) -> None:
         sizer, last, waited = BatchSizer(self.clock, self.batch_max, self.batch_target_seconds), 0, 0.0
+        worker = self.worker()
 
         def claim(tx: Tx) -> Batch:
             size = sizer.next_size(waited)
             run_now = run_store.read_run(tx.conn, run_id)
             if run_now is None or run_now["cancel_requested_at"] is not None or run_now["failure_cause"]:
                 return {}
-            return item_store.claim_pending_item_columns(tx, run_id, size, after_position=last)
+            if (not helping and run_now["worked_by"] not in (None, worker)) or not self.lease.holds():
+                # Another worker took the run over (this one's lease lapsed), or may be about to: leave it.
+                log.warning("run %s: worker %s claims no more of its items: %s", run_id, worker,
+                            f"worker {run_now['worked_by']} works it now" if run_now["worked_by"] not in
+                            (None, worker) else "its lease could not be renewed in time")
+                return {}
+            return item_store.claim_pending_item_columns(tx, run_id, size, after_position=last, worker=worker)
 
         with self.ws.transaction() as tx:
             batch = claim(tx)
@@ -243,6 +264,12 @@ class Executor:
     def _act_on(self, run: dict[str, Any], d: Definition, batch: Batch, actor: str, fresh: bool = False
                 ) -> Settlement:
         """Re-check and act on every item of ``batch``, in order: what its settlement will write."""
+        if not self.lease.holds():
+            # Another worker may take these items over at any moment: acting now could act twice. They stay
+            # in flight, held by this worker, for whichever worker resumes them (engine.lease).
+            raise LeaseLapsed(f"run {run['run_id']}: worker {self.lease.worker_id} could not renew its lease in "
+                              f"time; it does not act on the {len(batch['item_id'])} items it holds, which are "
+                              "resumed with their idempotency keys")
         with gc_paused(len(batch["item_id"])):
             return self._settle(run, d, batch, self._read(run, d, batch, fresh), actor)
 
@@ -277,6 +304,9 @@ class Executor:
             with gc_paused(len(s.update_rows)), self.ws.transaction() as tx:
                 self._write(tx, run_id, s, actor)
                 return claim_next(tx) if claim_next is not None else {}
+        except WorkTakenOver as taken:
+            log.warning("run %s: %s", run_id, taken)
+            raise
         except Exception as exc:
             # The transaction was rolled back whole: the batch's items are still in flight, with nothing of
             # this attempt recorded. Say so where an operator looks; the caller gets the error itself.
@@ -444,7 +474,7 @@ class Executor:
         insert_idempotency(tx, s.ledger())
         item_store.insert_attempts(tx, s.attempts(run_id, actor))
         item_store.open_approvals(tx, s.approvals)
-        item_store.settle_item_outcomes(tx, updates)
+        item_store.settle_item_outcomes(tx, updates, self.lease.worker_id)
         run_store.add_actions_invoked(tx, run_id, s.invoked)
         tx.audit_many(actor, "run_item", s.audit, occurred_at=now)
         settle_run_status(tx, run_id, actor)

@@ -31,6 +31,7 @@ from engine.scheduled_imports import import_definition_id, run_scheduled_import,
 from engine.status import settle_run_status
 from store import items as item_store
 from store import runs as run_store
+from store import workers as worker_store
 from store.errors import WriteFailed
 from store.subjects import record_trigger_event, record_trigger_event_once
 from store.workspace import Workspace
@@ -147,6 +148,7 @@ class Engine:
         if unheard:
             with self.ws.transaction() as tx:
                 run_store.mark_events_dispatched(tx, unheard)
+        worker = self.executor.worker()
         for event in events:
             if not heard[event["event_id"]]:
                 continue
@@ -158,7 +160,7 @@ class Engine:
                         continue  # another process on the same database dispatched it
                     for d, version in heard[event["event_id"]]:
                         run_id = run_store.create_run(tx, definition_id=d.id, definition_version=version,
-                                                      event=event, actor=actor)
+                                                      event=event, actor=actor, worker=worker)
                         if run_id:
                             # Held from before it exists for others until its work is done: a run
                             # between its creation and its matching is not interrupted work.
@@ -199,8 +201,9 @@ class Engine:
     def process_due_retries(self) -> int:
         """Automatic retries whose backoff has elapsed on the engine's clock."""
         actor = "engine:retry-policy"
+        worker = self.executor.worker()
         with self.ws.transaction() as tx:
-            taken = item_store.claim_due_retries(tx, self.clock.now())
+            taken = item_store.claim_due_retries(tx, self.clock.now(), worker=worker)
             for item in taken:
                 tx.audit(actor, "item.retry_started", "run_item", item["item_id"],
                          {"run_id": item["run_id"], "attempt": item["attempts"] + 1})
@@ -216,68 +219,120 @@ class Engine:
         return len(taken)
 
     def recover(self) -> list[str]:
-        """Finish runs a crash interrupted: replay in-flight items with their keys, then go on."""
-        recovered = []
-        with self.ws.read() as conn:
-            open_runs = run_store.read_open_runs(conn)
-        for run in open_runs:
-            with self.ws.read() as conn:
-                counts = run_store.read_run_facts(conn, run).outcome_counts
-            if run["started_at"] is not None and not counts.get(ITEM_PENDING) and not counts.get(IN_FLIGHT):
-                continue  # waiting on approvals or scheduled retries: nothing was interrupted
-            recovered.append(run["run_id"])
-            self._recover_run(run, "engine:recovery", "run.recovery_started")
+        """At start: finish the work a crash interrupted — on DuckDB every other worker's (one process holds the
+        file), on PostgreSQL that of workers whose lease lapsed — replaying in-flight items with their keys."""
+        recovered = self._take_over("engine:recovery", "run.recovery_started", at_start=True)
         self.dispatch_events()
         return recovered
 
     def resume_interrupted(self) -> list[str]:
-        """Finish the open runs nobody in this process is working on any more (``engine.resume``): those
-        a failed write stopped, once the workspace can be written again. A live engine does this every
-        ``RUNLEDGER_RESUME_SECONDS``; a failure to write again leaves them for the next time."""
-        resumed = []
+        """Finish the open runs nobody is working on any more (``engine.resume``, ``engine.lease``): those of
+        workers whose lease lapsed (a worker that died), and this process's own that a failed write stopped,
+        once the workspace can be written again. A live engine does this every ``RUNLEDGER_RESUME_SECONDS``;
+        a failure to write again leaves them for the next time."""
+        return self._take_over("engine:resume", "run.resumed", at_start=False)
+
+    def _take_over(self, actor: str, event: str, at_start: bool) -> list[str]:
+        worker = self.executor.worker()
+        lapsed = self.executor.lease.lapsed_workers()
         with self.ws.read() as conn:
             open_runs = run_store.read_open_runs(conn)
+            stranded = worker_store.read_held_in_flight(conn, lapsed)  # retries, approvals of dead workers
+        taken = []
         for run in open_runs:
-            run_id = run["run_id"]
-            with self.ws.read() as conn:
-                last_written = item_store.read_unfinished_written_at(conn, run_id)
-            if not is_interrupted(self.executor.work.is_held(run_id), run["started_at"] is not None,
-                                  last_written, self.ws.now()):
-                continue
-            with self.executor.work.holding(run_id):
-                if not self._still_open(run_id):
+            run_id, owner = run["run_id"], run["worked_by"]
+            if self.executor.work.is_held(run_id):
+                continue  # a thread of this process works it now
+            if owner == worker and not at_start:  # this process's own: only once a failed write stopped it
+                with self.ws.read() as conn:
+                    last_written = item_store.read_unfinished_written_at(conn, run_id)
+                if not is_interrupted(False, run["started_at"] is not None, last_written, self.ws.now()):
                     continue
-                log.warning("run %s: resuming work that stopped unfinished (a write that failed earlier); "
-                            "in-flight items are replayed with their idempotency keys", run_id)
+            elif owner != worker and owner not in lapsed and run_id not in stranded:
+                continue  # a live worker works it
+            if not self._has_unfinished_work(run):
+                continue  # waiting on approvals or scheduled retries: nothing was interrupted
+            with self.executor.work.holding(run_id):
                 try:
-                    self._recover_run(run, "engine:resume", "run.resumed")
+                    took = self._take_over_run(run, worker, lapsed, actor, event)
                 except WriteFailed as exc:  # nothing of the attempt was saved; the next round tries again
                     log.error("run %s: still cannot be resumed: %s It is tried again in %g s.", run_id, exc,
                               resume_every_seconds())
                     continue
-                resumed.append(run_id)
-        return resumed
+                if took:
+                    taken.append(run_id)
+        return taken
+
+    def help_with_runs(self) -> int:
+        """Work pending items of runs other live workers are working (PostgreSQL: a big run's items are
+        shared by the fleet, each claim skipping the rows another holds); the number of runs helped."""
+        if self.ws.is_duckdb:
+            return 0  # one process: there is no other worker to help
+        worker = self.executor.worker()
+        with self.ws.read() as conn:
+            live = {w["worker_id"] for w in worker_store.read_live_workers(conn, self.executor.lease.seconds)}
+            runs = [r for r in run_store.read_open_runs(conn)
+                    if r["items_pending"] and r["started_at"] is not None and r["worked_by"] in live - {worker}
+                    and r["cancel_requested_at"] is None]
+        helped = 0
+        for run in runs:
+            if self.executor.work.is_held(run["run_id"]):
+                continue
+            with self.ws.read() as conn:
+                event = run_store.read_event(conn, run["trigger_event_id"])
+            actor = self._trigger_actor(event) if event else "engine:worker"
+            self.executor.execute_run(run["run_id"], actor, helping=True)
+            helped += 1
+        return helped
+
+    def _has_unfinished_work(self, run: dict[str, Any]) -> bool:
+        if run["started_at"] is None and not run["failure_cause"]:
+            return True  # never matched
+        with self.ws.read() as conn:
+            counts = run_store.read_run_facts(conn, run).outcome_counts
+        return bool(counts.get(ITEM_PENDING) or counts.get(IN_FLIGHT))
+
+    def _take_over_run(self, run: dict[str, Any], worker: str, lapsed: set[str | None], actor: str,
+                       event: str) -> bool:
+        """Take what is left of the run (``store.workers.take_over_run``), audited with whom it was taken
+        from, then match it if it never was, replay the in-flight items now held here, work its pending ones
+        (if the run itself is this worker's now) and settle it."""
+        run_id = run["run_id"]
+        with self.ws.transaction() as tx:
+            took_run, n_items = worker_store.take_over_run(tx.conn, run_id, worker, lapsed)
+            if not took_run and not n_items:
+                return False  # another worker took it first
+            payload: dict[str, Any] = {"status": run["status"], "worker": worker}
+            if run["worked_by"] not in (None, worker):
+                payload["taken_from"] = run["worked_by"]
+            if n_items:
+                payload["in_flight_items_taken"] = n_items
+            tx.audit(actor, event, "run", run_id, payload)
+        if run["worked_by"] in (None, worker):
+            log.warning("run %s: resuming work that stopped unfinished (a write that failed earlier, or a process "
+                        "that ended); in-flight items are replayed with their idempotency keys", run_id)
+        else:
+            log.warning("run %s: taking over from worker %s, whose lease lapsed; in-flight items are replayed "
+                        "with their idempotency keys", run_id, run["worked_by"])
+        if not self._still_open(run_id):
+            return True
+        if took_run and run["started_at"] is None and not run["failure_cause"]:
+            self.executor.match_run(run_id, actor)
+        with self.ws.read() as conn:
+            in_flight = item_store.read_in_flight_items(conn, run_id, held_by=worker)
+            run = run_store.require_run(conn, run_id)
+        if in_flight:
+            self.executor.process_items(run, in_flight, actor)
+        if took_run:
+            self.executor.execute_run(run_id, actor)
+        with self.ws.transaction() as tx:
+            settle_run_status(tx, run_id, actor)
+        return True
 
     def _still_open(self, run_id: str) -> bool:
         with self.ws.read() as conn:
             run = run_store.read_run(conn, run_id)
         return run is not None and run["status"] in OPEN_RUN_STATUSES
-
-    def _recover_run(self, run: dict[str, Any], actor: str, event: str) -> None:
-        """Match the run if it never was, replay its in-flight items, work its pending ones, settle it."""
-        with self.executor.work.holding(run["run_id"]):
-            with self.ws.transaction() as tx:
-                tx.audit(actor, event, "run", run["run_id"], {"status": run["status"]})
-            if run["started_at"] is None and not run["failure_cause"]:
-                self.executor.match_run(run["run_id"], actor)
-            with self.ws.read() as conn:
-                in_flight = item_store.read_in_flight_items(conn, run["run_id"])
-                run = run_store.require_run(conn, run["run_id"])
-            if in_flight:
-                self.executor.process_items(run, in_flight, actor)
-            self.executor.execute_run(run["run_id"], actor)
-            with self.ws.transaction() as tx:
-                settle_run_status(tx, run["run_id"], actor)
 
     # --- live mode ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -290,6 +345,7 @@ class Engine:
         self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True,
                                                                           "max_instances": 1})
         self.scheduler.add_job(self.dispatch_events, "interval", seconds=2, id="dispatch-events")
+        self.scheduler.add_job(self.help_with_runs, "interval", seconds=2, id="help-with-runs")
         self.scheduler.add_job(self.process_due_retries, "interval", seconds=5, id="due-retries")
         self.scheduler.add_job(self.deliver_alerts, "interval", seconds=5, id="deliver-alerts")
         self.scheduler.add_job(self.resume_interrupted, "interval", seconds=resume_every_seconds(),
@@ -337,3 +393,4 @@ class Engine:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
+        self.executor.lease.stop()  # what it still holds may be taken over at once

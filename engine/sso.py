@@ -26,6 +26,7 @@ from core.roles import Actor
 from core.sso import Identity, SsoConfigError, SsoPolicy, parse_sso_policy
 from engine.authz import SignInRefused
 from store import members as member_store
+from store import sessions as session_store
 from store.tx import Tx
 from store.workspace import Workspace
 
@@ -111,9 +112,11 @@ def _roles(tx: Tx, m: dict[str, Any], identity: Identity, policy: SsoPolicy, act
     return roles
 
 
-def sign_in_with_identity(ws: Workspace, identity: Identity, policy: SsoPolicy) -> Actor:
+def sign_in_with_identity(ws: Workspace, identity: Identity, policy: SsoPolicy,
+                          session_id: str | None = None) -> Actor:
     """Admit the member this identity is (audited ``member.signed_in``, channel ``sso``), or raise
-    ``IdentityRefused`` (audited ``member.sign_in_refused``)."""
+    ``IdentityRefused`` (audited ``member.sign_in_refused``). ``session_id``: a session (``engine.sessions``)
+    that the admission begins, in its transaction."""
     try:
         with ws.transaction() as tx:  # matched, linked and given roles in one transaction
             m, matched_by = _match(tx, identity, policy)
@@ -127,6 +130,9 @@ def sign_in_with_identity(ws: Workspace, identity: Identity, policy: SsoPolicy) 
                 member_store.set_sso_subject(tx, m["member_id"], identity.subject)
                 tx.audit(actor, "member.sso_linked", "member", m["member_id"],
                          {"subject": identity.subject, "issuer": identity.issuer, "email": identity.email})
+            if session_id is not None:
+                session_store.create_session(tx, session_id, m["member_id"], SSO_CHANNEL, int(m["session_epoch"]),
+                                             tx.now())
             tx.audit(actor, "member.signed_in", "member", m["member_id"],
                      {"channel": SSO_CHANNEL, "roles": roles, "matched_by": matched_by, "subject": identity.subject,
                       "issuer": identity.issuer})

@@ -26,7 +26,7 @@ RUN_EVENTS = {RUNNING: "run.started", COMPLETED: "run.completed",
 
 
 def settle_run_status(tx: Tx, run_id: str, actor: str) -> str:
-    run = run_store.read_run(tx.conn, run_id)
+    run = run_store.lock_run(tx, run_id)  # before counting its items: see lock_run
     if run is None:
         raise LookupError(f"there is no run {run_id} to settle")
     facts = run_store.read_run_facts(tx.conn, run)

@@ -3,8 +3,10 @@
 On DuckDB, rows travel as NumPy object arrays registered on the transaction's own connection, and DuckDB
 converts the Python values itself (measured as fast as building Arrow arrays in Python and appending them,
 without the per-value datetime work, and without ``pyarrow``, which ``pa.array`` drags ``pandas`` in with:
-~95 MB of a 100,000-item run's peak RSS). On any other backend the same call falls back to SQLAlchemy
-``executemany``. Either way the rows land in the caller's transaction.
+~95 MB of a 100,000-item run's peak RSS). On PostgreSQL, appends travel by ``COPY … FROM STDIN`` and updates
+as one ``UPDATE … FROM unnest(arrays)`` (SQLAlchemy's ``executemany`` spent most of a batch waiting on one
+round of the protocol per row). A few rows go through SQLAlchemy on either. Either way the rows land in the
+caller's transaction.
 
 Callers hand rows over column by column (``append_columns``): one Python list per column is several times
 cheaper to build than a dict per row. A column whose every row holds the same value is passed as
@@ -80,6 +82,77 @@ def _columns_to_rows(columns: Columns) -> list[dict[str, Any]]:
 
 def _use_fast_path(tx: Tx, n: int) -> bool:
     return tx.conn.dialect.name == "duckdb" and n >= _FAST_PATH_MIN_ROWS
+
+
+def _use_pg_path(tx: Tx, n: int) -> bool:
+    return tx.conn.dialect.name == "postgresql" and n >= _FAST_PATH_MIN_ROWS
+
+
+def _pg_type(col: sa.Column) -> str:
+    """The PostgreSQL type an array of the column's values is cast to."""
+    t = col.type
+    if isinstance(t, sa.DateTime):
+        return "timestamptz" if t.timezone else "timestamp"
+    if isinstance(t, sa.Date):
+        return "date"
+    if isinstance(t, sa.Boolean):
+        return "boolean"
+    if isinstance(t, sa.Integer):
+        return "bigint"
+    if isinstance(t, sa.Float):
+        return "double precision"
+    return "text"
+
+
+def _pg_values(values: Sequence[Any], col: sa.Column) -> list[Any]:
+    """Naive datetimes bound for a timezone-aware column are UTC (PostgreSQL would take the session's zone)."""
+    if _is_aware_ts(col):
+        return [v.replace(tzinfo=_UTC) if v is not None and v.tzinfo is None else v for v in values]
+    return list(values)
+
+
+def _pg_copy(tx: Tx, table: sa.Table, columns: Columns) -> None:
+    """Append by ``COPY … FROM STDIN`` on the transaction's own connection."""
+    full = _expanded(columns, _length(columns))
+    names = list(full)
+    cols = ", ".join(f'"{c}"' for c in names)
+    values = [_pg_values(full[c], table.c[c]) for c in names]
+    with tx.raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({cols}) FROM STDIN') as copy:
+        for row in zip(*values, strict=True):
+            copy.write_row(row)
+
+
+def _pg_update(tx: Tx, table: sa.Table, key: str, columns: Columns, guard: tuple[str, Sequence[str]] | None,
+               fence: tuple[str, str] | None) -> list[Any]:
+    """One ``UPDATE … FROM unnest(…)``: the keys it updated. A guard and a fence are in its WHERE, which
+    PostgreSQL checks again on the newest version of a row another transaction changed meanwhile."""
+    listed_cols = [c for c, v in columns.items() if not isinstance(v, Same)]
+    if key not in listed_cols:
+        raise TypeError("the key column must list a value per row")
+    arrays = ", ".join(f"%s::{_pg_type(table.c[c])}[]" for c in listed_cols)
+    names = ", ".join(f'"{c}"' for c in listed_cols)
+    sets, params = [], [_pg_values(listed(columns[c]), table.c[c]) for c in listed_cols]
+    for c, v in columns.items():
+        if c == key:
+            continue
+        if isinstance(v, Same):
+            sets.append(f'"{c}" = %s::{_pg_type(table.c[c])}')
+        else:
+            sets.append(f'"{c}" = v."{c}"')
+    set_params = [_param(v.value, table.c[c]) for c, v in columns.items() if c != key and isinstance(v, Same)]
+    where = f'"{table.name}"."{key}" = v."{key}"'
+    tail: list[Any] = []
+    if guard is not None:
+        where += f' AND "{table.name}"."{guard[0]}" = ANY(%s)'
+        tail.append(list(guard[1]))
+    if fence is not None:
+        where += f' AND "{table.name}"."{fence[0]}" = %s'
+        tail.append(fence[1])
+    sql = (f'UPDATE "{table.name}" SET {", ".join(sets)} FROM unnest({arrays}) AS v({names}) WHERE {where} '
+           f'RETURNING "{table.name}"."{key}"')
+    with tx.raw.cursor() as cur:
+        cur.execute(sql, [*set_params, *params, *tail])
+        return [r[0] for r in cur.fetchall()]
 
 
 def _is_aware_ts(col: sa.Column) -> bool:
@@ -158,6 +231,9 @@ def append_columns(tx: Tx, table: sa.Table, columns: Columns) -> None:
     n = _length(columns)
     if not n:
         return
+    if _use_pg_path(tx, n):
+        _pg_copy(tx, table, columns)
+        return
     if not _use_fast_path(tx, n):
         tx.conn.execute(table.insert(), _columns_to_rows(columns))
         return
@@ -171,30 +247,46 @@ def append_columns(tx: Tx, table: sa.Table, columns: Columns) -> None:
 def append_rows(tx: Tx, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
     if not rows:
         return
-    if not _use_fast_path(tx, len(rows)):
+    if not _use_fast_path(tx, len(rows)) and not _use_pg_path(tx, len(rows)):
         tx.conn.execute(table.insert(), [dict(r) for r in rows])
         return
     append_columns(tx, table, _rows_to_columns(rows))
 
 
 def update_columns(tx: Tx, table: sa.Table, key: str, columns: Columns,
-                   guard: tuple[str, Sequence[str]] | None = None) -> set[Any]:
+                   guard: tuple[str, Sequence[str]] | None = None, fence: tuple[str, str] | None = None
+                   ) -> set[Any]:
     """Set each row's columns on the row with the same ``key`` (a column of ``columns``): one
     ``UPDATE … FROM`` the registered columns. ``guard`` (column, allowed values) updates only rows still
     holding one of the values — a transition checked against the stored state in the write itself — and
-    the keys it kept from the update are returned (empty without a guard)."""
+    the keys it kept from the update are returned (empty without a guard). ``fence`` (column, value) with a
+    guard keeps from the update, the same way, rows whose column no longer holds the value (an item another
+    worker took over)."""
     n = _length(columns)
     if not n:
         return set()
     others = [c for c in columns if c != key]
     keys = listed(columns[key])
+    if _use_pg_path(tx, n):
+        if guard is None and fence is not None:
+            raise TypeError("a fence applies with a guard")
+        updated = _pg_update(tx, table, key, columns, guard, fence)
+        return set() if guard is None else set(keys) - set(updated)
     if not _use_fast_path(tx, n):
         kept: set[Any] = set()
         if guard is not None:  # a few rows: read which the guard keeps, then update only the others
-            kept = set(tx.conn.execute(sa.select(table.c[key]).where(
-                table.c[key].in_(list(keys)), table.c[guard[0]].not_in(list(guard[1])))).scalars())
-            kept |= set(keys) - set(tx.conn.execute(sa.select(table.c[key]).where(
-                table.c[key].in_(list(keys)))).scalars())  # rows that are gone are kept from it too
+            # On PostgreSQL, other processes write too: the rows are locked as they are read (reading their
+            # newest committed state), so none can move between this check and the update below.
+            found = sa.select(table.c[key], table.c[guard[0]], *([table.c[fence[0]]] if fence else [])).where(
+                table.c[key].in_(list(keys)))
+            if tx.conn.dialect.name == "postgresql":
+                found = found.with_for_update()
+            present: set[Any] = set()
+            for row in tx.conn.execute(found).all():
+                present.add(row[0])
+                if row[1] not in guard[1] or (fence is not None and row[2] != fence[1]):
+                    kept.add(row[0])
+            kept |= set(keys) - present  # rows that are gone are kept from it too
         rows = [r for r in _columns_to_rows(columns) if r[key] not in kept]
         if rows:
             stmt = table.update().where(table.c[key] == sa.bindparam("_k")).values(
@@ -206,16 +298,20 @@ def update_columns(tx: Tx, table: sa.Table, key: str, columns: Columns,
     arrays[key] = _values(keys, table.c[key])
     sets = ", ".join(f'"{c}" = {e}' for c, e in exprs.items())
     guarded, returning = "", ""
+    fenced: tuple[str, ...] = ()
     if guard is not None:
         guarded = f' AND "{table.name}"."{guard[0]}" IN ({", ".join("?" for _ in guard[1])})'
         returning = f' RETURNING "{table.name}"."{key}"'
+        if fence is not None:
+            guarded += f' AND "{table.name}"."{fence[0]}" = ?'
+            fenced = (fence[1],)
     # The keys' range, besides the join: the table is read only where it can hold them (zone maps skip
     # the rest) instead of joining every row of it — a workspace holds millions of items, a batch 4,000.
     # (DuckDB orders strings by their UTF-8 bytes, which is the order of min and max here.)
     updated = _run_registered(tx, name, arrays, f'UPDATE "{table.name}" SET {sets} FROM {name} '
                                              f'WHERE "{table.name}"."{key}" BETWEEN ? AND ? '
                                              f'AND "{table.name}"."{key}" = {name}."{key}"{guarded}{returning}',
-                           [*params, min(keys), max(keys), *(guard[1] if guard else ())])
+                           [*params, min(keys), max(keys), *(guard[1] if guard else ()), *fenced])
     if guard is None:
         return set()
     return set(keys) - {row[0] for row in updated}
@@ -283,6 +379,9 @@ def pack(table: sa.Table, columns: Columns) -> pa.Table:
 
 def append_packed(tx: Tx, table: sa.Table, data: pa.Table) -> None:
     if not data.num_rows:
+        return
+    if _use_pg_path(tx, data.num_rows):
+        _pg_copy(tx, table, data.to_pydict())
         return
     if not _use_fast_path(tx, data.num_rows):
         tx.conn.execute(table.insert(), data.to_pylist())

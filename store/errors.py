@@ -34,3 +34,14 @@ class WriteConflict(StoreError):
 
 class WriteFailed(StoreError):
     """The workspace could not be written (a full disk, an I/O error): the transaction was rolled back whole."""
+
+
+class WorkTakenOver(StoreError):
+    """A worker's items were taken over by another worker after its lease lapsed: it writes nothing of them."""
+
+    def __init__(self, item_id: str, worker: str, holder: str) -> None:
+        self.item_id, self.worker, self.holder = item_id, worker, holder
+        super().__init__(
+            f"item {item_id} is held by worker {holder} now, which took it over after the lease of worker "
+            f"{worker} lapsed (no heartbeat for RUNLEDGER_LEASE_SECONDS); nothing of this batch was saved, and "
+            f"{holder} replays it with its idempotency key.")

@@ -28,6 +28,7 @@ from core.states import (
     item_sources,
 )
 from store.bulk import Columns, append_columns, append_packed, append_rows, columns_of, listed, pack, update_columns
+from store.errors import WorkTakenOver
 from store.schema import approvals, audit_log, item_attempts, run_items
 from store.tx import Tx
 
@@ -74,18 +75,31 @@ CLAIM_COLUMNS = ("item_id", "run_id", "position", "subject_kind", "subject_id", 
                  "subject_snapshot", "action", "parameters", "idempotency_key", "outcome", "attempts")
 
 
-def claim_pending_item_columns(tx: Tx, run_id: str, limit: int, after_position: int = 0) -> dict[str, list[Any]]:
-    """Take the next ``limit`` pending items of a run in order, marking them in flight; return them as
-    columns (``CLAIM_COLUMNS`` → values), which the executor works from without a dict per item.
+def _is_postgres(tx: Tx) -> bool:
+    return bool(tx.conn.dialect.name == "postgresql")
+
+
+def claim_pending_item_columns(tx: Tx, run_id: str, limit: int, after_position: int = 0,
+                               worker: str | None = None) -> dict[str, list[Any]]:
+    """Take the next ``limit`` pending items of a run in order, marking them in flight (held by ``worker``);
+    return them as columns (``CLAIM_COLUMNS`` → values), which the executor works from without a dict per item.
 
     A read (two when the next positions are not all pending) and one range update: the pending items
     between the first and last position read are exactly those read, because claims happen under the
-    workspace's write lock in this transaction.
+    workspace's write lock in this transaction. (On PostgreSQL, where other processes claim too, the rows
+    are locked as they are read, skipping those another transaction holds, and updated by id.)
     ``after_position`` lets the caller skip the part of the run it has already worked through.
     """
     pending = (run_items.c.run_id == run_id, run_items.c.outcome == ITEM_PENDING,
                run_items.c.position > after_position)
     cols = [run_items.c[c] for c in CLAIM_COLUMNS]
+    if _is_postgres(tx):
+        taken = columns_of(tx.conn.execute(sa.select(*cols).where(*pending).order_by(run_items.c.position)
+                                           .limit(limit).with_for_update(skip_locked=True)))
+        if taken["item_id"]:
+            tx.conn.execute(run_items.update().where(run_items.c.item_id.in_(taken["item_id"])).values(
+                outcome=IN_FLIGHT, retry_due_at=None, updated_at=tx.now(), claimed_by=worker))
+        return taken
     # Positions are unique within a run, so if the ``limit`` positions after ``after_position`` are all
     # pending, they are the items to take — the common case, as a run is worked in position order.
     taken = columns_of(tx.conn.execute(sa.select(*cols).where(
@@ -103,7 +117,7 @@ def claim_pending_item_columns(tx: Tx, run_id: str, limit: int, after_position: 
         res = tx.conn.execute(run_items.update().where(
             run_items.c.run_id == run_id, run_items.c.outcome == ITEM_PENDING,
             run_items.c.position.between(positions[0], positions[-1]))
-            .values(outcome=IN_FLIGHT, retry_due_at=None, updated_at=tx.now()))
+            .values(outcome=IN_FLIGHT, retry_due_at=None, updated_at=tx.now(), claimed_by=worker))
         if res.rowcount != len(positions):  # another writer moved one of them inside this transaction
             _refuse(tx, taken["item_id"], IN_FLIGHT)
     return taken
@@ -125,21 +139,25 @@ def as_claimed_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]
     return {c: [r[c] for r in rows] for c in CLAIM_COLUMNS}
 
 
-def claim_items(tx: Tx, item_ids: Sequence[str], from_outcomes: Sequence[str]) -> list[dict[str, Any]]:
-    """Mark the given items in flight if they are still in one of ``from_outcomes``; return those taken
-    (an item in another state is left alone: a retry or an approval that another member won)."""
+def claim_items(tx: Tx, item_ids: Sequence[str], from_outcomes: Sequence[str], worker: str | None = None
+                ) -> list[dict[str, Any]]:
+    """Mark the given items in flight (held by ``worker``) if they are still in one of ``from_outcomes``;
+    return those taken (an item in another state is left alone: a retry or an approval that another member
+    won; on PostgreSQL also one another process's transaction is taking at this moment)."""
     if not item_ids:
         return []
     for outcome in from_outcomes:
         check_item_transition(item_ids[0], outcome, IN_FLIGHT)
     cond = (run_items.c.item_id.in_(list(item_ids)), run_items.c.outcome.in_(list(from_outcomes)))
-    taken = [dict(r) for r in tx.conn.execute(sa.select(run_items).where(*cond)
-                                                .order_by(run_items.c.position)).mappings().all()]
+    found = sa.select(run_items).where(*cond).order_by(run_items.c.position)
+    if _is_postgres(tx):
+        found = found.with_for_update(skip_locked=True)
+    taken = [dict(r) for r in tx.conn.execute(found).mappings().all()]
     if taken:
         ids = [t["item_id"] for t in taken]
         res = tx.conn.execute(run_items.update().where(
             run_items.c.item_id.in_(ids), run_items.c.outcome.in_(list(from_outcomes)))
-            .values(outcome=IN_FLIGHT, retry_due_at=None, updated_at=tx.now()))
+            .values(outcome=IN_FLIGHT, retry_due_at=None, updated_at=tx.now(), claimed_by=worker))
         if res.rowcount != len(taken):
             _refuse(tx, ids, IN_FLIGHT)
     return taken
@@ -152,24 +170,31 @@ def read_unfinished_written_at(conn: sa.Connection, run_id: str) -> dt.datetime 
         run_items.c.run_id == run_id, run_items.c.outcome.in_((ITEM_PENDING, IN_FLIGHT)))).scalar()
 
 
-def read_in_flight_items(conn: sa.Connection, run_id: str) -> list[dict[str, Any]]:
-    return read_items(conn, run_id, IN_FLIGHT)
+def read_in_flight_items(conn: sa.Connection, run_id: str, held_by: str | None = None) -> list[dict[str, Any]]:
+    """The run's in-flight items (only those ``held_by`` holds, if given)."""
+    items = read_items(conn, run_id, IN_FLIGHT)
+    return items if held_by is None else [i for i in items if i["claimed_by"] == held_by]
 
 
-def settle_item_outcomes(tx: Tx, columns: Columns) -> None:
+def settle_item_outcomes(tx: Tx, columns: Columns, worker: str | None = None) -> None:
     """Write the outcomes a batch settled (columns: ``item_id``, ``outcome``, …): one guarded statement that
-    updates only items still in a state every outcome of the batch may follow (in flight); a row that is
-    not is refused by name and the batch rolls back."""
+    updates only items still in a state every outcome of the batch may follow (in flight) and, with
+    ``worker``, still held by it; a row that is not is refused by name and the batch rolls back — a worker
+    whose items were taken over after its lease lapsed writes nothing of them."""
     item_ids, outcomes = listed(columns["item_id"]), listed(columns["outcome"])
     if not item_ids:
         return
     allowed = frozenset.intersection(*(item_sources(o) for o in set(outcomes)))
-    kept = update_columns(tx, run_items, "item_id", columns, guard=("outcome", sorted(allowed)))
+    kept = update_columns(tx, run_items, "item_id", columns, guard=("outcome", sorted(allowed)),
+                          fence=("claimed_by", worker) if worker is not None else None)
     if kept:
         wanted = dict(zip(item_ids, outcomes, strict=True))
         first = min(kept)
-        stored = tx.conn.execute(sa.select(run_items.c.outcome).where(run_items.c.item_id == first)).scalar()
-        raise TransitionRefused("item", first, stored or "missing", wanted[first])
+        stored = tx.conn.execute(sa.select(run_items.c.outcome, run_items.c.claimed_by)
+                                 .where(run_items.c.item_id == first)).first()
+        if stored is not None and stored.outcome in allowed and worker is not None and stored.claimed_by != worker:
+            raise WorkTakenOver(first, worker, str(stored.claimed_by))
+        raise TransitionRefused("item", first, stored.outcome if stored else "missing", wanted[first])
 
 
 def insert_attempts(tx: Tx, rows: Sequence[dict[str, Any]] | Columns) -> None:
@@ -254,11 +279,17 @@ def skip_item(tx: Tx, item_id: str, from_outcome: str, reason: str) -> None:
         _refuse(tx, [item_id], SKIPPED)
 
 
-def claim_due_retries(tx: Tx, now: dt.datetime, limit: int = 1000) -> list[dict[str, Any]]:
-    ids = list(tx.conn.execute(sa.select(run_items.c.item_id).where(
-        run_items.c.outcome == ITEM_FAILED, run_items.c.retry_due_at <= now)
-        .order_by(run_items.c.retry_due_at, run_items.c.item_id).limit(limit)).scalars())
-    return claim_items(tx, ids, (ITEM_FAILED,))
+def claim_due_retries(tx: Tx, now: dt.datetime, limit: int = 1000, worker: str | None = None
+                      ) -> list[dict[str, Any]]:
+    """Failed items whose automatic retry is due, in flight now (held by ``worker``): with many workers each
+    due item goes to one (on PostgreSQL the others skip the rows one is taking)."""
+    due = sa.select(run_items.c.item_id).where(
+        run_items.c.outcome == ITEM_FAILED, run_items.c.retry_due_at <= now) \
+        .order_by(run_items.c.retry_due_at, run_items.c.item_id).limit(limit)
+    if _is_postgres(tx):
+        due = due.with_for_update(skip_locked=True)
+    ids = list(tx.conn.execute(due).scalars())
+    return claim_items(tx, ids, (ITEM_FAILED,), worker)
 
 
 def read_open_approval_items(conn: sa.Connection) -> list[dict[str, Any]]:

@@ -12,8 +12,9 @@ from store.tx import Tx
 
 
 def create_run(tx: Tx, *, definition_id: str, definition_version: int, event: dict[str, Any],
-               actor: str) -> str | None:
-    """Create a pending run for this trigger event, or return None if one already exists."""
+               actor: str, worker: str | None = None) -> str | None:
+    """Create a pending run for this trigger event, worked by ``worker`` (``store.workers``), or return None
+    if one already exists."""
     exists = tx.conn.execute(sa.select(runs.c.run_id).where(
         runs.c.definition_id == definition_id, runs.c.trigger_event_id == event["event_id"])).first()
     if exists:
@@ -24,7 +25,7 @@ def create_run(tx: Tx, *, definition_id: str, definition_version: int, event: di
         run_id=run_id, run_number=n, definition_id=definition_id, definition_version=definition_version,
         trigger_kind=event["kind"], trigger_source=event["source"], trigger_event_id=event["event_id"],
         triggered_at=event["occurred_at"], status=PENDING, subjects_matched=0, actions_invoked=0,
-        created_at=tx.now()))
+        created_at=tx.now(), worked_by=worker))
     tx.audit(actor, "run.created", "run", run_id,
              {"definition_id": definition_id, "definition_version": definition_version,
               "trigger_event_id": event["event_id"], "trigger_kind": event["kind"],
@@ -34,6 +35,17 @@ def create_run(tx: Tx, *, definition_id: str, definition_version: int, event: di
 
 def read_run(conn: sa.Connection, run_id: str) -> dict[str, Any] | None:
     row = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def lock_run(tx: Tx, run_id: str) -> dict[str, Any] | None:
+    """The run, read for an update of its status and counts. On PostgreSQL its row is locked until the
+    transaction ends, so two processes settling one run (a worker's batch, a member's retry) settle it one
+    after the other, each counting the other's committed items; on DuckDB this process's write lock does."""
+    q = sa.select(runs).where(runs.c.run_id == run_id)
+    if tx.conn.dialect.name == "postgresql":
+        q = q.with_for_update()
+    row = tx.conn.execute(q).mappings().first()
     return dict(row) if row else None
 
 

@@ -52,6 +52,11 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def is_duckdb_location(url_or_path: str) -> bool:
+    """A DuckDB file (a path, or a ``duckdb:///`` URL) rather than a server's URL (PostgreSQL)."""
+    return "://" not in url_or_path or url_or_path.startswith("duckdb:")
+
+
 def resolve_workspace_path(explicit: str | None = None) -> str:
     """``--db`` wins, then ``RUNLEDGER_DB``, then the default under ``data/``."""
     return explicit or os.environ.get("RUNLEDGER_DB") or DEFAULT_WORKSPACE
@@ -125,7 +130,7 @@ class Workspace:
 
     def __init__(self, url_or_path: str, now: Now = utc_now, read_only: bool = False) -> None:
         self.now = now
-        self.is_duckdb = "://" not in url_or_path or url_or_path.startswith("duckdb:")
+        self.is_duckdb = is_duckdb_location(url_or_path)
         if self.is_duckdb:
             path = url_or_path.removeprefix("duckdb:///")
             self.path = self.shown = path
@@ -179,8 +184,11 @@ class Workspace:
             yield conn
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
-        """A write transaction; its audit entries are chained and appended before it commits."""
+    def transaction(self, *, bookkeeping: bool = False) -> Iterator[Tx]:
+        """A write transaction; its audit entries are chained and appended before it commits.
+
+        ``bookkeeping``: it writes nothing any screen shows (a session's latest page view), so it leaves
+        ``change_marker`` where it was; counted, every page view would empty the caches keyed on it."""
         with self._write_lock:
             try:
                 with self.engine.begin() as conn:
@@ -201,7 +209,7 @@ class Workspace:
                 if explained is None:
                     raise
                 raise explained from exc
-            if wrote:
+            if wrote and not bookkeeping:
                 self._commits += 1  # after the commit, under the write lock: see ``change_marker``
 
     def change_marker(self) -> str | None:

@@ -80,10 +80,10 @@ def _report_writes() -> None:
         say("matching")
         real_insert(tx, rows)
 
-    def settle_item_outcomes(tx: Any, rows: Any) -> None:
+    def settle_item_outcomes(tx: Any, rows: Any, *args: Any) -> None:
         settled[0] += 1
         say(f"settling {settled[0]}")
-        real_apply(tx, rows)
+        real_apply(tx, rows, *args)
 
     item_store.insert_items = insert_items  # type: ignore[assignment]
     item_store.settle_item_outcomes = settle_item_outcomes  # type: ignore[assignment]

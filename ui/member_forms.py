@@ -16,7 +16,7 @@ from engine.authz import UnknownMember
 from engine.commands import COMMAND_REFUSALS
 from engine.commands import members as cmd
 from engine.runtime import Engine
-from ui.session import carry_on_under
+from ui.session import session_token
 
 RESULT = "members_result"
 _REFUSALS: tuple[type[Exception], ...] = (*COMMAND_REFUSALS, UnknownMember)
@@ -56,11 +56,13 @@ def render_own_password(engine: Engine, actor: Actor, has_password: bool) -> Non
         submitted = st.form_submit_button("Change my password")
     if submitted and not _differ(new, again):
         try:
-            epoch = cmd.change_own_password(engine.ws, actor.member_id, current, new, channel="web")
+            # this session goes on (its row moves to the new epoch in the change's transaction); the
+            # member's other sessions end
+            cmd.change_own_password(engine.ws, actor.member_id, current, new, channel="web",
+                                    session_token=session_token())
         except _REFUSALS as exc:
             _done("error", md_escape(exc))
         else:
-            carry_on_under(epoch)  # this session goes on; the member's other sessions end
             _done("ok", "Your password is changed; your sessions in other browsers have ended.")
 
 

@@ -20,7 +20,7 @@ from streamlit.runtime.secrets import secrets_singleton
 from core.sso import Identity, SsoConfigError
 from engine.runtime import Engine
 from engine.settings import number_from_env
-from engine.sso import IdentityRefused, load_sso_policy, sign_in_with_identity
+from engine.sso import IdentityRefused, load_sso_policy
 from ui.session import start_sso_session
 
 _REFUSED = "runledger_sso_refused"
@@ -80,14 +80,13 @@ def admit_identity(engine: Engine) -> bool:
                    "go on.")
         return False
     try:
-        actor = sign_in_with_identity(engine.ws, identity, policy)
+        start_sso_session(engine, identity, policy)
     except IdentityRefused as exc:
         st.session_state[_REFUSED] = (key, str(exc))
         st.error(str(exc))
         _provider_sign_out_button()
         return False
     st.session_state.pop(_REFUSED, None)
-    start_sso_session(engine, actor)
     return True
 
 

@@ -80,10 +80,11 @@ def approve_item(engine: Engine, actor: Actor, item_id: str) -> str:
     _check_awaiting(item)
     check_segregation_of_duties(engine, actor, item, run)
     check_four_eyes(engine, actor, item, run, "approve")
+    worker = engine.executor.worker()
     with engine.ws.transaction() as tx:
         if not item_store.decide_approval(tx, item_id, APPROVED, actor.audit_name, None):
             raise AlreadyDone(f"The approval of {item_id} was already decided; reload to see how.")
-        taken = item_store.claim_items(tx, [item_id], (AWAITING_APPROVAL,))
+        taken = item_store.claim_items(tx, [item_id], (AWAITING_APPROVAL,), worker)
         tx.audit(actor.audit_name, "item.approved", "run_item", item_id, {"run_id": run["run_id"]})
         settle_run_status(tx, run["run_id"], actor.audit_name)  # its counts: the item is in flight now
     engine.executor.process_items(find_run(engine, run["run_id"]), taken, actor.audit_name)

@@ -33,6 +33,7 @@ from engine.authz import (
 )
 from engine.commands.refusals import AlreadyDone, CommandRefused, NotFound
 from store import members as member_store
+from store import sessions as session_store
 from store.tx import Tx
 from store.workspace import Workspace
 
@@ -230,10 +231,12 @@ def list_members(ws: Workspace) -> list[MemberView]:
 
 
 # --- a member's own password -----------------------------------------------------------------------
-def change_own_password(ws: Workspace, member_id: str, current: str, new: str, channel: str = "cli") -> int:
+def change_own_password(ws: Workspace, member_id: str, current: str, new: str, channel: str = "cli",
+                        session_token: str | None = None) -> int:
     """A member changes their own password, proving the current one: a wrong one counts as a failed
     sign-in (so guessing it is throttled the same way). The member's other sessions end; returns the new
-    session epoch, under which the session that made the change carries on."""
+    session epoch, under which the session that made the change (``session_token``: its row is moved to the
+    new epoch in the change's transaction, so no replica sees it end meanwhile) carries on."""
     actor = load_actor(ws, member_id)
     try:
         check_sign_in_throttle(ws, member_id, channel)
@@ -257,6 +260,8 @@ def change_own_password(ws: Workspace, member_id: str, current: str, new: str, c
     password_hash = hash_password(_rule(check_password, new, member_id))
     with ws.transaction() as tx:
         epoch = member_store.set_password_hash(tx, member_id, password_hash)
+        if session_token is not None:
+            session_store.set_session_epoch(tx, session_store.session_id_for(session_token), member_id, epoch)
         tx.audit(actor.audit_name, "member.password_changed", "member", member_id,
                  {"channel": channel, "other_sessions": "ended"})
     return epoch

@@ -97,11 +97,12 @@ def retry_items(engine: Engine, actor: Actor, item_ids: list[str],
         item, run = find_item(engine, item_id)
         check_permission(engine.ws, actor, "retry", "run_item", item_id)
         check_retry_eligible(item, run)
+        worker = engine.executor.worker()
         with engine.ws.transaction() as tx:
             # Checked again under the write lock: a cancel, or another member's retry, may have committed
             # since the reads above, and the retry is of the failure the member saw, in a run not cancelled.
             item_now, run_now = check_still_retryable(tx, item)
-            taken = item_store.claim_items(tx, [item_id], (ITEM_FAILED,))
+            taken = item_store.claim_items(tx, [item_id], (ITEM_FAILED,), worker)
             if not taken:
                 raise AlreadyDone(_ALREADY_RETRIED.format(item_id=item_id))
             tx.audit(actor.audit_name, "item.retried", "run_item", item_id,

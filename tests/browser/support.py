@@ -34,9 +34,10 @@ def _free_port() -> int:
 class AppServer:
     """``streamlit run app.py`` on its own workspace; the live engine runs inside it, as in production."""
 
-    def __init__(self, workspace: Path, log: Path, env: dict[str, str] | None = None, root: Path = ROOT,
+    def __init__(self, workspace: Path | str, log: Path, env: dict[str, str] | None = None, root: Path = ROOT,
                  gateway_latency: float = 0.0) -> None:
-        """``root``: the checkout whose ``app.py`` it serves (a benchmark may compare two). Beside it runs
+        """``workspace``: a DuckDB file, or a PostgreSQL URL (replicas of one app share it).
+        ``root``: the checkout whose ``app.py`` it serves (a benchmark may compare two). Beside it runs
         the demo's messaging gateway (a real SMTP server, as ``make run`` starts it) on a port of its own,
         each message taking ``gateway_latency`` seconds."""
         from demo.gateway import DemoGateway

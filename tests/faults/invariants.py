@@ -50,9 +50,9 @@ CONSISTENT: tuple[tuple[str, str], ...] = (
      "SELECT count(*) FROM records r WHERE NOT EXISTS (SELECT 1 FROM run_items i "
      "WHERE i.item_id = r.source_item_id AND i.idempotency_key = r.idempotency_key)"),
     ("idempotency keys with more than one record (an action executed twice)",
-     "SELECT count(*) FROM (SELECT idempotency_key FROM records GROUP BY 1 HAVING count(*) > 1)"),
+     "SELECT count(*) FROM (SELECT idempotency_key FROM records GROUP BY 1 HAVING count(*) > 1) AS twice"),
     ("idempotency keys carried by more than one item",
-     "SELECT count(*) FROM (SELECT idempotency_key FROM run_items GROUP BY 1 HAVING count(*) > 1)"),
+     "SELECT count(*) FROM (SELECT idempotency_key FROM run_items GROUP BY 1 HAVING count(*) > 1) AS twice"),
     ("records without their ledger entry",
      "SELECT count(*) FROM records r WHERE NOT EXISTS (SELECT 1 FROM idempotency_records l "
      "WHERE l.idempotency_key = r.idempotency_key AND l.record_ref = r.ref)"),
@@ -72,7 +72,7 @@ CONSISTENT: tuple[tuple[str, str], ...] = (
      "'item.replayed')) - (SELECT count(*) FROM item_attempts))"),
     ("items with more than one successful attempt",
      "SELECT count(*) FROM (SELECT item_id FROM item_attempts WHERE outcome = 'succeeded' GROUP BY 1 "
-     "HAVING count(*) > 1)"),
+     "HAVING count(*) > 1) AS twice"),
     ("items awaiting approval without an open approval, or open approvals of items not awaiting it",
      "SELECT count(*) FROM run_items i FULL JOIN (SELECT item_id FROM approvals WHERE decision IS NULL) a "
      "USING (item_id) WHERE (i.outcome = 'awaiting-approval') IS DISTINCT FROM (a.item_id IS NOT NULL)"),

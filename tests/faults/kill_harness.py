@@ -119,7 +119,7 @@ class Zygote(LineProcess):
         self.log.close()
 
 
-def killed_file_violations(db: Path) -> list[str]:
+def killed_file_violations(db: Path | str) -> list[str]:
     """The workspace as a kill left it (its write-ahead log not yet replayed by an engine): consistent."""
     ws = Workspace(str(db), read_only=True)
     try:
@@ -129,7 +129,7 @@ def killed_file_violations(db: Path) -> list[str]:
         ws.close()
 
 
-def final_violations(db: Path, rounds: int) -> list[str]:
+def final_violations(db: Path | str, rounds: int) -> list[str]:
     """Read here, apart from the engine: every invariant at rest, and the workload's expected end state."""
     ws = Workspace(str(db), read_only=True)
     try:
@@ -163,7 +163,7 @@ def run_epoch(workdir: Path, kills: int, rng: random.Random, tally: Tally,
         return not problems
 
 
-def tracker_violations(db: Path, tracker: Receiver) -> list[str]:
+def tracker_violations(db: Path | str, tracker: Receiver) -> list[str]:
     """What the tracker saw, against what the workspace says: no key acted on twice with different bodies,
     every ticket item's reference the one ticket the tracker issued for its key, no ticket for any other key."""
     out = []
@@ -193,7 +193,7 @@ def tracker_violations(db: Path, tracker: Receiver) -> list[str]:
     return out
 
 
-def gateway_violations(db: Path, gateway: DemoGateway) -> list[str]:
+def gateway_violations(db: Path | str, gateway: DemoGateway) -> list[str]:
     """What the messaging gateway took, against the evidence requests: each request's message taken (by its
     Message-ID, derived from the item's key), and no message for a key no request carries. A message sent
     again after a kill lost its answer is recognised by the gateway as the same one."""

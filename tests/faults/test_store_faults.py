@@ -39,9 +39,9 @@ class WriteFault:
         dialect = engine.ws.engine.dialect
         real_commit = dialect.do_commit
 
-        def settle_item_outcomes(tx: Any, updates: Any) -> None:
+        def settle_item_outcomes(tx: Any, updates: Any, *args: Any) -> None:
             self.calls += 1
-            real_apply(tx, updates)
+            real_apply(tx, updates, *args)
             if self.calls != self.nth:
                 return
             if self.how == "statement":  # a real DuckDB I/O error inside the transaction
