@@ -33,6 +33,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from demo.folders import demo_data_folder
 from engine.clock import Clock, SystemClock
 
 
@@ -162,9 +163,9 @@ def read_outages(path: Path) -> list[Outage]:
 
 
 def outages_path(workspace: str | Path) -> Path:
-    """Where the seed leaves the gateway's outages: beside the workspace, with the data files it imported."""
-    ws = Path(workspace).resolve()
-    return ws.parent / f"{ws.stem}-demo-data" / "gateway-outages.json"
+    """Where the seed leaves the gateway's outages: in the demo's folder for the workspace, with the data
+    files it imported."""
+    return demo_data_folder(workspace) / "gateway-outages.json"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from core.integrations import load_integration_files
+from demo.folders import demo_data_folder
 from demo.gateway import DemoGateway, outages_path, save_outages
 from demo.world import KYC_CRON, SUPPLIER_CRON, World, build_world, fire_times
 from engine import commands
@@ -97,7 +98,7 @@ def _seed(engine: Engine, clock: SimulatedClock, gateway: DemoGateway, path: str
     for refused in engine.load_registers(actor="member:admin").errors:
         say(f"  register rejected: {refused}")
     # The credit union's systems export their registers as files; the demo imports them as anyone would.
-    data = Path(path).resolve().parent / f"{Path(path).stem}-demo-data"
+    data = demo_data_folder(path)
     for kind, rows in (("accounts", world.accounts), ("suppliers", world.suppliers),
                        ("incidents", world.incidents), ("exceptions", world.exceptions)):
         with ws.read() as conn:

@@ -133,7 +133,7 @@ class Workspace:
         self.is_duckdb = is_duckdb_location(url_or_path)
         if self.is_duckdb:
             path = url_or_path.removeprefix("duckdb:///")
-            self.path = path
+            self.path = self.shown = path
             if path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             url = f"duckdb:///{path}"
@@ -141,6 +141,8 @@ class Workspace:
             self.engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=False)
         else:
             self.path = url_or_path
+            # What messages name: they reach members' screens and the audit log, which keeps them for good.
+            self.shown = sa.make_url(url_or_path).render_as_string(hide_password=True)
             self.engine = sa.create_engine(url_or_path)
         self._write_lock = threading.RLock()
         # This object, and how many transactions that wrote it has committed: see ``change_marker``.
@@ -152,7 +154,7 @@ class Workspace:
                 conn.exec_driver_sql("SELECT 1").all()
         except Exception as exc:  # noqa: BLE001 - translated into a message a person can act on
             self.engine.dispose()
-            raise _explain_open_error(self.path, exc) from exc
+            raise _explain_open_error(self.shown, exc) from exc
         try:
             # Reading the schema version reads the file's catalog: a truncated or damaged file whose
             # header survived fails here, before anything is written to it.
@@ -171,7 +173,7 @@ class Workspace:
             raise
         except _DB_ERRORS as exc:  # translated into a message a person can act on
             self.engine.dispose()
-            raise _explain_open_error(self.path, exc) from exc
+            raise _explain_open_error(self.shown, exc) from exc
 
     def close(self) -> None:
         self.engine.dispose()
@@ -203,7 +205,7 @@ class Workspace:
                                        audit_mod.chain_columns(tx.entries, audit_mod.read_chain_head(conn)))
                     wrote = conn.info.pop(WROTE, True)
             except _DB_ERRORS as exc:
-                explained = _explain_write_error(self.path, exc)
+                explained = _explain_write_error(self.shown, exc)
                 if explained is None:
                     raise
                 raise explained from exc

@@ -209,17 +209,19 @@ def _template_workspace() -> Path:
 
 def build_engine(tmp_path: Path, definitions: Mapping[str, str] | None = None, *, accounts: int = 5,
                  actioners: Mapping[str, Any] | None = None, author: str = "member:admin",
-                 allow_rejected: bool = False, fresh: bool = False, **engine_kw: Any) -> Engine:
+                 allow_rejected: bool = False, fresh: bool = False, db: str | None = None,
+                 **engine_kw: Any) -> Engine:
     """A real engine over a fresh temp workspace; ``engine.clock`` is a SimulatedClock at ``START``. The
     workspace is a copy of this process's template (``_template_workspace``) unless ``fresh``: a test of
-    the file's own layout (a truncated file, say) wants it made from nothing."""
+    the file's own layout (a truncated file, say) wants it made from nothing. ``db``: the workspace's file
+    or URL instead (an empty PostgreSQL database, say: ``tests/backends.py``), made from nothing."""
     defs = tmp_path / "definitions"
     defs.mkdir(exist_ok=True)
     for def_id, text in (definitions if definitions is not None else {"d": finding_definition("d")}).items():
         (defs / f"{def_id}.yaml").write_text(text)
     clock = SimulatedClock(START - dt.timedelta(hours=1))
-    if fresh:  # made here, block by block, as a new workspace is (not a copy of the template's file)
-        ws = Workspace(str(tmp_path / "ws.duckdb"), now=clock.now)
+    if fresh or db:  # made here, block by block, as a new workspace is (not a copy of the template's file)
+        ws = Workspace(db or str(tmp_path / "ws.duckdb"), now=clock.now)
         with mock.patch("demo.seed.hash_password", quick_password_hash):
             seed_members_and_sources(ws)
     else:

@@ -2,7 +2,8 @@
 
 The demo is seeded once per session by the real engine on a simulated clock; every figure here is read
 with plain SQL over the tables (runs, run_items, item_attempts, approvals, the owning modules' records and
-the audit log), never through the engine's own summary.
+the audit log), never through the engine's own summary. The headline figures are ``tests/demo_figures.py``'s,
+which the demo seeded on PostgreSQL must also show (``tests/test_demo_postgres.py``).
 """
 
 from __future__ import annotations
@@ -14,18 +15,18 @@ import duckdb
 import pytest
 
 from store.audit import GENESIS_HASH, entry_hash
-
-IN_QUARTER = ("r.triggered_at >= TIMESTAMPTZ '2026-07-01 00:00:00+00' "
-              "AND r.triggered_at < TIMESTAMPTZ '2026-10-01 00:00:00+00'")
-KYC, AML, SUPPLIER = "kyc-weekly-review", "aml-monitor-failure", "supplier-attestation-renewal"
-EXCEPTION, INCIDENT = "post-exception-assessment", "post-incident-review-check"
-REGULATOR = "regulator-rule-change-intake"
-RECORDS = """
-    SELECT 'findings' AS module, finding_id AS record_id, source_item_id, idempotency_key FROM findings
-    UNION ALL SELECT 'evidence_requests', request_id, source_item_id, idempotency_key FROM evidence_requests
-    UNION ALL SELECT 'assessments', assessment_id, source_item_id, idempotency_key FROM assessments
-    UNION ALL SELECT 'lifecycle_instances', instance_id, source_item_id, idempotency_key FROM lifecycle_instances
-"""
+from tests.demo_figures import (
+    AML,
+    EXCEPTION,
+    HEADLINE,
+    IN_QUARTER,
+    INCIDENT,
+    KYC,
+    RECORDS,
+    REGULATOR,
+    SUPPLIER,
+    headline_figures,
+)
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +63,14 @@ def item_records(db, definition_id: str, table: str, key: str) -> int:
                          AND i.record_ref = '{table}:' || rec.{key}""", definition_id)
 
 
+def test_the_headline_figures(db) -> None:
+    assert headline_figures(lambda sql: rows(db, sql)) == HEADLINE
+
+
 def test_fifty_nine_runs_in_the_quarter(db) -> None:
-    assert one(db, f"SELECT count(*) FROM runs r WHERE {IN_QUARTER}") == 59
-    assert dict(rows(db, f"SELECT definition_id, count(*) FROM runs r WHERE {IN_QUARTER} GROUP BY 1")) == {
-        KYC: 13, AML: 23, SUPPLIER: 3, EXCEPTION: 7, INCIDENT: 9, REGULATOR: 4}
+    assert one(db, f"SELECT count(*) FROM runs r WHERE {IN_QUARTER}") == 59 == sum(HEADLINE["runs"].values())
+    assert dict(rows(db, f"SELECT definition_id, count(*) FROM runs r WHERE {IN_QUARTER} GROUP BY 1")) == \
+        HEADLINE["runs"]
     # All closed: nothing left running, failed or awaiting at the quarter's end.
     assert {s for (s,) in rows(db, f"SELECT DISTINCT status FROM runs r WHERE {IN_QUARTER}")} == {"completed"}
 

@@ -1,7 +1,8 @@
 """A register's declared source, read on its schedule: each read is a run of kind ``import`` (seen on Runs),
 loads through the one import path with its evidence, raises the declared events (whose automations run),
 never reads the same minute twice, and a failure — a missing file, an unset variable, a query the database
-refuses — is a failed run saying why, with nothing loaded."""
+refuses — is a failed run saying why, with nothing loaded. Each test runs on DuckDB and on PostgreSQL
+(``tests/backends.py``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 from engine.runtime import Engine
 from engine.scheduled_imports import import_definition_id, run_scheduled_import
+from tests.backends import backend_fixture, pg_server_fixture, workspace_db_fixture  # noqa: F401
 from tests.support import DEMO_REGISTERS, audit_of, build_engine, run_of, scalar
 
 VENDORS = """\
@@ -48,16 +50,16 @@ actions:
 CSV = "vendor_id,name,status,contract_ends\nV-1,Acme,active,2027-01-31\nV-2,Globex,{v2},2026-12-31\n"
 
 
-def _engine(tmp_path: Path, where: str) -> Engine:
+def _engine(tmp_path: Path, where: str, db: str) -> Engine:
     registers = tmp_path / "registers"
     shutil.copytree(DEMO_REGISTERS, registers)
     (registers / "vendors.yaml").write_text(VENDORS.replace("{where}", where))
-    return build_engine(tmp_path, {"vendor-terminated": TERMINATED}, registers_dir=registers)
+    return build_engine(tmp_path, {"vendor-terminated": TERMINATED}, registers_dir=registers, db=db)
 
 
 @pytest.fixture
-def file_engine(tmp_path: Path) -> Any:
-    engine = _engine(tmp_path, "file: vendors.csv")  # relative: beside the declaration
+def file_engine(tmp_path: Path, workspace_db: str) -> Any:
+    engine = _engine(tmp_path, "file: vendors.csv", workspace_db)  # relative: beside the declaration
     yield engine
     engine.shutdown()
     engine.ws.close()
@@ -110,10 +112,11 @@ def _sqlite(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
-def test_a_sql_source_reads_its_url_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_sql_source_reads_its_url_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          workspace_db: str) -> None:
     query = ("select id as vendor_id, vendor_name as name, state as status, ends as contract_ends "
              "from vendor_master")
-    engine = _engine(tmp_path, "sql: {url_env: VENDOR_DB_URL, query: \"" + query + "\"}")
+    engine = _engine(tmp_path, "sql: {url_env: VENDOR_DB_URL, query: \"" + query + "\"}", workspace_db)
     try:
         monkeypatch.delenv("VENDOR_DB_URL", raising=False)
         failed = run_scheduled_import(engine, "vendors")
@@ -126,7 +129,7 @@ def test_a_sql_source_reads_its_url_from_the_environment(tmp_path: Path, monkeyp
         engine.clock.advance_to(engine.clock.now() + dt.timedelta(minutes=1))
         loaded = run_scheduled_import(engine, "vendors")
         assert loaded is not None and run_of(engine, loaded)["status"] == "completed"
-        assert scalar(engine, "SELECT string_agg(vendor_id || '=' || name, ',' ORDER BY 1) FROM vendors") == \
+        assert scalar(engine, "SELECT string_agg(vendor_id || '=' || name, ',' ORDER BY vendor_id) FROM vendors") == \
             "V-1=Acme,V-3=Initech"
         assert scalar(engine, "SELECT origin FROM register_imports WHERE register_id = 'vendors'") == "sql"
         assert scalar(engine, "SELECT source FROM register_imports WHERE register_id = 'vendors'") == "$VENDOR_DB_URL"
@@ -135,8 +138,9 @@ def test_a_sql_source_reads_its_url_from_the_environment(tmp_path: Path, monkeyp
         engine.ws.close()
 
 
-def test_a_query_the_database_refuses_fails_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    engine = _engine(tmp_path, 'sql: {url_env: VENDOR_DB_URL, query: "select * from no_such_table"}')
+def test_a_query_the_database_refuses_fails_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    workspace_db: str) -> None:
+    engine = _engine(tmp_path, 'sql: {url_env: VENDOR_DB_URL, query: "select * from no_such_table"}', workspace_db)
     try:
         monkeypatch.setenv("VENDOR_DB_URL", _sqlite(tmp_path / "vendors.sqlite"))
         run_id = run_scheduled_import(engine, "vendors")
