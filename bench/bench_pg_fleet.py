@@ -182,8 +182,12 @@ def measure(server: str, n: int, workers: int, tmp: Path) -> dict[str, Any]:
     from store.workspace import Workspace
     ws = Workspace(url)
     check = _check(ws, result["run_id"], n)
+    with ws.read() as conn:  # what the run left on disk, tables and their indexes, per item
+        sizes = {t: int(conn.exec_driver_sql(f"SELECT pg_total_relation_size('{t}')").scalar_one()) for t in (
+            "run_items", "item_attempts", "audit_log", "findings", "idempotency_records")}
     ws.close()
-    return {"workers": workers, "seed_s": seeded, "owner": result, "helpers": helpers, **check}
+    return {"workers": workers, "seed_s": seeded, "owner": result, "helpers": helpers,
+            "bytes_per_item": {t: b / n for t, b in sizes.items()}, **check}
 
 
 def main() -> int:
@@ -223,6 +227,9 @@ def main() -> int:
             print(f"| {w} | {o['match_s']:.2f} | {o['execute_s']:.2f} | {a.subjects / o['execute_s']:,.0f} | "
                   f"{o['execute_s'] / floor_s:.1f} | {' / '.join(f'{x:,}' for x in per)} | "
                   f"{' / '.join(f'{x:.0f}' for x in rss)} | {r['verified']} |", flush=True)
+            last = r
+        print("bytes per item on disk (table and indexes): " + ", ".join(
+            f"{t} {b:,.0f}" for t, b in last["bytes_per_item"].items()), flush=True)
     return 0
 
 

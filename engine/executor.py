@@ -48,7 +48,7 @@ from store import items as item_store
 from store import runs as run_store
 from store.audit import json_encoder
 from store.bulk import same
-from store.errors import WorkTakenOver
+from store.errors import StoreError, WorkTakenOver
 from store.matching import check_subjects, iter_match_subjects
 from store.records import insert_idempotency, insert_records, read_idempotency
 from store.registers import Register, read_registers
@@ -101,8 +101,9 @@ class _MatchingFailed(Exception):
         self.cause = cause
 
 
-class LeaseLapsed(Exception):
-    """This worker's lease could not be renewed in time: it acts on nothing more until it can."""
+class LeaseLapsed(StoreError):
+    """This worker's lease could not be renewed in time (the database unreachable, the process paused): it acts
+    on nothing more until it can. A store error, so a member's command shows its sentence, not a traceback."""
 
 
 class Executor:
@@ -267,9 +268,10 @@ class Executor:
         if not self.lease.holds():
             # Another worker may take these items over at any moment: acting now could act twice. They stay
             # in flight, held by this worker, for whichever worker resumes them (engine.lease).
-            raise LeaseLapsed(f"run {run['run_id']}: worker {self.lease.worker_id} could not renew its lease in "
-                              f"time; it does not act on the {len(batch['item_id'])} items it holds, which are "
-                              "resumed with their idempotency keys")
+            raise LeaseLapsed(f"run {run['run_id']}: this process (worker {self.lease.worker_id}) could not renew "
+                              "its lease on the workspace in time, so it did not act on the "
+                              f"{len(batch['item_id'])} items it holds; nothing was done twice. They are resumed "
+                              "with their idempotency keys; once the database answers again, try again.")
         with gc_paused(len(batch["item_id"])):
             return self._settle(run, d, batch, self._read(run, d, batch, fresh), actor)
 
