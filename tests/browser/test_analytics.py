@@ -29,11 +29,11 @@ def open_menu(button) -> None:  # noqa: ANN001
 def test_the_demo_quarter_and_a_drill_down_into_runs(app_server: AppServer, page) -> None:  # noqa: ANN001
     sign_in(page, app_server, "sigrid", Q3)
     m = main(page)
-    m.get_by_text("Q3 2026 (2026-07-01 to 2026-09-30)").wait_for()
+    m.get_by_text("Q3 2026 (2026-07-01 to 2026-09-30)").first.wait_for()
     metric = m.locator('[data-testid="stMetric"]', has_text="Actions invoked")
     assert "671" in (metric.text_content() or "")
     assert "59" in (m.locator('[data-testid="stMetric"]', has_text="Runs").first.text_content() or "")
-    m.get_by_text("Every automation fired as expected in this period.").wait_for()
+    m.get_by_text("Every automation fired as expected in this period.").first.wait_for()
     screenshot(page, "analytics-q3")
     m.get_by_role("link", name="Open these 59 runs in Runs").click()
     page.wait_for_url("**/?*period=quarter*")  # the same period: the quarter stays a quarter
@@ -47,7 +47,7 @@ def test_the_demo_quarter_and_a_drill_down_into_runs(app_server: AppServer, page
 def test_a_chart_and_a_table_download_with_provenance(app_server: AppServer, page, tmp_path: Path) -> None:  # noqa: ANN001
     sign_in(page, app_server, "sigrid", Q3)
     m = main(page)
-    m.get_by_text("Q3 2026 (2026-07-01 to 2026-09-30)").wait_for()
+    m.get_by_text("Q3 2026 (2026-07-01 to 2026-09-30)").first.wait_for()
     open_menu(m.get_by_role("button", name="Export chart").first)
     with page.expect_download(timeout=90_000) as dl:  # the first export starts the chart export server
         page.get_by_role("button", name="PNG").click()
@@ -86,7 +86,7 @@ def test_the_brief_is_generated_and_downloaded(app_server: AppServer, page) -> N
 def test_a_viewer_cannot_export(app_server: AppServer, page) -> None:  # noqa: ANN001
     sign_in(page, app_server, "viewer", Q3)
     m = main(page)
-    m.get_by_text("Q3 2026 (2026-07-01 to 2026-09-30)").wait_for()
+    m.get_by_text("Q3 2026 (2026-07-01 to 2026-09-30)").first.wait_for()
     assert m.get_by_role("button", name="Generate the brief (PDF)").is_disabled()
     assert m.get_by_role("button", name="Export chart").first.is_disabled()
     screenshot(page, "analytics-viewer")

@@ -26,7 +26,7 @@ def test_the_first_request_of_a_fresh_server_is_a_deep_link(demo_quarter_path: s
         page.get_by_role("button", name="Sign in").click()
         page.get_by_role("heading", name="Run RUN-000001").wait_for()
         sidebar = page.locator('[data-testid="stSidebar"]')
-        sidebar.get_by_text("Governance → Automation").wait_for()
+        sidebar.get_by_text("Governance → Automation").first.wait_for()
         assert sidebar.get_by_text("Signed in as sigrid").count() == 1
         screenshot(page, "cold-deep-link-run")
     finally:

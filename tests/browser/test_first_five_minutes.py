@@ -39,12 +39,12 @@ def test_a_new_user_retries_the_demos_failed_items(server: AppServer, page) -> N
     run_id = (cell.text_content() or "").split("id=", 1)[1]
     screenshot(page, "first-minutes-runs")
     page.goto(f"{server.url}/run?id={run_id}")
-    main(page).get_by_text("13 items failed at least once: 13 still failed").wait_for()
+    main(page).get_by_text("13 items failed at least once: 13 still failed").first.wait_for()
     main(page).get_by_text(re.compile(r"Retry failed items \(13 failed\)")).click()
-    main(page).get_by_text("12 eligible for a retry").wait_for()
+    main(page).get_by_text("12 eligible for a retry").first.wait_for()
     screenshot(page, "first-minutes-retry-plan")
     main(page).get_by_role("button", name="Retry 12 eligible items").click()
-    main(page).get_by_text("Retry finished: 12 succeeded").wait_for(timeout=60_000)
+    main(page).get_by_text("Retry finished: 12 succeeded").first.wait_for(timeout=60_000)
     screenshot(page, "first-minutes-retried")
     # the one that failed deterministically says why a retry is refused
     page.goto(f"{server.url}/run?id={run_id}&outcome=failed")

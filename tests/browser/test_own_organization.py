@@ -132,7 +132,7 @@ def test_an_organization_of_its_own_in_the_browser(org: tuple[Path, AppServer], 
     page.goto(f"{server.url}/automations?id=vendor-review")
     main(page).get_by_role("button", name="Run now").click()
     main(page).get_by_role("button", name=re.compile(r"^Yes, run it on 1 vendors?$")).click()
-    main(page).get_by_text(re.compile(r"^Open RUN-000001$")).wait_for(timeout=60_000)
+    main(page).get_by_text(re.compile(r"^Open RUN-000001$")).first.wait_for(timeout=60_000)
 
     _upload(page, server, folder / "vendors-breach.csv", r"1 changed, 1 unchanged.*1 event raised")
     main(page).get_by_text(re.compile(r"runs started: RUN-000002")).first.wait_for()

@@ -19,7 +19,7 @@ def test_a_wrong_password_is_refused_and_the_form_stays(app_server: AppServer, p
     page.get_by_label("Member", exact=True).fill("viewer")  # type: ignore[attr-defined]
     page.get_by_label("Password", exact=True).fill("not-the-password")  # type: ignore[attr-defined]
     page.get_by_role("button", name="Sign in").click()  # type: ignore[attr-defined]
-    page.get_by_text("do not match an active member").wait_for()  # type: ignore[attr-defined]
+    page.get_by_text("do not match an active member").first.wait_for()  # type: ignore[attr-defined]
     screenshot(page, "sign-in-refused")
     assert page.get_by_role("button", name="Sign in").is_visible()  # type: ignore[attr-defined]
 

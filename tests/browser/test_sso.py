@@ -97,7 +97,7 @@ def test_single_sign_on_in_a_real_browser(sso_server: AppServer, page: Any) -> N
 
     # Ola signs in at the provider; the groups claim makes her an approver (an admin had given viewer)
     _through_provider(page, sso_server, "idp-ola")
-    page.get_by_text("Signed in as ola").wait_for()
+    page.get_by_text("Signed in as ola").first.wait_for()
     sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
     assert "Roles: approver" in sidebar and "viewer" not in sidebar
     screenshot(page, "sso-signed-in-ola")
@@ -111,7 +111,7 @@ def test_single_sign_on_in_a_real_browser(sso_server: AppServer, page: Any) -> N
 
     # someone the provider knows but no member is: refused, never let in as a viewer
     _through_provider(page, sso_server, "idp-stranger")
-    page.get_by_text("no member of this Runledger workspace has that identity").wait_for()
+    page.get_by_text("no member of this Runledger workspace has that identity").first.wait_for()
     assert not page.get_by_text("Signed in as").count()
     page.get_by_role("button", name="Sign out of the identity provider").wait_for()  # drawn after the refusal
     screenshot(page, "sso-refused-stranger")

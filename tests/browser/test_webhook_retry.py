@@ -91,15 +91,15 @@ def test_a_failed_delivery_retried_from_the_browser_reaches_the_tracker_once_mor
     main(page).locator('[role="gridcell"]', has_text="webhook POST").first.wait_for(state="attached")
     main(page).get_by_role("button", name="Run now").click()
     main(page).get_by_role("button", name=re.compile(r"^Yes, run it on 1 counterpart")).click()
-    main(page).get_by_text(re.compile(r"^Open RUN-000001$")).wait_for(timeout=60_000)
+    main(page).get_by_text(re.compile(r"^Open RUN-000001$")).first.wait_for(timeout=60_000)
 
     page.goto(f"{server.url}/run?id=RUN-000001")
-    main(page).get_by_text("1 item failed at least once: 1 still failed").wait_for(timeout=60_000)
+    main(page).get_by_text("1 item failed at least once: 1 still failed").first.wait_for(timeout=60_000)
     assert len(tracker.requests) == 1 and len(tracker.issued) == 1  # it acted; its answer was lost
     main(page).get_by_text(re.compile(r"Retry failed items \(1 failed\)")).click()
-    main(page).get_by_text("1 eligible for a retry").wait_for()
+    main(page).get_by_text("1 eligible for a retry").first.wait_for()
     main(page).get_by_role("button", name="Retry 1 eligible item").click()
-    main(page).get_by_text("Retry finished: 1 succeeded").wait_for(timeout=60_000)
+    main(page).get_by_text("Retry finished: 1 succeeded").first.wait_for(timeout=60_000)
     screenshot(page, "webhook-retried")
 
     first, second = tracker.requests

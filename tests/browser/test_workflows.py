@@ -74,10 +74,10 @@ def test_a_completed_with_failures_run_and_its_failed_item(server: AppServer, pa
 def test_sigrid_retries_transient_failures_and_sees_the_outcome_and_audit(server: AppServer, page) -> None:  # noqa: ANN001
     run_id = open_run_of(page, server, "evidence-chase", "completed-with-failures")
     main(page).get_by_text(re.compile(r"Retry failed items \(6 failed\)")).click()
-    main(page).get_by_text("6 eligible for a retry").wait_for()
+    main(page).get_by_text("6 eligible for a retry").first.wait_for()
     screenshot(page, "workflow-retry-plan")
     main(page).get_by_role("button", name="Retry 6 eligible items").click()
-    main(page).get_by_text("Retry finished: 6 succeeded").wait_for(timeout=60_000)
+    main(page).get_by_text("Retry finished: 6 succeeded").first.wait_for(timeout=60_000)
     screenshot(page, "workflow-retry-result")
     page.goto(f"{server.url}/item?id={run_id}-000001")
     main(page).get_by_text("succeeded").first.wait_for()
@@ -97,9 +97,9 @@ def test_sigrid_cancels_a_running_run(server: AppServer, page) -> None:  # noqa:
     main(page).get_by_label("Reason (goes into the audit trail)").fill("Wrong recipients: stop it")
     main(page).get_by_text(f"Yes, cancel {run_id}").click()
     main(page).get_by_role("button", name="Cancel run").click()
-    main(page).get_by_text("Cancel request recorded").wait_for()
+    main(page).get_by_text("Cancel request recorded").first.wait_for()
     page.goto(f"{server.url}/run?id={run_id}")
-    main(page).get_by_text("Cancel requested by member:sigrid").wait_for()
+    main(page).get_by_text("Cancel requested by member:sigrid").first.wait_for()
     main(page).get_by_text("cancelled").first.wait_for(timeout=60_000)
     page.goto(f"{server.url}/run?id={run_id}&outcome=skipped")
     main(page).locator('[role="gridcell"]', has_text="cancelled").first.wait_for(state="attached")  # skipped
@@ -115,7 +115,8 @@ def test_sigrid_cancels_a_running_run(server: AppServer, page) -> None:  # noqa:
 def test_sigrid_approves_one_item_and_dismisses_another(server: AppServer, page) -> None:  # noqa: ANN001
     sign_in(page, server, "sigrid", path="approvals")
     approve = main(page).get_by_role("button", name="Approve")
-    main(page).get_by_text("Recent decisions").wait_for()  # the page's last element
+    # The page's last element; .first because a rerun may briefly show the stale copy beside the new one.
+    main(page).get_by_text("Recent decisions").first.wait_for()
     for _ in range(50):  # the rerun after sign-in may still be redrawing the cards: let the count settle
         before = approve.count()
         if before >= 2:
@@ -123,7 +124,7 @@ def test_sigrid_approves_one_item_and_dismisses_another(server: AppServer, page)
         page.wait_for_timeout(200)
     assert before >= 2
     approve.first.click()
-    main(page).get_by_text(re.compile(r"Approved RUN-\d+-\d+: the action ran")).wait_for()
+    main(page).get_by_text(re.compile(r"Approved RUN-\d+-\d+: the action ran")).first.wait_for()
     # The approval's rerun redraws the cards: a reason typed while it runs is lost with the card it was in.
     page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for()
     for _ in range(50):
@@ -135,8 +136,8 @@ def test_sigrid_approves_one_item_and_dismisses_another(server: AppServer, page)
     reason.press("Tab")  # the value is the app's once the field loses focus (a rerun): let it finish
     page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for()
     main(page).get_by_role("button", name="Dismiss").first.click()
-    main(page).get_by_text(re.compile(r"Dismissed RUN-\d+-\d+")).wait_for()
-    main(page).get_by_text("Recent decisions").wait_for()
+    main(page).get_by_text(re.compile(r"Dismissed RUN-\d+-\d+")).first.wait_for()
+    main(page).get_by_text("Recent decisions").first.wait_for()
     for _ in range(50):
         if approve.count() == before - 2:
             break
@@ -149,11 +150,11 @@ def test_viewer_finds_retry_and_cancel_refused(server: AppServer, page) -> None:
     sign_in(page, server, "viewer", path="?definition=risk-escalation")
     run_id = cell_id(page, "run?id=")
     page.goto(f"{server.url}/item?id={run_id}-000002")  # the 'unrated' account: failed deterministically
-    main(page).get_by_text("Not retryable").wait_for()
+    main(page).get_by_text("Not retryable").first.wait_for()
     sign_in(page, server, "viewer", path="failed_items")
     main(page).get_by_role("button", name="Plan a bulk retry").click()
     retry_all = main(page).get_by_role("button", name=re.compile(r"Retry all"))
     retry_all.wait_for()
     assert retry_all.is_disabled()
-    main(page).get_by_text("Retrying needs the operator role").wait_for()
+    main(page).get_by_text("Retrying needs the operator role").first.wait_for()
     screenshot(page, "workflow-viewer-refused")
