@@ -1,6 +1,6 @@
 """``python -m engine``: the command line for operators, scripts and the demo.
 
-Commands that change state (emit, signal, fire, retry, cancel, approve, dismiss) go through a running
+Commands that change state (emit, signal, fire, retry, cancel, approve, dismiss, disposition) go through a running
 engine's intake endpoint when one holds the workspace, and open the file directly when none does. Any
 other command that finds the workspace held says which process holds it, and changes nothing.
 """
@@ -19,6 +19,7 @@ from typing import Any
 from cli import members as member_cli
 from cli import reader as reader_cli
 from cli import registers as cli_registers
+from core.dispositions import DISPOSITION_KINDS
 from engine.authz import NotAuthorized, UnknownMember
 from engine.catalog import UnknownDefinition
 from engine.commands import CommandRefused, NotFound
@@ -70,6 +71,14 @@ def _parser() -> argparse.ArgumentParser:
     di = add("dismiss", "dismiss an item awaiting approval", member=True)
     di.add_argument("item")
     di.add_argument("--reason", required=True)
+    dp = add("disposition", "record why a failed item that will not be retried may stay failed", member=True)
+    dp.add_argument("item")
+    dp.add_argument("--kind", required=True, choices=DISPOSITION_KINDS,
+                    help="waived: risk accepted; resolved-outside: done by hand (give --reference); "
+                         "superseded: a later run or item did it (give --superseded-by)")
+    dp.add_argument("--reason", required=True)
+    dp.add_argument("--reference", help="resolved-outside: the external ticket or letter number")
+    dp.add_argument("--superseded-by", dest="superseded_by", help="superseded: the later run or item id")
     add("verify-audit", "prove the audit chain intact, or name the first broken entry")
     b = add("bundle", "write a run's evidence bundle (a zip an auditor verifies offline)", member=True)
     b.add_argument("run")

@@ -14,7 +14,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     # The compliance officer who operates the automations also reports on them (the spec's Sigrid produces
     # the audit committee brief), so operators export as auditors do; viewers only look.
     "operator": frozenset({"view", "retry", "cancel", "run_now", "export", "import_subjects"}),
-    "approver": frozenset({"view", "approve", "dismiss"}),
+    # Approvers also disposition failures that will not be retried (waive, resolved outside, superseded):
+    # a decision about risk, as an approval is.
+    "approver": frozenset({"view", "approve", "dismiss", "disposition"}),
     # Loading the organization's subjects is the operators' routine and an admin's set-up work.
     "admin": frozenset({"view", "manage_definitions", "manage_members", "import_subjects"}),
 }

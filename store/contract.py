@@ -14,7 +14,7 @@ PUBLIC_TABLES: tuple[str, ...] = (
     "runs", "run_items", "run_failure_causes", "item_attempts", "audit_log",
     "registers", "register_versions", "register_rejections", "register_imports", "subject_changes",
     "trigger_events", "definitions", "definition_versions", "definition_rejections", "approvals",
-    "findings", "evidence_requests", "assessments", "lifecycle_instances", "idempotency_records",
+    "item_dispositions", "findings", "evidence_requests", "assessments", "lifecycle_instances", "idempotency_records",
     "integration_versions", "alerts", "intake_requests", "schema_meta",
 )
 

@@ -123,6 +123,15 @@ def _v9_many_processes(conn: sa.Connection) -> None:
                     "CREATE INDEX IF NOT EXISTS ix_runs_def_triggered ON runs (definition_id, triggered_at)")
 
 
+def _v11_dispositions(conn: sa.Connection) -> None:
+    """Failed items' dispositions (waived, resolved outside, superseded): a table of their own beside the
+    items, whose outcomes stay as they were. A fresh workspace has it from v1."""
+    from store.schema import item_dispositions
+
+    item_dispositions.create(conn, checkfirst=True)
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_dispositions_run ON item_dispositions (run_id)")
+
+
 MIGRATIONS: list[tuple[int, Callable[[sa.Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_indexes),
@@ -133,6 +142,7 @@ MIGRATIONS: list[tuple[int, Callable[[sa.Connection], None]]] = [
     (7, _v7_integrations),
     (8, _v8_no_stand_in_messaging),
     (9, _v9_many_processes),
+    (11, _v11_dispositions),  # 10: PostgreSQL's read indexes (branch pgbench), merged before this lands
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -310,6 +310,23 @@ approvals = sa.Table(
     sa.Column("reason", sa.String),
 )
 
+# A failed item's disposition (schema 11): why it may stay failed, decided by an approver. One per item, never
+# updated: the item's outcome stays ``failed`` and this row stands beside it (core/dispositions.py).
+item_dispositions = sa.Table(
+    "item_dispositions", metadata,
+    sa.Column("item_id", sa.String, primary_key=True),
+    sa.Column("run_id", sa.String, nullable=False),
+    sa.Column("definition_id", sa.String, nullable=False),  # the run's, so that reports need no join
+    sa.Column("kind", sa.String, nullable=False),  # waived | resolved-outside | superseded
+    sa.Column("reason", sa.String, nullable=False),
+    sa.Column("reference", sa.String),  # resolved-outside: the external reference
+    sa.Column("superseded_by", sa.String),  # superseded: the later run or item
+    sa.Column("failure_cause", sa.String, nullable=False),  # the failure as it stood when dispositioned
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("decided_by", sa.String, nullable=False),
+    sa.Column("decided_at", TS, nullable=False),
+)
+
 # --- owning modules' records (the deep-link targets) --------------------------------------------
 def _record_table(name: str, key: str, *extra: sa.Column) -> sa.Table:
     return sa.Table(

@@ -1,4 +1,4 @@
-"""Member commands: run now, retry, cancel, approve, dismiss, enable/disable, add an intake source, import.
+"""Member commands: run now, retry, cancel, approve, dismiss, disposition, enable/disable, add an intake source, import.
 
 Each command checks its actor's permission itself, checks eligibility with a ``check_*`` guard that raises
 a named error saying why not, and records the member's act in the audit log in the same transaction as
@@ -16,6 +16,13 @@ from engine.commands.approvals import (
 )
 from engine.commands.automations import AUTOMATION_REFUSALS, RunNowPreview, preview_run_now, run_now, set_enabled
 from engine.commands.cancel import cancel_run, check_cancellable
+from engine.commands.dispositions import (
+                                       DispositionPlan,
+                                       check_disposition_eligible,
+                                       disposition_item,
+                                       disposition_items,
+                                       plan_dispositions,
+)
 from engine.commands.refusals import (
                                        COMMAND_REFUSALS,
                                        AlreadyDone,
@@ -36,7 +43,8 @@ from engine.commands.retry import (
                                        retry_run,
 )
 
-__all__ = ["AUTOMATION_REFUSALS", "COMMAND_REFUSALS",
+__all__ = ["AUTOMATION_REFUSALS", "COMMAND_REFUSALS", "DispositionPlan", "check_disposition_eligible",
+           "disposition_item", "disposition_items", "plan_dispositions",
            "AlreadyDone", "CommandRefused", "FourEyesConflict", "FourEyesRefused",
            "ImportReport", "NotEligible", "NotFound", "RetryPlan", "RunNowPreview", "approve_item", "cancel_run",
            "check_cancellable", "check_four_eyes", "check_retry_eligible", "check_segregation_of_duties",

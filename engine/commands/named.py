@@ -1,4 +1,4 @@
-"""The state-changing commands (emit, signal, fire, retry, cancel, approve, dismiss, import, and the
+"""The state-changing commands (emit, signal, fire, retry, cancel, approve, dismiss, disposition, import, and the
 member commands of ``engine.commands.member_operations``), performed one way.
 
 The CLI performs them on a workspace it opened itself; the intake endpoint performs them for a CLI in
@@ -119,6 +119,14 @@ def _dismiss(engine: Engine, p: dict[str, Any]) -> Answer:
     return Answer([f"{item_id}: {outcome}"], {"outcome": outcome})
 
 
+def _disposition(engine: Engine, p: dict[str, Any]) -> Answer:
+    actor = load_actor(engine.ws, _text(p, "member"))
+    item_id = _text(p, "item")
+    kind = commands.disposition_item(engine, actor, item_id, _text(p, "kind"), _text(p, "reason"),
+                                     _optional_text(p, "reference"), _optional_text(p, "superseded_by"))
+    return Answer([f"{item_id}: failed, dispositioned as {kind}"], {"disposition": kind})
+
+
 OPERATIONS: dict[str, Operation] = {
     "emit": Operation(_emit, ("event", "subject")),
     "signal": Operation(_signal, ("source", "payload")),
@@ -127,6 +135,7 @@ OPERATIONS: dict[str, Operation] = {
     "cancel": Operation(_cancel, ("member", "run", "reason")),
     "approve": Operation(_approve, ("member", "item")),
     "dismiss": Operation(_dismiss, ("member", "item", "reason")),
+    "disposition": Operation(_disposition, ("member", "item", "kind", "reason"), ("reference", "superseded_by")),
     **MEMBER_OPERATIONS,
     "import": Operation(_import, ("member", "register", "file"),
                         ("format", "mode", "skip_bad_rows", "ignore_extra_columns")),

@@ -14,6 +14,7 @@ from core.states import DETERMINISTIC, ITEM_FAILED
 from engine.authz import check_permission
 from engine.commands.refusals import AlreadyDone, NotEligible, find_item, find_run
 from engine.status import settle_run_status
+from store import dispositions as disposition_store
 from store import items as item_store
 from store import runs as run_store
 
@@ -22,9 +23,13 @@ if TYPE_CHECKING:
     from store.tx import Tx
 
 
-def check_retry_eligible(item: dict, run: dict) -> None:
+def check_retry_eligible(item: dict, run: dict, disposition: str | None = None) -> None:
+    """``disposition``: the item's disposition kind, if it has one (a dispositioned failure stays as it is)."""
     if item["outcome"] != ITEM_FAILED:
         raise NotEligible(f"Item {item['item_id']} is {item['outcome']}; only failed items can be retried.")
+    if disposition:
+        raise NotEligible(f"Item {item['item_id']} was dispositioned ({disposition}): someone decided it stays "
+                          "failed. It is not retried.")
     if item["failure_class"] == DETERMINISTIC:
         raise NotEligible(f"Item {item['item_id']} failed deterministically ({item['failure_cause']}); a retry "
                           "would fail the same way. Fix the cause or the definition and let the next "
@@ -49,7 +54,8 @@ def check_still_retryable(tx: Tx, seen: dict) -> tuple[dict, dict]:
                               f"now failed {item['attempts']} attempts); reload to see its latest cause "
                               "before retrying again.")
         raise AlreadyDone(_ALREADY_RETRIED.format(item_id=item["item_id"]))
-    check_retry_eligible(item, run)
+    disposition = disposition_store.read_disposition(tx.conn, item["item_id"])
+    check_retry_eligible(item, run, disposition["kind"] if disposition else None)
     return item, run
 
 
@@ -63,11 +69,11 @@ class RetryPlan:
 
 def plan_retries(failed: Iterable[tuple[dict[str, Any], dict[str, Any]]]) -> RetryPlan:
     """The plan for (item, its run) pairs, by ``check_retry_eligible`` alone: a single retry and a bulk one
-    can never disagree about an item."""
+    can never disagree about an item. An item's ``disposition`` key holds its disposition kind, if any."""
     plan = RetryPlan()
     for item, run in failed:
         try:
-            check_retry_eligible(item, run)
+            check_retry_eligible(item, run, item.get("disposition"))
             plan.eligible.append(item)
         except NotEligible as exc:
             plan.not_eligible.append((item, str(exc)))
@@ -79,7 +85,8 @@ def plan_retry(engine: Engine, run_id: str) -> RetryPlan:
     run = find_run(engine, run_id)
     with engine.ws.read() as conn:
         failed = item_store.read_items(conn, run_id, ITEM_FAILED)
-    return plan_retries((item, run) for item in failed)
+        kinds = {i: d["kind"] for i, d in disposition_store.read_run_dispositions(conn, run_id).items()}
+    return plan_retries(({**item, "disposition": kinds.get(item["item_id"])}, run) for item in failed)
 
 
 def plan_bulk_retry(failed_items: list[dict[str, Any]]) -> RetryPlan:
@@ -96,7 +103,9 @@ def retry_items(engine: Engine, actor: Actor, item_ids: list[str],
     for n, item_id in enumerate(item_ids, 1):
         item, run = find_item(engine, item_id)
         check_permission(engine.ws, actor, "retry", "run_item", item_id)
-        check_retry_eligible(item, run)
+        with engine.ws.read() as conn:
+            disposition = disposition_store.read_disposition(conn, item_id)
+        check_retry_eligible(item, run, disposition["kind"] if disposition else None)
         worker = engine.executor.worker()
         with engine.ws.transaction() as tx:
             # Checked again under the write lock: a cancel, or another member's retry, may have committed
@@ -105,6 +114,11 @@ def retry_items(engine: Engine, actor: Actor, item_ids: list[str],
             taken = item_store.claim_items(tx, [item_id], (ITEM_FAILED,), worker)
             if not taken:
                 raise AlreadyDone(_ALREADY_RETRIED.format(item_id=item_id))
+            # Read again once the claim holds the item's row: on PostgreSQL a disposition that committed while
+            # the claim waited for that row is seen only now, and the claim is rolled back with this refusal.
+            if disposition_store.read_disposition(tx.conn, item_id) is not None:
+                raise AlreadyDone(f"Item {item_id} was dispositioned by someone else since you saw it; it is "
+                                  "not retried.")
             tx.audit(actor.audit_name, "item.retried", "run_item", item_id,
                      {"run_id": run_now["run_id"], "previous_cause": item_now["failure_cause"],
                       "attempt": item_now["attempts"] + 1})

@@ -22,7 +22,8 @@ from engine.intake.server import SIGNATURE_HEADER, TIMESTAMP_HEADER, discovery_p
 from engine.settings import number_from_env
 from store.errors import WorkspaceHeld
 
-FORWARDABLE = {"emit", "signal", "fire", "retry", "cancel", "approve", "dismiss", "import", *MEMBER_OPERATIONS}
+FORWARDABLE = {"emit", "signal", "fire", "retry", "cancel", "approve", "dismiss", "disposition", "import",
+               *MEMBER_OPERATIONS}
 CONNECT_TIMEOUT_SECONDS = 3.0
 def answer_timeout_seconds() -> float:
     """A forwarded command runs to the end before the engine answers (a retry of many items may take a

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from core.states import AWAITING_APPROVAL, ITEM_FAILED
 from store.records import RECORD_TABLES
-from store.schema import approvals, audit_log, run_failure_causes, run_items, runs
+from store.schema import approvals, audit_log, item_dispositions, run_failure_causes, run_items, runs
 
 
 # --- failed items ---------------------------------------------------------------------------------------
@@ -37,7 +37,8 @@ def _run_conds(f: FailedFilter) -> list[Any]:
 
 
 def _failed(f: FailedFilter) -> tuple[Any, list[Any]]:
-    j = run_items.join(runs, runs.c.run_id == run_items.c.run_id)
+    j = (run_items.join(runs, runs.c.run_id == run_items.c.run_id)
+         .outerjoin(item_dispositions, item_dispositions.c.item_id == run_items.c.item_id))
     return j, [run_items.c.outcome == ITEM_FAILED, *_run_conds(f)]
 
 
@@ -56,8 +57,10 @@ def count_failed_items_by_cause(conn: sa.Connection, f: FailedFilter) -> list[di
 
 _ITEM_COLUMNS = (run_items.c.item_id, run_items.c.run_id, runs.c.definition_id, runs.c.triggered_at,
                  run_items.c.subject_label, run_items.c.outcome, run_items.c.failure_cause,
-                 run_items.c.failure_class, run_items.c.attempts, runs.c.cancel_requested_at,
-                 runs.c.cancel_requested_by)
+                 run_items.c.failure_class, run_items.c.attempts, run_items.c.retry_due_at,
+                 runs.c.cancel_requested_at, runs.c.cancel_requested_by, runs.c.trigger_kind, runs.c.trigger_source,
+                 item_dispositions.c.kind.label("disposition"), item_dispositions.c.reason.label("disposition_reason"),
+                 item_dispositions.c.decided_by.label("dispositioned_by"))
 
 
 def read_failed_items(conn: sa.Connection, f: FailedFilter, limit: int | None = 500) -> list[dict[str, Any]]:
