@@ -10,10 +10,12 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
-from core.links import RunsView, parse_analytics_view, query_params_dict, runs_link
+from core.links import RunsView, failed_items_link, parse_analytics_view, query_params_dict, runs_link
+from core.markup import md_escape
 from core.periods import AnalyticsPeriod, PeriodChoice, resolve_period
 from core.states import AWAITING_APPROVAL, IDEMPOTENT_REPLAY, ITEM_FAILED, SKIPPED, SUCCEEDED
 from reporting.analytics import OUTCOME_COLUMNS, Analytics
+from reporting.integrity import failures_sentence
 from store.views.analytics import read_run_time_range
 from store.views.run_pages import read_definition_ids
 from ui.analytics_cache import analytics_view
@@ -94,6 +96,10 @@ m[6].metric("Needing attention", f"{totals['attention_runs']:,}",
 link = runs_link(runs_view())
 st.page_link(link.page, query_params=link.params, label=f"Open these {totals['runs']:,} runs in Runs",
              icon=":material/list_alt:")
+if a.failures.failed_items:  # how the period's failures stand; open ones need a retry or a disposition
+    fl = failed_items_link(view.definitions[0] if len(view.definitions) == 1 else None, view.period)
+    (st.success if a.failures.accounted else st.warning)(
+        f"{md_escape(failures_sentence(a.failures))} [Failed items]({fl.href})", icon=":material/fact_check:")
 if totals["runs"] == 0:
     st.info("No runs were triggered in this period. Choose another quarter, or widen the dates; a new "
             "workspace gets the demo quarter with `make run`.")

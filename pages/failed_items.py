@@ -1,5 +1,6 @@
-"""Failed items across runs, grouped by cause and definition; bulk retry of every eligible one in the
-filter (no page cap), with the plan first, a progress bar and a summary."""
+"""Failed items across runs, grouped by cause and definition, each group's failures open or dispositioned;
+bulk retry of every eligible one in the filter (no page cap), and bulk disposition of a failure group, each
+with the plan first, a progress bar and a summary."""
 
 from __future__ import annotations
 
@@ -9,10 +10,16 @@ import streamlit as st
 from core.links import failed_items_link, item_link, query_params_dict, run_link
 from core.markup import md_escape, md_repr, md_value
 from core.periods import last_param, parse_period, resolve_period
-from engine.commands import COMMAND_REFUSALS, plan_bulk_retry, retry_items
+from engine.commands import COMMAND_REFUSALS, disposition_items, plan_bulk_retry, plan_dispositions, retry_items
 from store.views.analytics import read_run_time_range
-from store.views.oversight import FailedFilter, count_failed_items_by_cause, read_failed_items
+from store.views.oversight import (
+    FailedFilter,
+    count_dispositioned_by_cause,
+    count_failed_items_by_cause,
+    read_failed_items,
+)
 from store.views.run_pages import read_definition_ids
+from ui.dispositions import disposition_fields, may_disposition
 from ui.period_picker import pick_period
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
@@ -56,13 +63,22 @@ st.caption(f"Runs triggered in: {period.label}")
 f = FailedFilter(definition=definition, start=period.start, end=period.end)
 with engine.ws.read() as conn:
     groups = count_failed_items_by_cause(conn, f)
+    dispositioned = count_dispositioned_by_cause(conn, f)
 if not groups:
     st.success("No failed items in this view. Nothing needs a retry.")
     st.stop()
+for g in groups:
+    g["dispositioned"] = dispositioned.get((g["definition_id"], g["failure_cause"], g["failure_class"]), 0)
+    g["open"] = g["items"] - g["dispositioned"]
+open_total = sum(g["open"] for g in groups)
+st.markdown(f"**{open_total:,} open** (neither recovered nor dispositioned) · "
+            f"{sum(g['dispositioned'] for g in groups):,} dispositioned")
 
 st.subheader("By cause and definition")
-show_table(pd.DataFrame(groups).rename(columns={"definition_id": "Definition", "failure_cause": "Cause",
-                                                  "failure_class": "Class", "items": "Items", "runs": "Runs"}))
+show_table(pd.DataFrame(groups)[["definition_id", "failure_cause", "failure_class", "items", "open", "dispositioned",
+                                 "runs"]]
+           .rename(columns={"definition_id": "Definition", "failure_cause": "Cause", "failure_class": "Class",
+                            "items": "Items", "open": "Open", "dispositioned": "Dispositioned", "runs": "Runs"}))
 
 st.subheader("Bulk retry")
 st.caption("Takes every eligible failed item in this view, however many; the plan comes first.")
@@ -98,12 +114,58 @@ if held and held[0] == plan_key:
             st.session_state["failed_items_result"] = ("error", md_escape(exc))
         st.rerun()
 
+st.subheader("Bulk disposition of a failure group")
+st.caption("For failures that will not be retried: an approver waives them, records that they were resolved "
+           "outside, or names what superseded them. Their outcome stays failed; the plan comes first.")
+open_groups = [g for g in groups if g["open"]]
+if not open_groups:
+    st.caption("Every failure in this view is dispositioned.")
+elif may_disposition(actor):
+    group = st.selectbox("Failure group", open_groups, key="disposition_group",
+                         format_func=lambda g: f"{g['definition_id']} · {g['failure_cause']} · {g['failure_class']} "
+                                               f"({g['open']:,} open)")
+    given = disposition_fields("bulk_disposition")
+    dplan_key = ("failed_items_dplan", definition, period.start, period.end, group["definition_id"],
+                 group["failure_cause"], group["failure_class"])
+    if st.button("Plan the disposition", icon=":material/checklist:"):
+        gf = FailedFilter(definition=group["definition_id"], start=period.start, end=period.end)
+        with engine.ws.read() as conn:
+            rows = read_failed_items(conn, gf, limit=None, cause=(group["failure_cause"], group["failure_class"]))
+        st.session_state["failed_items_dplan"] = (dplan_key, plan_dispositions(engine, actor, rows))
+    held_d = st.session_state.get("failed_items_dplan")
+    if held_d and held_d[0] == dplan_key:
+        dplan = held_d[1]
+        st.markdown(f"**Plan:** {len(dplan.eligible):,} of {len(dplan.eligible) + len(dplan.not_eligible):,} "
+                    f"failed items in the group can be dispositioned by {md_escape(actor.member_id)}; "
+                    f"{len(dplan.not_eligible):,} cannot.")
+        if dplan.not_eligible:
+            with st.expander(f"Not dispositioned, and why ({len(dplan.not_eligible):,})"):
+                show_table(pd.DataFrame([{"Item": item_link(r["item_id"]).href, "Why not": why}
+                                           for r, why in dplan.not_eligible[:2000]]),
+                             column_config={"Item": st.column_config.LinkColumn(display_text=r"id=(.*)")})
+        if st.button(f"Disposition {len(dplan.eligible):,} items as {given.kind}", type="primary",
+                     disabled=not dplan.eligible):
+            bar = st.progress(0.0, text="Recording…")
+            st.session_state.pop("failed_items_dplan", None)
+            try:
+                done = disposition_items(engine, actor, [r["item_id"] for r in dplan.eligible], given.kind,
+                                         given.reason, given.reference, given.superseded_by,
+                                         progress=lambda n, total: bar.progress(n / total, text=f"{n:,}/{total:,}"))
+                recorded = sum(1 for v in done.values() if not v.startswith("not dispositioned"))
+                st.session_state["failed_items_result"] = (
+                    "ok", f"Bulk disposition finished: {recorded:,} dispositioned as {given.kind}, "
+                          f"{len(done) - recorded:,} not (changed since the plan).")
+            except COMMAND_REFUSALS as exc:
+                st.session_state["failed_items_result"] = ("error", md_escape(exc))
+            st.rerun()
+
 st.subheader("Items")
 with engine.ws.read() as conn:
     shown = read_failed_items(conn, f, limit=500)
 show_table(pd.DataFrame([{"Item": item_link(r["item_id"]).href, "Run": run_link(r["run_id"]).href,
                             "Definition": r["definition_id"], "Subject": r["subject_label"],
-                            "Cause": r["failure_cause"], "Class": r["failure_class"], "Attempts": r["attempts"]}
+                            "Cause": r["failure_cause"], "Class": r["failure_class"], "Attempts": r["attempts"],
+                            "Disposition": r["disposition"] or "open"}
                            for r in shown]),
              column_config={"Item": st.column_config.LinkColumn(display_text=r"id=(.*)"),
                             "Run": st.column_config.LinkColumn(display_text=r"id=(.*)")})

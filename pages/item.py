@@ -1,5 +1,6 @@
 """One run item: the subject as it was, the action and parameters at execution, every attempt, the
-approval, the resulting record and this item's audit trail — and Retry when it is eligible."""
+approval, the resulting record and this item's audit trail — Retry when it is eligible, and a failure's
+disposition (or the form to record one) when it will not be retried."""
 
 from __future__ import annotations
 
@@ -13,9 +14,19 @@ from core.links import audit_link, query_params_dict, record_link, run_link, sub
 from core.markup import md_escape, md_repr
 from core.periods import last_param
 from core.states import ITEM_FAILED
-from engine.commands import COMMAND_REFUSALS, NotEligible, check_retry_eligible, retry_item
+from engine.commands import (
+    COMMAND_REFUSALS,
+    CommandRefused,
+    NotEligible,
+    check_disposition_eligible,
+    check_retry_eligible,
+    disposition_item,
+    four_eyes_conflict,
+    retry_item,
+)
 from store.views.run_pages import read_entity_audit, read_item_detail
 from ui.colors import OUTCOME_BADGES
+from ui.dispositions import describe_disposition, disposition_fields, may_disposition
 from ui.page_stops import stop_at_runs
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
@@ -56,9 +67,10 @@ if item["skip_reason"]:
     st.text(item["skip_reason"])
 
 # --- retry ----------------------------------------------------------------------------------------------
+disposition = item["disposition"]
 if item["outcome"] == ITEM_FAILED:
     try:
-        check_retry_eligible(item, run)
+        check_retry_eligible(item, run, disposition["kind"] if disposition else None)
         why_not = None
     except NotEligible as exc:
         why_not = str(exc)
@@ -78,6 +90,35 @@ if item["outcome"] == ITEM_FAILED:
             except COMMAND_REFUSALS as exc:
                 st.session_state["item_action_result"] = (item_id, "error", md_escape(exc))
             st.rerun()
+
+# --- disposition: why a failure that will not be retried may stay failed ------------------------------------
+if item["outcome"] == ITEM_FAILED:
+    if disposition:
+        st.markdown("**Failure dispositioned:** " + describe_disposition(disposition))
+    else:
+        st.warning("Open failure: not recovered and not dispositioned.")
+        with st.expander("Disposition this failure"):
+            try:
+                check_disposition_eligible(item, None)
+                conflict = four_eyes_conflict(engine, actor, item, run, "disposition")
+                if conflict:
+                    raise CommandRefused(conflict.message)
+                blocked = None
+            except CommandRefused as exc:
+                blocked = str(exc)
+            if blocked:
+                st.info(md_escape(blocked))
+            elif may_disposition(actor):
+                given = disposition_fields("item_disposition")
+                if st.button("Record the disposition", type="primary"):
+                    try:
+                        kind = disposition_item(engine, actor, item_id, given.kind, given.reason, given.reference,
+                                                given.superseded_by)
+                        st.session_state["item_action_result"] = (item_id, "ok", f"Dispositioned as {kind}; the "
+                                                                  "outcome stays failed.")
+                    except COMMAND_REFUSALS as exc:
+                        st.session_state["item_action_result"] = (item_id, "error", md_escape(exc))
+                    st.rerun()
 
 # --- subject, parameters, record ----------------------------------------------------------------------
 left, right = st.columns(2)

@@ -14,6 +14,7 @@ from core.roles import PERMISSION_ROLES
 from core.states import IMPORT, ITEM_FAILED, TERMINAL_RUN_STATUSES
 from reporting.bundle import build_run_bundle
 from store.alerts import DELIVERED, read_run_alerts
+from store.dispositions import read_run_dispositions
 from store.views.registers import read_import_of_run
 from store.views.run_pages import (
     count_failed_first_items,
@@ -101,6 +102,7 @@ else:
 # --- items that failed before they succeeded: a clean-looking run can hide an outage ---------------------
 with engine.ws.read() as conn:
     failed_first = count_failed_first_items(conn, [run_id]).get(run_id)
+    dispositioned = len(read_run_dispositions(conn, run_id)) if failed_first and failed_first.still_failed else 0
 if failed_first:
     n, rec, still = failed_first.items, failed_first.recovered, failed_first.still_failed
     if rec == n:
@@ -108,7 +110,8 @@ if failed_first:
                "recovered by a retry"
     else:
         parts = [f"{rec:,} recovered by a retry"] if rec else []
-        parts += [f"{still:,} still failed"] if still else []
+        if still:  # a failure stays failed; it is open until an approver dispositions it
+            parts.append(f"{still:,} still failed ({still - dispositioned:,} open, {dispositioned:,} dispositioned)")
         if n - rec - still:
             parts.append(f"{n - rec - still:,} retrying, skipped or awaiting a decision")
         said = f"**{n:,}** {'item' if n == 1 else 'items'} failed at least once: " + ", ".join(parts)

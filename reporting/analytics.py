@@ -20,6 +20,7 @@ from engine.vocabulary import workspace_vocabulary
 from reporting.firing import FiringCheck, check_firing
 from store.definitions import read_definitions
 from store.views import analytics as q
+from store.views.failures import FailureAccount, read_failure_account
 from store.workspace import Workspace
 
 OUTCOME_COLUMNS = list(ITEM_OUTCOMES)
@@ -37,6 +38,7 @@ class Analytics:
     completion_times: pl.DataFrame  # definition_id, closed_runs, p50/p90/max seconds
     approvals: pl.DataFrame  # definition_id, decision, approvals, median/max wait seconds
     firing: list[FiringCheck] = field(default_factory=list)
+    failures: FailureAccount = field(default_factory=FailureAccount)  # recovered / dispositioned / open
 
     @property
     def totals(self) -> dict[str, int]:
@@ -81,6 +83,7 @@ def build_analytics(ws: Workspace, period: AnalyticsPeriod, now: dt.datetime | N
         ids = tuple(d["definition_id"] for d in definitions)
         versions = q.read_version_history(conn, ids)
         changes = q.read_enablement_changes(conn, ids)
+        failures = read_failure_account(conn, f)
 
     runs = _frame(run_rows, {"definition_id": pl.String, "week": _WEEK, "trigger_kind": pl.String,
                              "status": pl.String, "runs": pl.Int64, "subjects_matched": pl.Int64,
@@ -90,7 +93,7 @@ def build_analytics(ws: Workspace, period: AnalyticsPeriod, now: dt.datetime | N
     per_definition = _per_definition(definitions, runs, items)
     firing = _firing(definitions, versions, changes, runs, event_rows, period, now, workspace_vocabulary(ws))
     return Analytics(
-        period=period, generated_at=now, per_definition=per_definition,
+        period=period, generated_at=now, per_definition=per_definition, failures=failures,
         weekly_outcomes=items.group_by("week", "outcome").agg(pl.col("items").sum()).sort("week", "outcome"),
         weekly_runs=runs.group_by("week", "definition_id").agg(pl.col("runs").sum()).sort("week", "definition_id"),
         failure_causes=_causes(cause_rows, still_rows),

@@ -22,10 +22,11 @@ from reportlab.platypus import Flowable, Image, KeepTogether, Paragraph, Spacer,
 from core.states import ITEM_FAILED, ITEM_OUTCOMES, SUCCEEDED
 from reporting.brief_text import OUTCOME_WORDS, plural
 from reporting.fonts import BOLD, FONT
-from reporting.integrity import IntegrityStatement
+from reporting.integrity import IntegrityStatement, failures_sentence
 from reporting.palette import OUTCOME_COLORS, STATUS_COLORS
 from reporting.provenance import Provenance
 from reporting.remote import RemoteSummary
+from store.views.failures import FailureAccount
 
 INK, MUTED, RULE, SHADE = colors.HexColor("#1f2933"), colors.HexColor("#616e7c"), colors.HexColor("#cbd2d9"), \
     colors.HexColor("#f3f5f7")
@@ -194,7 +195,25 @@ def integrity_block(statement: IntegrityStatement) -> list[Flowable]:
                  "in the Result column is zero; counts without a mark are context.", "body"),
             _grid(rows, [CONTENT_WIDTH - 44 * mm, 20 * mm, 24 * mm], extra),
             Spacer(1, 2 * mm), markup(f'<font color="#{(PASS if statement.passed else FAIL).hexval()[2:]}">'
-                                      f'{escape(verdict)}</font>', "lead")]
+                                      f'{escape(verdict)}</font>', "lead"),
+            *failures_block(statement.failures)]
+
+
+def failures_block(a: FailureAccount) -> list[Flowable]:
+    """Every failure accounted for, or the open ones listed (the first of them, and how many more)."""
+    out: list[Flowable] = [Spacer(1, 3 * mm), text("Failures accounted for", "h2"),
+                           markup(f'<font color="#{(PASS if a.accounted else FAIL).hexval()[2:]}">'
+                                  f'{escape(failures_sentence(a))}</font>', "lead")]
+    if a.open_items:
+        rows: list[list[Any]] = [_head("Open failure", "Automation", "Subject and cause")]
+        rows += [[text(i["item_id"], "cell"), text(i["definition_id"], "cell"),
+                  text(f"{i['subject_id']}: {i['failure_cause'] or 'no cause recorded'}", "cell")]
+                 for i in a.open_items]
+        out.append(_grid(rows, [38 * mm, 46 * mm, CONTENT_WIDTH - 84 * mm]))
+        if a.open > len(a.open_items):
+            out.append(text(f"… and {a.open - len(a.open_items):,} more open failures: the Failed items page "
+                            "lists them all.", "note"))
+    return out
 
 
 # --- automations ------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from core.states import APPROVAL_DECISIONS, APPROVAL_OPEN, SKIP_KINDS
 from engine.vocabulary import workspace_vocabulary
 from store.audit import ChainVerdict
 from store.views.analytics import AnalyticsFilter, read_version_history
+from store.views.failures import FailureAccount, read_failure_account
 from store.views.integrity import IntegrityFacts, read_integrity_facts
 from store.workspace import Workspace
 
@@ -58,6 +59,9 @@ class IntegrityStatement:
     claims: tuple[Claim, ...]
     chain: ChainVerdict
     facts: IntegrityFacts = field(repr=False)
+    # How the period's failures stand. Beside the claims, not one of them: an open failure is work left to do
+    # (or to disposition), not an unintended consequence, so it never turns the headline.
+    failures: FailureAccount = field(default_factory=FailureAccount)
 
     @property
     def passed(self) -> bool:
@@ -102,8 +106,24 @@ def build_integrity_statement(ws: Workspace, period: AnalyticsPeriod) -> Integri
     needs_approval = approval_versions(ws, period.definitions)
     with ws.read() as conn:
         facts = read_integrity_facts(conn, f, needs_approval)
+        failures = read_failure_account(conn, f)
     chain = ws.verify_audit()
-    return IntegrityStatement(compose_claims(facts, chain), chain, facts)
+    return IntegrityStatement(compose_claims(facts, chain), chain, facts, failures)
+
+
+def failures_sentence(a: FailureAccount) -> str:
+    """"Every failure in the period is recovered or dispositioned: …", or how many are not."""
+    kinds = ", ".join(f"{n:,} {k}" for k, n in a.dispositioned.items())
+    parts = [f"{a.recovered:,} recovered by a retry",
+             f"{a.dispositioned_total:,} dispositioned" + (f" ({kinds})" if kinds else "")]
+    if a.failed_items == 0:
+        return "No item failed in the period."
+    if a.accounted:
+        return f"Every failure in the period is recovered or dispositioned: {', '.join(parts)}."
+    left = [f"{a.open:,} open (neither recovered nor dispositioned)"] if a.open else []
+    left += [f"{a.retrying:,} still being retried"] if a.retrying else []
+    return (f"Not every failure in the period is recovered or dispositioned: of {_n(a.failed_items, 'item')} that "
+            f"failed, {', '.join(parts)}, {' and '.join(left)}.")
 
 
 def _n(count: int, one: str, many: str | None = None) -> str:

@@ -7,14 +7,13 @@ settled meanwhile, or another member's disposition, makes it a no-op the command
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
 from core.states import ITEM_FAILED
-from store.schema import item_dispositions, run_items, runs
+from store.schema import item_dispositions, run_items
 from store.tx import Tx
 
 
@@ -63,31 +62,3 @@ def count_open_failures(conn: sa.Connection, run_id: str) -> int:
          .where(run_items.c.run_id == run_id, run_items.c.outcome == ITEM_FAILED,
                 item_dispositions.c.item_id.is_(None)))
     return int(conn.execute(q).scalar_one())
-
-
-def read_open_failures_in_period(conn: sa.Connection, start: dt.datetime, end: dt.datetime,
-                                 definition_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Failed items of runs triggered in [start, end) that nobody has dispositioned: what the brief's
-    integrity statement lists (in run and position order)."""
-    q = (sa.select(run_items.c.item_id, run_items.c.run_id, runs.c.definition_id, run_items.c.subject_id,
-                   run_items.c.failure_cause, run_items.c.failure_class, run_items.c.retry_due_at)
-         .select_from(run_items.join(runs, runs.c.run_id == run_items.c.run_id).outerjoin(
-             item_dispositions, item_dispositions.c.item_id == run_items.c.item_id))
-         .where(runs.c.triggered_at >= start, runs.c.triggered_at < end, runs.c.items_failed > 0,
-                run_items.c.outcome == ITEM_FAILED, item_dispositions.c.item_id.is_(None))
-         .order_by(runs.c.run_number, run_items.c.position))
-    if definition_ids:
-        q = q.where(runs.c.definition_id.in_(list(definition_ids)))
-    return [dict(r) for r in conn.execute(q).mappings()]
-
-
-def count_dispositions_in_period(conn: sa.Connection, start: dt.datetime, end: dt.datetime,
-                                 definition_ids: Sequence[str] | None = None) -> dict[str, int]:
-    """Kind → dispositioned items of runs triggered in [start, end)."""
-    q = (sa.select(item_dispositions.c.kind, sa.func.count().label("n"))
-         .select_from(item_dispositions.join(runs, runs.c.run_id == item_dispositions.c.run_id))
-         .where(runs.c.triggered_at >= start, runs.c.triggered_at < end)
-         .group_by(item_dispositions.c.kind))
-    if definition_ids:
-        q = q.where(runs.c.definition_id.in_(list(definition_ids)))
-    return {r.kind: int(r.n) for r in conn.execute(q)}

@@ -190,3 +190,56 @@ def test_the_member_who_started_a_run_sees_why_they_may_not_decide_it(app_worksp
     assert any("four eyes" in w.value and "started run" in w.value for w in at.warning)
     with pytest.raises(CommandRefused, match=r"four eyes"):
         approve_item(engine, sigrid, item)
+
+
+# --- dispositions -----------------------------------------------------------------------------------------
+def _add_approver(member_id: str) -> None:
+    """A second approver: the outage run was started by sigrid, who may not disposition its failures."""
+    from store.members import create_member
+    from tests.support import quick_password_hash
+    with app_engine().ws.transaction() as tx:
+        create_member(tx, member_id, member_id.title(), quick_password_hash(member_id), ["approver"], "member:admin")
+
+
+def test_a_failure_group_is_dispositioned_in_bulk_after_its_plan(app_workspace: str) -> None:
+    with _run_failed_on_outage() as run_id:
+        failed = sql("SELECT count(*) FROM run_items WHERE run_id = :r AND outcome = 'failed'", r=run_id)[0][0]
+        _add_approver("olav")
+        at = open_app("olav", page=PAGES["failed"][0])
+        assert any(f"**{failed:,} open**" in m.value for m in at.markdown)
+        groups = at.dataframe[0].value
+        assert list(groups["Open"]) == list(groups["Items"]) and groups["Dispositioned"].sum() == 0
+        at.text_input(key="bulk_disposition_reason").input("Gateway outage; members contacted by branch staff")
+        at.selectbox(key="bulk_disposition_kind").set_value("resolved-outside").run()
+        at.text_input(key="bulk_disposition_reference").input("INC-2026-118").run()
+        _button(at, "Plan the disposition").click().run()
+        assert any(f"{failed:,} of {failed:,} failed items in the group can be dispositioned by olav" in m.value
+                   for m in at.markdown)
+        _button(at, f"Disposition {failed:,} items as resolved-outside").click().run()
+        assert not at.exception
+        assert any(f"{failed:,} dispositioned as resolved-outside" in s.value for s in at.success)
+        assert sql("SELECT kind, reference, decided_by, count(*) FROM item_dispositions GROUP BY ALL") == [
+            ("resolved-outside", "INC-2026-118", "member:olav", failed)]
+        assert sql("SELECT count(*) FROM run_items WHERE run_id = :r AND outcome = 'failed'", r=run_id) == [(failed,)]
+        groups = at.dataframe[0].value
+        assert groups["Open"].sum() == 0 and groups["Dispositioned"].sum() == failed
+        assert set(at.dataframe[-1].value["Disposition"]) == {"resolved-outside"}
+
+
+def test_the_item_page_shows_an_open_failure_and_records_its_disposition(app_workspace: str) -> None:
+    with _run_failed_on_outage() as run_id:
+        item_id = sql("SELECT min(item_id) FROM run_items WHERE run_id = :r AND outcome = 'failed'", r=run_id)[0][0]
+        at = open_app("sigrid", page=PAGES["item"][0], params={"id": item_id})
+        assert any("Open failure" in w.value for w in at.warning)
+        shown = [i.value.replace("\\", "") for i in at.info]  # as markdown: its punctuation escaped
+        assert f"sigrid started run {run_id} (run now) and so may not disposition its items (four eyes); ask " \
+               "another approver." in shown
+        _add_approver("olav")
+        at = open_app("olav", page=PAGES["item"][0], params={"id": item_id})
+        at.text_input(key="item_disposition_reason").input("Member closed the account").run()
+        _button(at, "Record the disposition").click().run()
+        assert any("Dispositioned as waived; the outcome stays failed." in s.value for s in at.success), \
+            [e.value for e in at.error]
+        assert any("Failure dispositioned:" in m.value and "**waived** by member:olav" in m.value.replace("\\", "")
+                   and "Member closed the account" in m.value for m in at.markdown), [m.value for m in at.markdown]
+        assert any("Not retryable" in i.value and "dispositioned \\(waived\\)" in i.value for i in at.info)

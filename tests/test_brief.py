@@ -320,3 +320,12 @@ def test_the_cli_refuses_an_unknown_chart_clearly(cli_path: str, tmp_path: Path)
     assert code == EXIT_USAGE
     assert lines and "there is no chart 'pie-of-everything'" in lines[0] and "outcome-trend" in lines[0]
     assert not (tmp_path / "x.png").exists()
+
+
+def test_the_demo_quarters_failures_are_all_accounted_for(brief: Brief) -> None:
+    """The worked example's 18 KYC items that failed on the messaging outage were all recovered by a retry."""
+    recovered = one(brief.path, "SELECT count(DISTINCT a.item_id) FROM item_attempts a JOIN runs r USING (run_id) "
+                                f"WHERE a.outcome = 'failed' AND {IN_Q3}")
+    assert recovered == 18
+    assert ("Failures accounted for Every failure in the period is recovered or dispositioned: 18 recovered by a "
+            "retry, 0 dispositioned.") in brief.text

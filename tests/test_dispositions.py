@@ -5,15 +5,20 @@ disposition is planned first, by the same rules."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pypdf import PdfReader
 
 from cli.main import EXIT_OK, EXIT_REFUSED, main
 from core.dispositions import DispositionInvalid, failure_standing, make_disposition
+from core.periods import period_from_dates
 from engine import commands
 from engine.authz import NotAuthorized
+from reporting.brief import generate_brief
+from reporting.integrity import build_integrity_statement, failures_sentence
 from store import dispositions as disposition_store
 from store.members import create_member
 from store.views.oversight import FailedFilter, read_failed_items
@@ -243,3 +248,30 @@ def test_the_command_line_dispositions_and_says_what_is_wrong(tmp_path: Path) ->
         assert ws.verify_audit().intact
     finally:
         ws.close()
+
+
+@pytest.mark.slow  # a brief rendered, its charts through chromium
+def test_the_brief_counts_a_waived_failure_and_lists_the_open_one(make_engine) -> None:
+    engine, run_id, items = _failed_run(make_engine)
+    commands.disposition_item(engine, actor(engine, "olav"), items["ACC-002"]["item_id"], "waived",
+                              "owner retired")
+    day = engine.clock.now().date()
+    period = period_from_dates(day, day)
+    statement = build_integrity_statement(engine.ws, period)
+    account = statement.failures
+    assert (account.failed_items, account.recovered, account.dispositioned, account.open, account.retrying) == (
+        2, 0, {"waived": 1}, 1, 0)
+    assert [i["item_id"] for i in account.open_items] == [items["ACC-003"]["item_id"]]
+    assert statement.passed  # an open failure is work left, not an unintended consequence
+    made = generate_brief(engine.ws, actor(engine, "auditor"), period)
+    text = " ".join(" ".join(p.extract_text() for p in PdfReader(io.BytesIO(made.content)).pages).split())
+    assert ("Not every failure in the period is recovered or dispositioned: of 2 items that failed, 0 recovered "
+            "by a retry, 1 dispositioned (1 waived), 1 open (neither recovered nor dispositioned).") in text
+    assert f"{items['ACC-003']['item_id']} d ACC-003: findings register timed out" in text
+    assert "0 unintended consequences" in text
+
+    commands.disposition_item(engine, actor(engine, "olav"), items["ACC-003"]["item_id"], "resolved-outside",
+                              "raised by hand", reference="JIRA-1")
+    assert failures_sentence(build_integrity_statement(engine.ws, period).failures) == (
+        "Every failure in the period is recovered or dispositioned: 0 recovered by a retry, 2 dispositioned "
+        "(1 resolved-outside, 1 waived).")

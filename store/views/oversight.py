@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from core.states import AWAITING_APPROVAL, ITEM_FAILED
 from store.records import RECORD_TABLES
+from store.run_counts import cause_kind
 from store.schema import approvals, audit_log, item_dispositions, run_failure_causes, run_items, runs
 
 
@@ -55,6 +56,20 @@ def count_failed_items_by_cause(conn: sa.Connection, f: FailedFilter) -> list[di
     return [dict(r) for r in conn.execute(q).mappings()]
 
 
+def count_dispositioned_by_cause(conn: sa.Connection, f: FailedFilter) -> dict[tuple[str, str, str], int]:
+    """(definition, cause, class) → failed items dispositioned, keyed as ``count_failed_items_by_cause``'s
+    groups are: a group's open failures are its items less these. Reads the dispositions (a few per
+    period), joined to their items for the class and to their runs for the period."""
+    q = (sa.select(runs.c.definition_id, cause_kind(run_items.c.failure_cause).label("cause"),
+                   sa.func.coalesce(run_items.c.failure_class, "unknown").label("class_"),
+                   sa.func.count().label("n"))
+         .select_from(item_dispositions.join(run_items, run_items.c.item_id == item_dispositions.c.item_id)
+                      .join(runs, runs.c.run_id == item_dispositions.c.run_id))
+         .where(run_items.c.outcome == ITEM_FAILED, *_run_conds(f))
+         .group_by(runs.c.definition_id, sa.text("2"), sa.text("3")))
+    return {(r.definition_id, r.cause, r.class_): int(r.n) for r in conn.execute(q)}
+
+
 _ITEM_COLUMNS = (run_items.c.item_id, run_items.c.run_id, runs.c.definition_id, runs.c.triggered_at,
                  run_items.c.subject_label, run_items.c.outcome, run_items.c.failure_cause,
                  run_items.c.failure_class, run_items.c.attempts, run_items.c.retry_due_at,
@@ -63,7 +78,8 @@ _ITEM_COLUMNS = (run_items.c.item_id, run_items.c.run_id, runs.c.definition_id, 
                  item_dispositions.c.decided_by.label("dispositioned_by"))
 
 
-def read_failed_items(conn: sa.Connection, f: FailedFilter, limit: int | None = 500) -> list[dict[str, Any]]:
+def read_failed_items(conn: sa.Connection, f: FailedFilter, limit: int | None = 500,
+                      cause: tuple[str, str] | None = None) -> list[dict[str, Any]]:
     """Failed items with their run's definition, newest run first; ``limit=None`` reads them all (for a bulk
     retry).
 
@@ -71,6 +87,9 @@ def read_failed_items(conn: sa.Connection, f: FailedFilter, limit: int | None = 
     hold at least ``limit`` of them; then only those runs' items are read, bounded by the runs' id range
     so that DuckDB skips the row groups of every other run (items are stored in run order)."""
     j, conds = _failed(f)
+    if cause is not None:  # one failure group of count_failed_items_by_cause (a bulk disposition takes it)
+        conds += [cause_kind(run_items.c.failure_cause) == cause[0],
+                  sa.func.coalesce(run_items.c.failure_class, "unknown") == cause[1]]
     q = sa.select(*_ITEM_COLUMNS).select_from(j).where(*conds)
     if limit is not None:
         picked = conn.execute(

@@ -22,6 +22,7 @@ from store.schema import (
     definition_versions,
     definitions,
     item_attempts,
+    item_dispositions,
     run_failure_causes,
     run_items,
     runs,
@@ -249,6 +250,9 @@ def read_item_detail(conn: sa.Connection, item_id: str) -> dict[str, Any] | None
     ).mappings()]
     approval = conn.execute(sa.select(approvals).where(approvals.c.item_id == item_id)).mappings().first()
     out["approval"] = dict(approval) if approval else None
+    disposition = conn.execute(sa.select(item_dispositions).where(item_dispositions.c.item_id == item_id)
+                               ).mappings().first()
+    out["disposition"] = dict(disposition) if disposition else None
     return out
 
 

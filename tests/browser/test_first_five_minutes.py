@@ -39,7 +39,7 @@ def test_a_new_user_retries_the_demos_failed_items(server: AppServer, page) -> N
     run_id = (cell.text_content() or "").split("id=", 1)[1]
     screenshot(page, "first-minutes-runs")
     page.goto(f"{server.url}/run?id={run_id}")
-    main(page).get_by_text("13 items failed at least once: 13 still failed").first.wait_for()
+    main(page).get_by_text("13 items failed at least once: 13 still failed (13 open, 0 dispositioned)").first.wait_for()
     main(page).get_by_text(re.compile(r"Retry failed items \(13 failed\)")).click()
     main(page).get_by_text("12 eligible for a retry").first.wait_for()
     screenshot(page, "first-minutes-retry-plan")

@@ -94,7 +94,8 @@ def test_a_failed_delivery_retried_from_the_browser_reaches_the_tracker_once_mor
     main(page).get_by_text(re.compile(r"^Open RUN-000001$")).first.wait_for(timeout=60_000)
 
     page.goto(f"{server.url}/run?id=RUN-000001")
-    main(page).get_by_text("1 item failed at least once: 1 still failed").first.wait_for(timeout=60_000)
+    main(page).get_by_text("1 item failed at least once: 1 still failed (1 open, 0 dispositioned)").first.wait_for(
+        timeout=60_000)
     assert len(tracker.requests) == 1 and len(tracker.issued) == 1  # it acted; its answer was lost
     main(page).get_by_text(re.compile(r"Retry failed items \(1 failed\)")).click()
     main(page).get_by_text("1 eligible for a retry").first.wait_for()
