@@ -71,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     di = add("dismiss", "dismiss an item awaiting approval", member=True)
     di.add_argument("item")
     di.add_argument("--reason", required=True)
+    pv = add("preview", "what an automation would match and do now (or --at a time), without running it",
+             member=True)
+    pv.add_argument("definition")
+    pv.add_argument("--at", help="the time to preview at (ISO, UTC: 2026-10-05 or 2026-10-05T06:00); default now")
     dp = add("disposition", "record why a failed item that will not be retried may stay failed", member=True)
     dp.add_argument("item")
     dp.add_argument("--kind", required=True, choices=DISPOSITION_KINDS,

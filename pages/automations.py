@@ -13,6 +13,7 @@ from core.markup import md_escape, md_repr, md_value
 from core.periods import last_param
 from engine.commands import AUTOMATION_REFUSALS, preview_run_now, run_now, set_enabled
 from store.definitions import read_definition_rejections, read_definition_versions, read_definitions
+from ui.preview import render_preview
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
 from ui.tables import show_table
@@ -147,6 +148,7 @@ if not may_run:
     left.caption(f"Run now needs the operator role; {actor.member_id} has {', '.join(sorted(actor.roles))}.")
 if not may_manage:
     right.caption("Enabling and disabling needs the admin role.")
+render_preview(engine, actor, chosen)
 
 
 def _version(key: str, default: int) -> int:

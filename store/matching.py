@@ -155,3 +155,20 @@ def check_subjects(conn: sa.Connection, condition: Condition, trigger_at: dt.dat
     for i in ids:
         out.setdefault(i, (f"the {reg.kind} record {i} no longer exists", {}))
     return out
+
+
+def explain_condition(conn: sa.Connection, condition: Condition, at: dt.datetime
+                      ) -> Iterator[tuple[dict[str, Any], list[int]]]:
+    """Every active subject of the condition's register, in key order, with the indexes of the ``where``
+    clauses that do not hold for it at ``at`` (empty: it matches). One statement; a preview reads it."""
+    registers = read_registers(conn)
+    reg = registers[condition.subject]
+    clauses = condition.where
+    flags = [sa.case((_clause(registers, reg, c, at), sa.true()), else_=sa.false()).label(f"c{i}")
+             for i, c in enumerate(clauses)]
+    q = sa.select(*_subject_columns(conn, reg), *flags).where(reg.active()).order_by(reg.table.c[reg.key])
+    names, n = list(reg.fields), len(reg.fields)
+    result = conn.execute(q)
+    for rows in result.partitions(10_000):
+        for row in rows:
+            yield dict(zip(names, row[:n], strict=True)), [i for i, held in enumerate(row[n:]) if not held]

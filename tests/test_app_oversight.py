@@ -243,3 +243,23 @@ def test_the_item_page_shows_an_open_failure_and_records_its_disposition(app_wor
         assert any("Failure dispositioned:" in m.value and "**waived** by member:olav" in m.value.replace("\\", "")
                    and "Member closed the account" in m.value for m in at.markdown), [m.value for m in at.markdown]
         assert any("Not retryable" in i.value and "dispositioned \\(waived\\)" in i.value for i in at.info)
+
+
+# --- preview ----------------------------------------------------------------------------------------------
+def test_an_admin_previews_an_automation_before_enabling_it(app_workspace: str) -> None:
+    """What the KYC review would match now, counted as the engine would, and nothing run; the preview audited."""
+    engine = app_engine()
+    with engine.ws.read() as conn:
+        matched = count_matching_subjects(conn, engine.catalog.latest("kyc-weekly-review")[0].condition,
+                                          engine.clock.now())
+    runs_before = sql("SELECT count(*) FROM runs")
+    at = open_app("admin", page=PAGES["automations"][0], params={"id": "kyc-weekly-review"})
+    _button(at, "Preview").click().run()
+    assert not at.exception
+    said = next(m.value for m in at.markdown if "would match" in m.value)
+    assert f"would match **{matched:,}** accounts" in said and "Nothing was run" in said
+    assert sql("SELECT count(*) FROM runs") == runs_before
+    assert sql("SELECT actor, entity_id FROM audit_log WHERE event = 'definition.previewed'") == [
+        ("member:admin", "kyc-weekly-review")]
+    excluded = next(d.value for d in at.dataframe if "Excluded because" in d.value.columns)
+    assert len(excluded) > 0 and all("(needs " in why for why in excluded["Excluded because"])

@@ -23,6 +23,7 @@ from engine.commands.dispositions import (
                                        disposition_items,
                                        plan_dispositions,
 )
+from engine.commands.preview import DefinitionPreview, PreviewedSubject, preview_definition
 from engine.commands.refusals import (
                                        COMMAND_REFUSALS,
                                        AlreadyDone,
@@ -43,7 +44,8 @@ from engine.commands.retry import (
                                        retry_run,
 )
 
-__all__ = ["AUTOMATION_REFUSALS", "COMMAND_REFUSALS", "DispositionPlan", "check_disposition_eligible",
+__all__ = ["AUTOMATION_REFUSALS", "COMMAND_REFUSALS", "DefinitionPreview", "PreviewedSubject", "preview_definition",
+           "DispositionPlan", "check_disposition_eligible",
            "disposition_item", "disposition_items", "plan_dispositions",
            "AlreadyDone", "CommandRefused", "FourEyesConflict", "FourEyesRefused",
            "ImportReport", "NotEligible", "NotFound", "RetryPlan", "RunNowPreview", "approve_item", "cancel_run",

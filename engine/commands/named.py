@@ -9,6 +9,7 @@ forwarded command runs exactly the engine code (and checks) a direct one does, a
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -127,6 +128,18 @@ def _disposition(engine: Engine, p: dict[str, Any]) -> Answer:
     return Answer([f"{item_id}: failed, dispositioned as {kind}"], {"disposition": kind})
 
 
+def _preview(engine: Engine, p: dict[str, Any]) -> Answer:
+    actor = load_actor(engine.ws, _text(p, "member"))
+    at_text = _optional_text(p, "at")
+    try:
+        at = dt.datetime.fromisoformat(at_text) if at_text else None
+    except ValueError:
+        raise BadRequest(f"--at {at_text!r} is not a time; give it as 2026-10-05 or 2026-10-05T06:00") from None
+    preview = commands.preview_definition(engine, actor, _text(p, "definition"), at)
+    return Answer(preview.lines(), {"matched": preview.matched, "excluded": preview.excluded,
+                                    "version": preview.version})
+
+
 OPERATIONS: dict[str, Operation] = {
     "emit": Operation(_emit, ("event", "subject")),
     "signal": Operation(_signal, ("source", "payload")),
@@ -135,6 +148,7 @@ OPERATIONS: dict[str, Operation] = {
     "cancel": Operation(_cancel, ("member", "run", "reason")),
     "approve": Operation(_approve, ("member", "item")),
     "dismiss": Operation(_dismiss, ("member", "item", "reason")),
+    "preview": Operation(_preview, ("member", "definition"), ("at",)),
     "disposition": Operation(_disposition, ("member", "item", "kind", "reason"), ("reference", "superseded_by")),
     **MEMBER_OPERATIONS,
     "import": Operation(_import, ("member", "register", "file"),

@@ -22,7 +22,7 @@ from engine.intake.server import SIGNATURE_HEADER, TIMESTAMP_HEADER, discovery_p
 from engine.settings import number_from_env
 from store.errors import WorkspaceHeld
 
-FORWARDABLE = {"emit", "signal", "fire", "retry", "cancel", "approve", "dismiss", "disposition", "import",
+FORWARDABLE = {"emit", "signal", "fire", "retry", "cancel", "approve", "dismiss", "disposition", "preview", "import",
                *MEMBER_OPERATIONS}
 CONNECT_TIMEOUT_SECONDS = 3.0
 def answer_timeout_seconds() -> float:
