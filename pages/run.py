@@ -25,6 +25,7 @@ from store.views.run_pages import (
 )
 from ui.colors import STATUS_BADGES
 from ui.page_stops import stop_at_runs
+from ui.population import render_population
 from ui.run_actions import render_cancel, render_retry, show_last_result
 from ui.run_views import KNOWN_OUTCOMES, breakdown_figure, duration_seconds, items_frame
 from ui.runtime import current_engine
@@ -98,6 +99,10 @@ if live:
     counts = st.fragment(render_facts, run_every="2s")() or {}
 else:
     counts = render_facts()
+
+# --- the matched population against the previous run of a scheduled automation ------------------------------
+if run["trigger_kind"] == "schedule" and not live:
+    render_population(engine.ws, run)
 
 # --- items that failed before they succeeded: a clean-looking run can hide an outage ---------------------
 with engine.ws.read() as conn:

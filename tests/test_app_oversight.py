@@ -263,3 +263,24 @@ def test_an_admin_previews_an_automation_before_enabling_it(app_workspace: str) 
         ("member:admin", "kyc-weekly-review")]
     excluded = next(d.value for d in at.dataframe if "Excluded because" in d.value.columns)
     assert len(excluded) > 0 and all("(needs " in why for why in excluded["Excluded because"])
+
+
+# --- the matched population compared -----------------------------------------------------------------------
+def test_a_kyc_run_shows_who_entered_and_left_since_the_previous_week(app_workspace: str) -> None:
+    (prev, prev_n), (run_id, n) = sql(
+        "SELECT r.run_id, count(DISTINCT i.subject_id) FROM runs r JOIN run_items i USING (run_id) "
+        "WHERE r.definition_id = 'kyc-weekly-review' AND r.trigger_kind = 'schedule' "
+        "GROUP BY r.run_id, r.run_number ORDER BY r.run_number LIMIT 2")
+    entered = sql("SELECT count(DISTINCT subject_id) FROM run_items WHERE run_id = :r AND subject_id NOT IN "
+                  "(SELECT subject_id FROM run_items WHERE run_id = :p)", r=run_id, p=prev)[0][0]
+    at = open_app("auditor", page=PAGES["run"][0], params={"id": run_id})
+    assert not at.exception
+    [exp] = [e for e in at.expander if e.label.startswith("Compared with the previous run")]
+    assert exp.label == (f"Compared with the previous run: {entered:,} entered, {prev_n - (n - entered):,} left, "
+                         f"{n - entered:,} stayed")
+    tables = [d.value for d in exp.dataframe]
+    assert all(t["What changed"].str.len().min() > 0 for t in tables)
+    left = tables[-1]
+    assert left["What changed"].str.startswith(f"an evidence request is already open for this account: {prev}'s "
+                                               "item").all()
+    assert tables[0]["What changed"].str.startswith("kyc_review_due moved inside the window").all()
