@@ -43,7 +43,7 @@ sections = {
     "Governance → Automation": [_page(DEFAULT_PAGE, default=True), _page("failed"), _page("approvals"),
                                 _page("automations"), _page("analytics"),
                                 _page("run", hidden=True), _page("item", hidden=True)],
-    "Records": [_page("registers"), _page("records")],
+    "Records": [_page("registers"), _page("records"), _page("subject", hidden=True)],
     "Admin": [_page("audit"), _page("members")],
 }
 actor = current_actor(engine)

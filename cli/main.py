@@ -87,6 +87,11 @@ def _parser() -> argparse.ArgumentParser:
     b = add("bundle", "write a run's evidence bundle (a zip an auditor verifies offline)", member=True)
     b.add_argument("run")
     b.add_argument("--out", help="the zip to write, or a folder for RUN-evidence.zip (default: this folder)")
+    sj = add("subject", "write a subject's story (every run, attempt, record, change and decision about it)",
+             member=True)
+    sj.add_argument("kind", help="the register, e.g. accounts")
+    sj.add_argument("subject_id", help="the subject's id, e.g. ACC-10060")
+    sj.add_argument("--out", required=True, help="the file to write: FILE.pdf or FILE.csv (or a folder: a PDF)")
     br = add("brief", "write the audit committee brief (a PDF) for a period", member=True)
     _add_period_args(br)
     br.add_argument("--out", required=True, help="the PDF to write (or a folder to write it in)")
@@ -265,6 +270,8 @@ def _run_command(engine: Any, args: argparse.Namespace, out: Callable[[str], Non
         return _bundle(engine, args, out)
     if cmd in ("brief", "export"):
         return _report(engine, args, out)
+    if cmd == "subject":
+        return _subject(engine, args, out)
     engine.load_definitions()
     answer = perform(engine, cmd, params_from_args(args))
     for line in answer.lines:
@@ -286,6 +293,33 @@ def _bundle(engine: Any, args: argparse.Namespace, out: Callable[[str], None]) -
     target.write_bytes(content)
     out(f"wrote {target} ({len(content):,} bytes, sha256 {hashlib.sha256(content).hexdigest()})")
     out(f"verify it offline: unzip it and run `python verify_bundle.py` in its {args.run.strip()} folder")
+    return EXIT_OK
+
+
+def _subject(engine: Any, args: argparse.Namespace, out: Callable[[str], None]) -> int:
+    """A subject's story as PDF or CSV (by the file's extension), through the audited export path; the folder
+    and the register are checked first, so that no export is recorded for a file that was never written."""
+    from engine.authz import load_actor
+    from reporting.exports import ExportRefused
+    from reporting.subject_story import export_subject_story, story_file_name
+    from store.registers import read_registers
+    target = Path(args.out)
+    fmt = "pdf" if target.is_dir() else target.suffix.lower().lstrip(".")
+    if not (target.is_dir() or target.parent.is_dir()):
+        raise BadRequest(f"--out {args.out}: the folder {target.parent} does not exist; create it or choose "
+                         "another path.")
+    with engine.ws.read() as conn:
+        registers = sorted(read_registers(conn))
+    if args.kind not in registers:
+        raise BadRequest(f"there is no register {args.kind!r}; the registers are: {', '.join(registers)}")
+    try:
+        exported = export_subject_story(engine.ws, load_actor(engine.ws, args.member), args.kind, args.subject_id,
+                                        fmt)
+    except ExportRefused as exc:
+        raise BadRequest(f"--out {args.out}: {exc} (name the file .pdf or .csv)") from exc
+    target = target / story_file_name(args.kind, args.subject_id, fmt) if target.is_dir() else target
+    target.write_bytes(exported.content)
+    out(f"wrote {target} ({len(exported.content):,} bytes, sha256 {exported.sha256})")
     return EXIT_OK
 
 

@@ -28,6 +28,7 @@ PAGES: dict[str, tuple[str, str, str, str]] = {
     "analytics": ("pages/analytics.py", "analytics", "Quarterly analytics", ":material/insights:"),
     "registers": ("pages/registers.py", "registers", "Registers", ":material/table_view:"),
     "records": ("pages/records.py", "records", "Records", ":material/folder_open:"),
+    "subject": ("pages/subject.py", "subject", "Subject", ":material/person_search:"),
     "audit": ("pages/audit_log.py", "audit_log", "Audit log", ":material/policy:"),
     "members": ("pages/members.py", "members", "Members", ":material/group:"),
 }
@@ -158,7 +159,8 @@ def record_link(record_ref: str) -> Link | None:
 
 
 def subject_link(subject_kind: str, subject_id: str) -> Link:
-    return Link("records", {"register": subject_kind, "id": subject_id})
+    """A subject's story page, reached from every subject id in the app."""
+    return Link("subject", {"kind": subject_kind, "id": subject_id})
 
 
 def definition_link(definition_id: str, version: int | None = None, compare: int | None = None) -> Link:

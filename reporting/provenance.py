@@ -20,7 +20,7 @@ from engine.authz import check_permission
 from store.audit import read_chain_head
 from store.workspace import Workspace
 
-EXPORT_KINDS = ("chart", "table", "brief", "bundle")
+EXPORT_KINDS = ("chart", "table", "brief", "bundle", "subject")
 
 
 @dataclass(frozen=True)

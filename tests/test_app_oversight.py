@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from core.links import PAGES
+from core.links import PAGES, subject_link
 from engine.authz import NotAuthorized, load_actor
 from engine.commands import CommandRefused, approve_item, preview_run_now, set_enabled
 from engine.signals import deliver_signal
@@ -284,3 +284,19 @@ def test_a_kyc_run_shows_who_entered_and_left_since_the_previous_week(app_worksp
     assert left["What changed"].str.startswith(f"an evidence request is already open for this account: {prev}'s "
                                                "item").all()
     assert tables[0]["What changed"].str.startswith("kyc_review_due moved inside the window").all()
+
+
+# --- a subject's story -------------------------------------------------------------------------------------
+def test_an_auditor_opens_one_accounts_story_reached_from_its_item(app_workspace: str) -> None:
+    [(item_id, subject, run_id)] = sql("SELECT item_id, subject_id, run_id FROM run_items WHERE subject_kind = "
+                                       "'accounts' AND attempts = 2 ORDER BY item_id LIMIT 1")  # a recovered failure
+    assert subject_link("accounts", subject).href == f"subject?kind=accounts&id={subject}"  # every subject id's link
+    at = open_app("auditor", page=PAGES["subject"][0], params={"kind": "accounts", "id": subject})
+    assert not at.exception and at.title[0].value.startswith("accounts ")
+    story = at.dataframe[-1].value
+    assert f"run?id={run_id}" in set(story["run_id"]) and f"item?id={item_id}" in set(story["item_id"])
+    whats = list(story["what"])
+    assert whats[0] == "register load: added" and "attempt 1: failed" in whats and "attempt 2: succeeded" in whats
+    assert whats.index("attempt 1: failed") < whats.index("attempt 2: succeeded")
+    at = open_app("auditor", page=PAGES["subject"][0], params={"kind": "nope", "id": "X"})
+    assert "There is no register 'nope'" in at.error[0].value

@@ -44,7 +44,7 @@ def test_one_register_shows_fields_imports_and_subjects(app_workspace: str) -> N
     [(sha,)] = sql("SELECT sha256 FROM register_imports WHERE register_id = 'accounts' AND origin = 'file'")
     assert sha in set(imports["SHA-256"])
     first = subjects.iloc[0]
-    assert first["account_id"].endswith("records?register=accounts&id=" + sql(
+    assert first["account_id"].endswith("subject?kind=accounts&id=" + sql(
         "SELECT min(account_id) FROM accounts")[0][0])
     # A viewer may read, not import: the import controls are an operator's.
     assert not [e for e in at.get("expander") if "Import a file" in str(e.proto.label)]

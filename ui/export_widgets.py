@@ -49,3 +49,11 @@ def table_downloads(ws: Workspace, actor: Actor, analytics: Analytics, table: st
     _downloads(f"table-{table}", "Export table", TABLE_FORMATS,
                lambda fmt: export_file_name(table, analytics, fmt),
                lambda fmt: lambda: export_table(ws, actor, analytics, table, fmt).content, actor)
+
+
+def subject_story_downloads(ws: Workspace, actor: Actor, kind: str, subject_id: str) -> None:
+    from reporting.subject_story import STORY_FORMATS, export_subject_story, story_file_name
+
+    _downloads(f"subject-{kind}-{subject_id}", "Export this story", STORY_FORMATS,
+               lambda fmt: story_file_name(kind, subject_id, fmt),
+               lambda fmt: lambda: export_subject_story(ws, actor, kind, subject_id, fmt).content, actor)

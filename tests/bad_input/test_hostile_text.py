@@ -115,6 +115,7 @@ def test_every_page_shows_the_hostile_text_literally(app: str, hostile_workspace
         "approvals": (PAGES["approvals"][0], {}, []),
         "finding": (PAGES["records"][0], {"module": "findings", "id": h["record"]}, [f"Finding for {NAME}"]),
         "subject": (PAGES["records"][0], {"register": "accounts", "id": "ACC-EVIL"}, [NAME]),
+        "subject story": (PAGES["subject"][0], {"kind": "accounts", "id": "ACC-EVIL"}, [NAME]),
         "runs": (PAGES["runs"][0], {}, []),
         "audit": (PAGES["audit"][0], {}, []),
         "analytics": (PAGES["analytics"][0], {"from": "2026-07-01", "to": "2026-07-31"}, [CAUSE]),

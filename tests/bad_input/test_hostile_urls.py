@@ -39,6 +39,7 @@ READS: dict[str, tuple[str, ...]] = {
     "analytics": ("period", "quarter", "from", "to", "definition"),
     "registers": ("id", "page"),
     "records": ("module", "register", "id"),
+    "subject": ("kind", "id"),
     "audit": ("seq", "actor", "event", "entity_kind", "entity_id", "from", "to", "before"),
     "members": (),
 }
