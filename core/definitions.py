@@ -93,6 +93,9 @@ class Definition:
     # Hours an approval may wait before the Approvals page flags it overdue (policies.approval.due_within_hours).
     approval_due_within_hours: float | None = None
     alerts: AlertPolicy | None = None  # who hears of a run that fails, completes with failures or waits
+    # A run whose matched population moved (entered + left) by more than this share of the previous run's is
+    # flagged on the Runs page (policies.population.alert_percent).
+    population_alert_percent: float | None = None
 
     @property
     def content_hash(self) -> str:
@@ -308,7 +311,7 @@ def parse_definition(text: str, path: str, vocabulary: Vocabulary) -> Definition
     condition = _parse_condition(v, doc.get("condition"))
     actions = _parse_actions(v, doc.get("actions"), condition.subject)
     policies = v.mapping(doc.get("policies", {}) or {}, "policies")
-    v.unknown_keys(policies, {"retry", "approval"}, "policies.")
+    v.unknown_keys(policies, {"retry", "approval", "population"}, "policies.")
     retry_raw = v.mapping(policies.get("retry", {}) or {}, "policies.retry")
     try:
         retry = RetryPolicy(**retry_raw)
@@ -326,6 +329,13 @@ def parse_definition(text: str, path: str, vocabulary: Vocabulary) -> Definition
     if due is not None and (isinstance(due, bool) or not isinstance(due, (int, float)) or not 0 < due < 1e6):
         raise v.fail("policies.approval.due_within_hours", "a positive number of hours", due,
                      "write how many hours an approval may wait, e.g. due_within_hours: 72")
+    population = v.mapping(policies.get("population", {}) or {}, "policies.population")
+    v.unknown_keys(population, {"alert_percent"}, "policies.population.")
+    moved = population.get("alert_percent")
+    if moved is not None and (isinstance(moved, bool) or not isinstance(moved, (int, float)) or not 0 < moved <= 1000):
+        raise v.fail("policies.population.alert_percent", "a positive percentage", moved,
+                     "write by how much the matched population may move before a run is flagged, e.g. "
+                     "alert_percent: 20")
     enabled = doc.get("enabled", True)
     if not isinstance(enabled, bool):
         raise v.fail("enabled", "true or false", enabled)
@@ -337,7 +347,8 @@ def parse_definition(text: str, path: str, vocabulary: Vocabulary) -> Definition
             raise v.fail(exc.field, exc.expected, exc.found, exc.fix) from None
     return Definition(def_id, v.string(doc, "title"), str(doc.get("description", "")).strip(), trigger,
                       condition, actions, retry, required, enabled, text,
-                      approval_due_within_hours=float(due) if due is not None else None, alerts=alerts)
+                      approval_due_within_hours=float(due) if due is not None else None, alerts=alerts,
+                      population_alert_percent=float(moved) if moved is not None else None)
 
 
 def integration_kinds(actioners: Mapping[str, ActionerSpec]) -> dict[str, str]:

@@ -24,6 +24,7 @@ from store.views.run_pages import (
 )
 from ui.colors import STATUS_MARKS
 from ui.period_picker import pick_period
+from ui.population import render_population_flags
 from ui.run_views import (
     ATTENTION,
     KNOWN_OUTCOMES,
@@ -122,6 +123,7 @@ if not rows:
                 "signal); an operator can also start one from Automations with Run now.")
     st.stop()
 
+render_population_flags(engine, rows)
 frame = runs_frame(rows, outcomes, failed_first)
 event = st.dataframe(
     frame.style.apply(highlight_attention, axis=None), hide_index=True, width="stretch",

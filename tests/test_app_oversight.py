@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 
@@ -300,3 +303,22 @@ def test_an_auditor_opens_one_accounts_story_reached_from_its_item(app_workspace
     assert whats.index("attempt 1: failed") < whats.index("attempt 2: succeeded")
     at = open_app("auditor", page=PAGES["subject"][0], params={"kind": "nope", "id": "X"})
     assert "There is no register 'nope'" in at.error[0].value
+
+
+def test_the_runs_page_flags_a_population_that_moved_more_than_its_automation_allows(
+        app_workspace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kyc-weekly-review given policies.population.alert_percent: 20 (a new version): its weekly runs, whose
+    populations turn over almost whole (last week's accounts now have an open evidence request), are flagged."""
+    folder = tmp_path / "definitions"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "definitions", folder)
+    kyc = folder / "kyc-weekly-review.yaml"
+    kyc.write_text(kyc.read_text().replace("policies:\n", "policies:\n  population: {alert_percent: 20}\n", 1))
+    monkeypatch.setenv("RUNLEDGER_DEFINITIONS", str(folder))
+    at = open_app("auditor", page=PAGES["runs"][0], params={"definition": "kyc-weekly-review", "period": "all"})
+    assert not at.exception
+    [flag] = [w.value.replace("\\", "") for w in at.warning if "Matched population moved more than" in w.value]
+    first = sql("SELECT run_id FROM runs WHERE definition_id = 'kyc-weekly-review' AND trigger_kind = 'schedule' "
+                "ORDER BY run_number DESC LIMIT 1")[0][0]
+    assert f"[{first}](run?id={first}) kyc-weekly-review: +" in flag and "% > 20%" in flag
+    at = open_app("auditor", page=PAGES["runs"][0], params={"definition": "aml-monitor-failure", "period": "all"})
+    assert not [w for w in at.warning if "Matched population moved" in w.value]  # no threshold declared

@@ -9,7 +9,10 @@ import streamlit as st
 
 from core.links import run_link
 from core.markup import md_escape
+from engine.catalog import UnknownDefinition
+from engine.runtime import Engine
 from reporting.population import compare_with_previous
+from store.views.population import count_population_moves
 from store.workspace import Workspace
 from ui.tables import show_table
 
@@ -41,3 +44,31 @@ def render_population(ws: Workspace, run: dict[str, Any]) -> None:
                                      for m in moved]))
         if not change.moved:
             st.caption(md_escape("The same subjects as the previous run."))
+
+
+def render_population_flags(engine: Engine, rows: list[dict[str, Any]]) -> None:
+    """On the Runs page: the page's scheduled runs whose matched population moved by more than their
+    automation's ``policies.population.alert_percent``, each linked to its comparison."""
+    thresholds: dict[str, float | None] = {}
+    for d in {r["definition_id"] for r in rows}:
+        try:
+            thresholds[d] = engine.catalog.latest(d)[0].population_alert_percent
+        except UnknownDefinition:
+            thresholds[d] = None
+    flagged = []
+    with engine.ws.read() as conn:
+        for r in rows:
+            limit = thresholds.get(r["definition_id"])
+            if limit is None or r["trigger_kind"] != "schedule":
+                continue
+            moves = count_population_moves(conn, r)
+            if moves is None:
+                continue
+            _, before, entered, left = moves
+            moved = 100.0 * (entered + left) / max(before, 1)
+            if moved > limit:
+                flagged.append(f"[{r['run_id']}]({run_link(r['run_id']).href}) {md_escape(r['definition_id'])}: "
+                               f"+{entered:,} / −{left:,} against {before:,} ({moved:.0f}% > {limit:g}%)")
+    if flagged:
+        st.warning("Matched population moved more than its automation allows: " + "; ".join(flagged),
+                   icon=":material/compare_arrows:")

@@ -80,3 +80,18 @@ def read_acted(conn: sa.Connection, run_id: str, subject_ids: Sequence[str]) -> 
     for r in conn.execute(q).mappings():
         out.setdefault(str(r["subject_id"]), []).append(dict(r))
     return out
+
+
+def count_population_moves(conn: sa.Connection, run: dict[str, Any]) -> tuple[str, int, int, int] | None:
+    """(previous run, its matched subjects, entered, left) for the Runs page's population flag; None for an
+    automation's first run. Counted in SQL over the two runs' items (two runs' rows, by run id)."""
+    previous = read_previous_run(conn, run)
+    if previous is None:
+        return None
+    cur = sa.select(run_items.c.subject_id).where(run_items.c.run_id == run["run_id"]).distinct()
+    prev = sa.select(run_items.c.subject_id).where(run_items.c.run_id == previous["run_id"]).distinct()
+
+    def count(q: Any) -> int:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(q.subquery())).scalar_one())
+
+    return previous["run_id"], count(prev), count(sa.except_(cur, prev)), count(sa.except_(prev, cur))
