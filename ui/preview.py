@@ -34,8 +34,9 @@ def render_preview(engine: Engine, actor: Actor, definition_id: str) -> None:
                                                                                              definition_id, at))
             except AUTOMATION_REFUSALS as exc:
                 st.error(md_escape(exc))
-        held = st.session_state.get("automations_preview")
-        if held and held[0] == definition_id:
+    held = st.session_state.get("automations_preview")  # shown below the form: it stays in view across reruns
+    if held and held[0] == definition_id:
+        with st.container(border=True):
             _show(held[1])
 
 
