@@ -74,7 +74,8 @@ def generate(path: str, n_runs: int, threads: int) -> dict[str, float]:
         JOIN defs d ON d.i = r % 6
     """)
     con.execute("""
-        INSERT INTO trigger_events
+        INSERT INTO trigger_events (event_id, kind, event_type, source, subject_kind, subject_id, definition_id,
+                                    occurred_at, received_at, payload, dispatched_at)
         SELECT 'EVT-' || run_id, kind, CASE kind WHEN 'schedule' THEN 'schedule.fired'
                  WHEN 'signal' THEN 'signal.received' ELSE 'record.changed' END, source,
                CASE WHEN kind = 'schedule' THEN NULL ELSE subject_kind END,
@@ -117,7 +118,9 @@ def generate(path: str, n_runs: int, threads: int) -> dict[str, float]:
         FROM gen g, range(1, g.n_items + 1) s(p)
     """)
     con.execute("""
-        INSERT INTO run_items
+        INSERT INTO run_items (item_id, run_id, position, subject_kind, subject_id, subject_label, subject_snapshot,
+                               action, parameters, idempotency_key, outcome, record_ref, skip_reason, failure_cause,
+                               failure_class, attempts, retry_due_at, updated_at)
         SELECT printf('%s-%06d', run_id, position), run_id, position, subject_kind,
                printf('S-%07d', (n * 13 + position) % 500000), 'Subject ' || ((n * 13 + position) % 500000),
                '{"status": "active"}', action, '{"title": "generated"}',
@@ -137,7 +140,8 @@ def generate(path: str, n_runs: int, threads: int) -> dict[str, float]:
     timings["run_items_s"] = time.perf_counter() - t
     t = time.perf_counter()
     con.execute("""
-        INSERT INTO item_attempts
+        INSERT INTO item_attempts (item_id, attempt, run_id, actor, started_at, finished_at, outcome, failure_cause,
+                                   failure_class, record_ref)
         SELECT printf('%s-%06d', run_id, position), a, run_id, 'engine:schedule',
                triggered_at + INTERVAL 1 SECOND, triggered_at + to_seconds(duration_s),
                outcome,
@@ -150,7 +154,8 @@ def generate(path: str, n_runs: int, threads: int) -> dict[str, float]:
     timings["item_attempts_s"] = time.perf_counter() - t
     t = time.perf_counter()
     con.execute("""
-        INSERT INTO approvals
+        INSERT INTO approvals (approval_id, item_id, run_id, definition_id, definition_version, opened_at, decision,
+                               decided_by, decided_at, reason)
         SELECT 'APR-' || printf('%s-%06d', run_id, position), printf('%s-%06d', run_id, position), run_id,
                definition_id, 1, triggered_at, NULL, NULL, NULL, NULL
         FROM gen_items WHERE outcome = 'awaiting-approval'
