@@ -3,6 +3,7 @@ serving them, and a warm browser load of the Runs page.
 
     .venv/bin/python bench/make_big_workspace.py --out /tmp/big.duckdb      # once, ~2 min, ~3.4 GB
     .venv/bin/python bench/bench_dashboard.py --db /tmp/big.duckdb [--browser]
+    .venv/bin/python bench/bench_dashboard.py --db postgresql+psycopg://…    # bench/make_big_pg_workspace.py
 
 Store calls are the very functions the pages call, timed in this process on a read-only copy of the
 workload (nothing is written). ``--browser`` also starts ``streamlit run`` on the workspace (engine not
@@ -27,6 +28,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.load_report import peak_rss_mb  # noqa: E402
+
+
+def describe_workspace(ws: Any) -> str:
+    """Where the workspace is and how big: a DuckDB file's size, or the PostgreSQL database's."""
+    if ws.is_duckdb:
+        return f"{ws.shown} ({os.path.getsize(ws.path) / 2**30:.1f} GiB)"
+    with ws.read() as conn:
+        size, version = conn.exec_driver_sql(
+            "SELECT pg_database_size(current_database()), current_setting('server_version')").one()
+    return f"{ws.shown} (PostgreSQL {version}, {size / 2**30:.1f} GiB)"
 
 
 def timed(fn: Callable[[], Any], repeat: int) -> dict[str, float]:
@@ -84,11 +95,13 @@ def main() -> None:
     from store.workspace import Workspace
 
     ws = Workspace(a.db, read_only=True)
-    print(f"Date {dt.date.today()}, workspace {a.db} ({os.path.getsize(a.db) / 2**30:.1f} GiB)")
+    print(f"Date {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, workspace {describe_workspace(ws)}, "
+          f"load average {os.getloadavg()[0]:.1f}")
     print("| store call | p50 ms | p95 ms | max ms |\n|---|---:|---:|---:|")
     for label, fn in store_cases(ws):
         r = timed(fn, a.repeat)
-        print(f"| {label} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['max_ms']:.1f} |")
+        print(f"| {label} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['max_ms']:.1f} |", flush=True)
+    print(f"Load average after: {os.getloadavg()[0]:.1f}")
     print(f"\nPeak RSS of this process (store calls): "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     ws.close()

@@ -18,7 +18,7 @@ from store.views.run_pages import (
     count_failed_first_items,
     count_outcomes_for_runs,
     count_runs,
-    count_runs_by_status,
+    count_runs_in_view,
     read_definition_ids,
     read_runs_page,
 )
@@ -27,9 +27,11 @@ from ui.period_picker import pick_period
 from ui.population import render_population_flags
 from ui.run_views import (
     ATTENTION,
+    ESTIMATED_NOTE,
     KNOWN_OUTCOMES,
     KNOWN_STATUSES,
     RUNS_WIDTHS,
+    count_figure,
     highlight_attention,
     run_filter,
     run_sort,
@@ -91,8 +93,7 @@ if view.outcome:
 f, period_words = run_filter(view, today)
 after = last_param(params, "after")
 with engine.ws.read() as conn:
-    counts = count_runs_by_status(conn, f)
-    with_failed_attempts = sum(count_runs_by_status(conn, replace(f, failed_attempts=True)).values())
+    view_counts = count_runs_in_view(conn, f)
     try:
         rows, next_cursor = read_runs_page(conn, f, run_sort(view), after=after)
     except BadCursor as exc:
@@ -103,14 +104,17 @@ with engine.ws.read() as conn:
     failed_first = count_failed_first_items(conn, page_ids)
     in_workspace = count_runs(conn) if not rows else None
 
-total = sum(counts.values())
+counts, estimated = view_counts.by_status, view_counts.estimated
 attention = sum(counts.get(s, 0) for s in ATTENTION)
 m = st.columns(3)
-m[0].metric("Runs in view", f"{total:,}", help=f"Period: {period_words}")
-m[1].metric("With failed attempts", f"{with_failed_attempts:,}",
+m[0].metric("Runs in view", count_figure(view_counts.total, bool(estimated)),
+            help=f"Period: {period_words}." + (ESTIMATED_NOTE if estimated else ""))
+m[1].metric("With failed attempts", f"{view_counts.with_failed_attempts:,}",
             help="Runs in view with an item that failed at least once, recovered by a retry or not.")
-m[2].metric("Needing attention", f"{attention:,}", help="completed-with-failures or failed")
-st.markdown(" · ".join(f"{STATUS_MARKS.get(s, '')} {s} **{counts.get(s, 0):,}**" for s in KNOWN_STATUSES))
+m[2].metric("Needing attention", count_figure(attention, bool(estimated & set(ATTENTION))),
+            help="completed-with-failures or failed")
+st.markdown(" · ".join(f"{STATUS_MARKS.get(s, '')} {s} **{count_figure(counts.get(s, 0), s in estimated)}**"
+                       for s in KNOWN_STATUSES))
 
 if not rows:
     if in_workspace:

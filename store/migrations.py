@@ -123,6 +123,70 @@ def _v9_many_processes(conn: sa.Connection) -> None:
                     "CREATE INDEX IF NOT EXISTS ix_runs_def_triggered ON runs (definition_id, triggered_at)")
 
 
+# PostgreSQL's indexes for the dashboard's and the analytics' reads (schema 10), each with the query it serves.
+# DuckDB needs none of them: it reads a run's items through zone maps (items are stored in run order) and
+# aggregates a million runs by scanning them, and an index would cost its bulk appends ~2.8× (docs/DESIGN).
+# PostgreSQL reads row by row: without them the Run page scans 20 M items for one run's hundred.
+POSTGRES_INDEXES: tuple[tuple[str, str], ...] = (
+    # Runs page, the default sort (newest completed first; open runs first) and its keyset pages: the very
+    # expression store/views/run_pages.py sorts by, so the first page and a page 500,000 runs deep both read
+    # 51 index entries.
+    ("ix_runs_completed_sort",
+     "ON runs ((coalesce(completed_at, TIMESTAMPTZ '9999-12-31 00:00:00+00')), run_number)"),
+    # Runs page sorted by started time.
+    ("ix_runs_started_sort", "ON runs ((coalesce(started_at, TIMESTAMPTZ '9999-12-31 00:00:00+00')), run_number)"),
+    # Runs page sorted by duration (store/portable.py's duration_ms as PostgreSQL spells it).
+    ("ix_runs_duration_sort",
+     "ON runs ((coalesce(CAST(EXTRACT(EPOCH FROM (completed_at - started_at)) * 1000 AS BIGINT), -1)), run_number)"),
+    # Runs page sorted by trigger time; every period filter over all definitions (Runs, Failed items, Analytics,
+    # the brief); the first and last run's time (the period pickers of Failed items and Analytics).
+    ("ix_runs_triggered", "ON runs (triggered_at, run_number)"),
+    # Runs page: counts by status (an index-only scan of a small index, not of the runs' rows), and its sorts
+    # by status and by definition.
+    ("ix_runs_status", "ON runs (status, run_number)"),
+    ("ix_runs_definition", "ON runs (definition_id, run_number)"),
+    # Runs page, Analytics, the brief: a period's runs of some definitions, and their counts by status read from
+    # the index alone (schema 9's ix_runs_def_triggered, which it replaces, held no status).
+    ("ix_runs_def_triggered_status", "ON runs (definition_id, triggered_at) INCLUDE (status)"),
+    # Failed items page: the newest runs with failed items (a few percent of runs).
+    ("ix_runs_with_failed_items", "ON runs (run_number) WHERE items_failed > 0"),
+    # Run page: its items in position order (keyset pages), its breakdown by action and outcome; Runs page:
+    # outcome counts for a page of runs; the engine: a run's next pending items (every claim).
+    ("ix_items_run_position", "ON run_items (run_id, position)"),
+    # Failed items page: the newest failed items of the runs picked, and a bulk retry's plan (~1% of items).
+    ("ix_items_failed", "ON run_items (run_id, position) WHERE outcome = 'failed'"),
+    # The engine's poll for due automatic retries (every few seconds on every worker), and their claim.
+    ("ix_items_retry_due",
+     "ON run_items (retry_due_at, item_id) WHERE outcome = 'failed' AND retry_due_at IS NOT NULL"),
+    # Runs and Run pages: items that failed at least once (recovered or not) for a page of runs; the engine:
+    # a run's failure summary, refreshed when a run with failures settles (store/run_counts.py).
+    ("ix_attempts_failed_run", "ON item_attempts (run_id) WHERE outcome = 'failed'"),
+    # Runs page's "with failed attempts" filter and count; the engine's refresh of one run's failure summary.
+    ("ix_failure_causes_run", "ON run_failure_causes (run_id)"),
+    # Runs page: "With failed attempts" — the runs with a failed attempt, in run_id order (an index-only scan of a
+    # few percent of the runs; by definition and period through the next but one).
+    ("ix_failure_causes_failed_run", "ON run_failure_causes (run_id) WHERE failed_attempts > 0"),
+    # Failed items page and Analytics: failure summaries of a period.
+    ("ix_failure_causes_triggered", "ON run_failure_causes (triggered_at)"),
+    # Analytics: events and signals received in a period.
+    ("ix_events_occurred", "ON trigger_events (occurred_at)"),
+    # Run page: the run's alerts.
+    ("ix_alerts_run", "ON alerts (run_id)"),
+)
+
+
+def _v10_postgres_read_indexes(conn: sa.Connection) -> None:
+    """The indexes PostgreSQL needs for the dashboard's and the analytics' reads at a million runs (above);
+    nothing on DuckDB. On an existing workspace each is built in the opening transaction (a few minutes for
+    20 M items; other processes wait on the upgrade lock meanwhile)."""
+    if conn.dialect.name != "postgresql":
+        return
+    for name, definition in POSTGRES_INDEXES:
+        conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {name} {definition}")
+    conn.exec_driver_sql("DROP INDEX IF EXISTS ix_runs_def_triggered")  # ix_runs_def_triggered_status serves it
+    conn.exec_driver_sql("ANALYZE runs")  # the planner's statistics on the expression indexes
+
+
 def _v11_dispositions(conn: sa.Connection) -> None:
     """Failed items' dispositions (waived, resolved outside, superseded): a table of their own beside the
     items, whose outcomes stay as they were. A fresh workspace has it from v1."""
@@ -142,7 +206,8 @@ MIGRATIONS: list[tuple[int, Callable[[sa.Connection], None]]] = [
     (7, _v7_integrations),
     (8, _v8_no_stand_in_messaging),
     (9, _v9_many_processes),
-    (11, _v11_dispositions),  # 10: PostgreSQL's read indexes (branch pgbench), merged before this lands
+    (10, _v10_postgres_read_indexes),
+    (11, _v11_dispositions),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

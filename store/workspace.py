@@ -143,7 +143,9 @@ class Workspace:
             self.path = url_or_path
             # What messages name: they reach members' screens and the audit log, which keeps them for good.
             self.shown = sa.make_url(url_or_path).render_as_string(hide_password=True)
-            self.engine = sa.create_engine(url_or_path)
+            # Every session in UTC, whatever zone the server or the database is set to: a week or a day
+            # (date_trunc) starts at UTC's midnight, as on DuckDB, and times come back as UTC's.
+            self.engine = sa.create_engine(url_or_path, connect_args={"options": "-c TimeZone=UTC"})
         self._write_lock = threading.RLock()
         # This object, and how many transactions that wrote it has committed: see ``change_marker``.
         self._instance = uuid.uuid4().hex

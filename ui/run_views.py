@@ -153,3 +153,12 @@ def highlight_attention(frame: pd.DataFrame) -> pd.DataFrame:
     status = frame["Status"].astype(str).str.split(" ", n=1).str[-1]
     css = status.map(ATTENTION_BACKGROUNDS).fillna("")
     return pd.DataFrame({c: css for c in frame.columns}, index=frame.index)
+
+
+ESTIMATED_NOTE = " ≈: estimated from PostgreSQL's statistics (a view this large is not counted run by run)."
+
+
+def count_figure(n: int, approximate: bool) -> str:
+    """A count as the Runs page shows it; PostgreSQL's estimate of a status's runs in a very large view (over
+    100,000: store.views.run_pages.count_runs_in_view) to three figures, marked ≈."""
+    return f"≈ {float(f'{n:.3g}'):,.0f}" if approximate else f"{n:,}"

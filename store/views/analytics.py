@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from store.portable import quantile_cont, seconds_between
 from store.run_counts import COLUMN_OUTCOME, COUNT_COLUMNS
 from store.schema import approvals, audit_log, definition_versions, run_failure_causes, run_items, runs, trigger_events
 
@@ -109,13 +110,9 @@ DURATION_BUCKETS: tuple[tuple[str, float], ...] = (
 )
 
 
-def _seconds_between(a: Any, b: Any) -> Any:
-    return (sa.func.epoch_ms(b) - sa.func.epoch_ms(a)) / 1000.0
-
-
 def count_runs_by_completion_bucket(conn: sa.Connection, f: AnalyticsFilter) -> list[dict[str, Any]]:
     """Closed runs per (definition, duration bucket) from trigger to completion."""
-    secs = _seconds_between(runs.c.triggered_at, runs.c.completed_at)
+    secs = seconds_between(runs.c.triggered_at, runs.c.completed_at)
     bucket = sa.case(*[(secs < bound, label) for label, bound in DURATION_BUCKETS[:-1]],
                      else_=DURATION_BUCKETS[-1][0]).label("bucket")
     q = (sa.select(runs.c.definition_id, bucket, sa.func.count().label("runs"))
@@ -126,10 +123,10 @@ def count_runs_by_completion_bucket(conn: sa.Connection, f: AnalyticsFilter) -> 
 
 def summarize_completion_times(conn: sa.Connection, f: AnalyticsFilter) -> list[dict[str, Any]]:
     """Per definition: closed runs and the median, 90th percentile and longest trigger-to-completion."""
-    secs = _seconds_between(runs.c.triggered_at, runs.c.completed_at)
+    secs = seconds_between(runs.c.triggered_at, runs.c.completed_at)
     q = (sa.select(runs.c.definition_id, sa.func.count().label("closed_runs"),
-                   sa.func.quantile_cont(secs, 0.5).label("p50_seconds"),
-                   sa.func.quantile_cont(secs, 0.9).label("p90_seconds"),
+                   quantile_cont(secs, 0.5).label("p50_seconds"),
+                   quantile_cont(secs, 0.9).label("p90_seconds"),
                    sa.func.max(secs).label("max_seconds"))
          .where(runs.c.completed_at.is_not(None), *run_period_conds(f))
          .group_by(runs.c.definition_id))
@@ -138,9 +135,9 @@ def summarize_completion_times(conn: sa.Connection, f: AnalyticsFilter) -> list[
 
 def summarize_approvals(conn: sa.Connection, f: AnalyticsFilter, now: dt.datetime) -> list[dict[str, Any]]:
     """Per (definition, decision; NULL while open): approvals, and how long they waited (open ones: so far)."""
-    waited = _seconds_between(approvals.c.opened_at, sa.func.coalesce(approvals.c.decided_at, sa.literal(now)))
+    waited = seconds_between(approvals.c.opened_at, sa.func.coalesce(approvals.c.decided_at, sa.literal(now)))
     q = (sa.select(approvals.c.definition_id, approvals.c.decision, sa.func.count().label("approvals"),
-                   sa.func.quantile_cont(waited, 0.5).label("median_wait_seconds"),
+                   quantile_cont(waited, 0.5).label("median_wait_seconds"),
                    sa.func.max(waited).label("max_wait_seconds"))
          .select_from(approvals.join(runs, runs.c.run_id == approvals.c.run_id))
          .where(*run_period_conds(f))
@@ -149,13 +146,14 @@ def summarize_approvals(conn: sa.Connection, f: AnalyticsFilter, now: dt.datetim
 
 
 def read_approval_decisions(conn: sa.Connection, f: AnalyticsFilter, limit: int = 500) -> list[dict[str, Any]]:
-    """Approvals of the period's runs with their item's subject, oldest first (the brief lists them)."""
+    """Approvals of the period's runs with their item's subject, oldest first (the brief lists them); those
+    opened together (one run's) in their item's order, on either backend."""
     q = (sa.select(approvals.c.approval_id, approvals.c.item_id, approvals.c.run_id, approvals.c.definition_id,
                    approvals.c.opened_at, approvals.c.decision, approvals.c.decided_by, approvals.c.decided_at,
                    approvals.c.reason, run_items.c.subject_id, run_items.c.subject_label)
          .select_from(approvals.join(runs, runs.c.run_id == approvals.c.run_id)
                       .join(run_items, run_items.c.item_id == approvals.c.item_id))
-         .where(*run_period_conds(f)).order_by(approvals.c.opened_at).limit(limit))
+         .where(*run_period_conds(f)).order_by(approvals.c.opened_at, approvals.c.item_id).limit(limit))
     return _rows(conn, q)
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
 
-from core.states import ACTED_OUTCOMES, ITEM_FAILED
+from core.states import ACTED_OUTCOMES, ITEM_FAILED, RUN_STATUSES
+from store.portable import duration_ms
 from store.schema import (
     approvals,
     audit_log,
@@ -49,23 +50,27 @@ class RunSort:
     descending: bool = True
 
 
-_FAR = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
-# Sort key → (expression, what stands in for NULL so that keyset comparisons stay total, kind).
-_SORTS: dict[str, tuple[Any, Any, str]] = {
-    "completed": (runs.c.completed_at, _FAR, "ts"),  # still open runs count as the newest
-    "triggered": (runs.c.triggered_at, _FAR, "ts"),
-    "started": (runs.c.started_at, _FAR, "ts"),
-    "duration": (sa.func.epoch_ms(runs.c.completed_at) - sa.func.epoch_ms(runs.c.started_at), -1, "int"),
-    "definition": (runs.c.definition_id, "", "str"),
-    "status": (runs.c.status, "", "str"),
-    "subjects": (runs.c.subjects_matched, -1, "int"),
-    "actions": (runs.c.actions_invoked, -1, "int"),
+# What stands in for NULL in a nullable sort key, so that keyset comparisons stay total: written as literals,
+# not bound parameters, so that PostgreSQL matches the very expression its index holds (ix_runs_*_sort,
+# store/migrations.py v10) under a prepared statement's generic plan too. Still open runs count as the newest.
+_FAR = sa.literal_column("TIMESTAMPTZ '9999-12-31 00:00:00+00'", type_=runs.c.triggered_at.type)
+_NO_DURATION = sa.literal_column("-1", type_=sa.BigInteger())
+# Sort key → (expression, kind). Columns that are never NULL are sorted as they are (an index on the column
+# serves them); the nullable ones through coalesce.
+_SORTS: dict[str, tuple[Any, str]] = {
+    "completed": (sa.func.coalesce(runs.c.completed_at, _FAR), "ts"),
+    "triggered": (runs.c.triggered_at, "ts"),
+    "started": (sa.func.coalesce(runs.c.started_at, _FAR), "ts"),
+    "duration": (sa.func.coalesce(duration_ms(runs.c.started_at, runs.c.completed_at), _NO_DURATION), "int"),
+    "definition": (runs.c.definition_id, "str"),
+    "status": (runs.c.status, "str"),
+    "subjects": (runs.c.subjects_matched, "int"),
+    "actions": (runs.c.actions_invoked, "int"),
 }
 
 
 def _sort_expr(key: str) -> tuple[Any, str]:
-    expr, null_as, kind = _SORTS[key]
-    return sa.func.coalesce(expr, sa.literal(null_as, type_=runs.c.triggered_at.type if kind == "ts" else None)), kind
+    return _SORTS[key]
 
 
 def encode_cursor(value: Any, run_number: int) -> str:
@@ -81,7 +86,7 @@ def decode_cursor(text: str, key: str) -> tuple[Any, int]:
     """The page position a URL carries; a broken one raises BadCursor (the page then starts over)."""
     try:
         value, number = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-        kind = _SORTS[key][2]
+        kind = _SORTS[key][1]
         if kind == "ts":
             value = dt.datetime.fromisoformat(value)
         elif kind == "int":
@@ -141,6 +146,72 @@ def read_runs_page(conn: sa.Connection, f: RunFilter, sort: RunSort, after: str 
 def count_runs_by_status(conn: sa.Connection, f: RunFilter) -> dict[str, int]:
     q = sa.select(runs.c.status, sa.func.count()).where(*_where(f)).group_by(runs.c.status)
     return {s: n for s, n in conn.execute(q)}
+
+
+# PostgreSQL counts row by row: a status the planner expects more than this many runs of in the view is given as
+# its estimate (``RunCounts.estimated``) rather than counted, so no view counts a million rows (an exact count of
+# 100,000 index entries takes ~10 ms). DuckDB counts a million runs' statuses in a few ms and always counts.
+ESTIMATE_ABOVE = 100_000
+
+
+@dataclass(frozen=True)
+class RunCounts:
+    """The Runs page's figures for a view: runs by status, and runs with a failed attempt (recovered or not)."""
+
+    by_status: dict[str, int]
+    with_failed_attempts: int
+    estimated: frozenset[str] = frozenset()  # statuses whose figure is PostgreSQL's estimate, not a count
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_status.values())
+
+
+def _estimated_rows(conn: sa.Connection, arms: list[Any]) -> list[int] | None:
+    """PostgreSQL's estimates of the rows each of ``arms`` (selects) returns, from its statistics, in one EXPLAIN
+    of their UNION ALL (nothing is read); None if the plan does not show one estimate per arm."""
+    c = sa.union_all(*arms).compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    plan = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {c}", c.params).scalar_one()
+    top = (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
+    children = top.get("Plans", []) if top["Node Type"] == "Append" else [top]
+    return [int(p["Plan Rows"]) for p in children] if len(children) == len(arms) else None
+
+
+def count_runs_in_view(conn: sa.Connection, f: RunFilter) -> RunCounts:
+    """The Runs page's counts. Exact, except on PostgreSQL for a status with more than ``ESTIMATE_ABOVE`` runs
+    in the view (the unfiltered view's ``completed``, say): that one is estimated and named in ``estimated``,
+    the others are counted through ``ix_runs_status``."""
+    with_failed = count_runs_with_failed_attempts(conn, f)
+    if conn.dialect.name != "postgresql":
+        return RunCounts(count_runs_by_status(conn, f), with_failed)
+    statuses = [s for s in RUN_STATUSES if not f.statuses or s in f.statuses]
+    estimates = _estimated_rows(conn, [sa.select(runs.c.run_number).where(*_where(f), runs.c.status == s)
+                                       for s in statuses])
+    big = {s: n for s, n in zip(statuses, estimates or [], strict=False) if n > ESTIMATE_ABOVE}
+    if not big:
+        return RunCounts(count_runs_by_status(conn, f), with_failed)
+    counted = [s for s in statuses if s not in big]
+    q = (sa.select(runs.c.status, sa.func.count()).where(*_where(f), runs.c.status.in_(counted))
+         .group_by(runs.c.status))
+    exact = {s: int(n) for s, n in conn.execute(q)} if counted else {}
+    return RunCounts(exact | big, with_failed, frozenset(big))
+
+
+def count_runs_with_failed_attempts(conn: sa.Connection, f: RunFilter) -> int:
+    """Runs in the view with an item that failed at least once, found from the failure summaries (a few percent
+    of the runs; they carry each run's definition and trigger time): a view by definition and trigger time reads
+    them alone, any other view joins their runs by key — never a pass over every run."""
+    c = run_failure_causes.c
+    by_trigger = f.time_field != "completed"
+    conds = [c.failed_attempts > 0, *([c.definition_id.in_(f.definitions)] if f.definitions else []),
+             *([c.triggered_at >= f.start] if f.start and by_trigger else []),
+             *([c.triggered_at < f.end] if f.end and by_trigger else [])]
+    failed = sa.select(c.run_id).where(*conds).group_by(c.run_id)
+    if not (f.statuses or f.outcome or (not by_trigger and (f.start or f.end))):
+        return int(conn.execute(sa.select(sa.func.count()).select_from(failed.subquery())).scalar_one())
+    q = sa.select(sa.func.count()).select_from(runs).where(runs.c.run_id.in_(failed), *_where(replace(
+        f, failed_attempts=False)))
+    return int(conn.execute(q).scalar_one())
 
 
 def count_outcomes_for_runs(conn: sa.Connection, run_ids: list[str]) -> dict[str, dict[str, int]]:

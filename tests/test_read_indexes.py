@@ -1,0 +1,177 @@
+"""Schema 10: PostgreSQL's indexes for the dashboard's and the analytics' reads (store/migrations.py).
+
+A workspace of schema 9 upgrades to 10 on both backends: PostgreSQL gains the indexes, DuckDB nothing (its
+migration is a no-op). And the queries the Runs and Run pages issue can use them: an expression index serves only
+the very expression it holds, so a change to a sort key's SQL that the index no longer matches fails here, not
+as a slow page at a million runs. (Timings are for bench/bench_dashboard.py, by hand; nothing here is timed.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from store.migrations import POSTGRES_INDEXES, SCHEMA_VERSION
+from store.views import run_pages
+from store.views.run_pages import RunFilter, RunSort, count_outcomes_for_runs, read_items_page, read_runs_page
+from store.workspace import Workspace
+from tests.backends import (  # noqa: F401 - fixtures
+    backend_fixture,
+    create_database,
+    pg_server_fixture,
+    workspace_db_fixture,
+)
+
+V10_INDEXES = {name for name, _ in POSTGRES_INDEXES}
+
+
+def _index_names(conn: sa.Connection) -> set[str]:
+    if conn.dialect.name == "postgresql":
+        return set(conn.exec_driver_sql("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'").scalars())
+    return set(conn.exec_driver_sql("SELECT index_name FROM duckdb_indexes()").scalars())
+
+
+def _schema_version(conn: sa.Connection) -> int:
+    return int(conn.exec_driver_sql("SELECT value FROM schema_meta WHERE key = 'schema_version'").scalar_one())
+
+
+def _as_schema_9(db: str) -> None:
+    """The workspace as Runledger of schema 9 left it: without v10's indexes, its version 9."""
+    ws = Workspace(db)
+    try:
+        with ws.engine.begin() as conn:
+            for name in V10_INDEXES & _index_names(conn):
+                conn.exec_driver_sql(f"DROP INDEX {name}")
+            conn.exec_driver_sql("UPDATE schema_meta SET value = '9' WHERE key = 'schema_version'")
+    finally:
+        ws.close()
+
+
+def test_a_workspace_of_schema_9_upgrades_to_10(workspace_db: str, backend: str) -> None:
+    assert SCHEMA_VERSION == 10
+    _as_schema_9(workspace_db)
+    ws = Workspace(workspace_db, read_only=True)  # read-only: looks, upgrades nothing
+    try:
+        with ws.read() as conn:
+            assert _schema_version(conn) == 9
+            assert not V10_INDEXES & _index_names(conn)
+    finally:
+        ws.close()
+    ws = Workspace(workspace_db)
+    try:
+        with ws.read() as conn:
+            assert _schema_version(conn) == 10
+            present = V10_INDEXES & _index_names(conn)
+        assert present == (V10_INDEXES if backend == "postgresql" else set())
+    finally:
+        ws.close()
+    ws = Workspace(workspace_db)  # opening it again changes nothing
+    try:
+        with ws.read() as conn:
+            assert _schema_version(conn) == 10
+    finally:
+        ws.close()
+
+
+def _plans(ws: Workspace, call: Callable[[sa.Connection], Any]) -> str:
+    """PostgreSQL's plans for the statements ``call`` issues, with their parameters, sequential scans
+    discouraged (the test's tables are nearly empty, where a scan would win; at a million rows it loses)."""
+    issued: list[tuple[str, Any]] = []
+
+    def note(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            issued.append((statement, parameters))
+
+    sa.event.listen(ws.engine, "before_cursor_execute", note)
+    try:
+        with ws.read() as conn:
+            call(conn)
+    finally:
+        sa.event.remove(ws.engine, "before_cursor_execute", note)
+    with ws.read() as conn:
+        conn.exec_driver_sql("SET enable_seqscan = off")
+        conn.exec_driver_sql("SET enable_bitmapscan = off")
+        return "\n".join("\n".join(conn.exec_driver_sql(f"EXPLAIN {statement}", parameters).scalars())
+                         for statement, parameters in issued)
+
+
+@pytest.mark.parametrize(("sort", "index"), [("completed", "ix_runs_completed_sort"),
+                                             ("started", "ix_runs_started_sort"),
+                                             ("duration", "ix_runs_duration_sort"),
+                                             ("triggered", "ix_runs_triggered")])
+@pytest.mark.parametrize("descending", [True, False])
+def test_the_runs_page_reads_its_sort_from_an_index_on_postgresql(pg_server: str, sort: str, index: str,
+                                                                  descending: bool) -> None:
+    ws = Workspace(create_database(pg_server))
+    try:
+        first = _plans(ws, lambda conn: read_runs_page(conn, RunFilter(), RunSort(sort, descending)))
+        assert f"Index Scan{' Backward' if descending else ''} using {index} on runs" in first, first
+        assert "Sort Key" not in first, first
+        with ws.engine.begin() as conn:  # two runs, so that the first page of one has a next page's cursor
+            for n in (1, 2):
+                conn.exec_driver_sql(
+                    "INSERT INTO runs (run_id, run_number, definition_id, definition_version, trigger_kind, "
+                    "trigger_source, trigger_event_id, triggered_at, status, subjects_matched, actions_invoked, "
+                    "started_at, completed_at, created_at) VALUES (%(id)s, %(n)s, 'd', 1, 'schedule', 's', "
+                    "%(id)s, now(), 'completed', 0, 0, now(), now(), now())", {"id": f"RUN-{n}", "n": n})
+        with ws.read() as conn:
+            _, cursor = read_runs_page(conn, RunFilter(), RunSort(sort, descending), limit=1)
+        assert cursor is not None
+        deep = _plans(ws, lambda conn: read_runs_page(conn, RunFilter(), RunSort(sort, descending), after=cursor))
+        assert f"using {index} on runs" in deep and "Sort Key" not in deep, deep
+    finally:
+        ws.close()
+
+
+def test_the_run_page_reads_a_runs_items_by_position_from_an_index_on_postgresql(pg_server: str) -> None:
+    ws = Workspace(create_database(pg_server))
+    try:
+        plan = _plans(ws, lambda conn: (read_items_page(conn, "RUN-1"), count_outcomes_for_runs(conn, ["RUN-1"])))
+        assert plan.count("ix_items_run_position on run_items") == 2, plan
+        assert "Sort Key" not in plan.split("Aggregate")[0], plan  # the page comes in position order
+    finally:
+        ws.close()
+
+
+def test_the_runs_page_estimates_only_a_status_too_large_to_count_on_postgresql(
+        pg_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A status with more runs in the view than ``ESTIMATE_ABOVE`` is PostgreSQL's estimate, flagged; every other
+    status is counted; runs with failed attempts are counted from the failure summaries, as the filter counts them."""
+    ws = Workspace(create_database(pg_server))
+    try:
+        with ws.engine.begin() as conn:
+            for n in range(1, 201):
+                status = "completed-with-failures" if n % 10 == 0 else "completed"
+                conn.exec_driver_sql(
+                    "INSERT INTO runs (run_id, run_number, definition_id, definition_version, trigger_kind, "
+                    "trigger_source, trigger_event_id, triggered_at, status, subjects_matched, actions_invoked, "
+                    "started_at, completed_at, created_at) VALUES (%(id)s, %(n)s, %(d)s, 1, 'schedule', 's', %(id)s, "
+                    "now() - %(n)s * interval '1 hour', %(s)s, 0, 0, now(), now(), now())",
+                    {"id": f"RUN-{n}", "n": n, "d": "a" if n % 2 else "b", "s": status})
+                if n % 10 == 0:
+                    for cause in ("timeout", "refused"):  # two causes: one run, counted once
+                        conn.exec_driver_sql(
+                            "INSERT INTO run_failure_causes VALUES (%(id)s, %(d)s, now() - %(n)s * interval '1 hour', "
+                            "%(c)s, 'transient', 1, 1, 1)", {"id": f"RUN-{n}", "d": "b", "n": n, "c": cause})
+            conn.exec_driver_sql("ANALYZE runs")
+        monkeypatch.setattr(run_pages, "ESTIMATE_ABOVE", 100)
+        filters = [RunFilter(), RunFilter(definitions=("b",)), RunFilter(definitions=("a",)),
+                   RunFilter(statuses=("completed-with-failures",))]
+        with ws.read() as conn:
+            counts = run_pages.count_runs_in_view(conn, RunFilter())
+            assert counts.estimated == {"completed"}
+            assert counts.by_status["completed-with-failures"] == 20
+            assert abs(counts.by_status["completed"] - 180) <= 18, counts  # the estimate, near the count
+            for f in filters:
+                expected = sum(run_pages.count_runs_by_status(conn, replace(f, failed_attempts=True)).values())
+                failed = run_pages.count_runs_with_failed_attempts(conn, f)
+                assert failed == expected == (0 if f.definitions == ("a",) else 20), f
+            monkeypatch.setattr(run_pages, "ESTIMATE_ABOVE", 1000)
+            exact = run_pages.count_runs_in_view(conn, RunFilter())
+        assert (exact.estimated, exact.by_status) == (frozenset(), {"completed": 180, "completed-with-failures": 20})
+    finally:
+        ws.close()
