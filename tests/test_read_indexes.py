@@ -40,19 +40,21 @@ def _schema_version(conn: sa.Connection) -> int:
 
 
 def _as_schema_9(db: str) -> None:
-    """The workspace as Runledger of schema 9 left it: without v10's indexes, its version 9."""
+    """The workspace as Runledger of schema 9 left it: without v10's indexes and v11's dispositions, its
+    version 9."""
     ws = Workspace(db)
     try:
         with ws.engine.begin() as conn:
             for name in V10_INDEXES & _index_names(conn):
                 conn.exec_driver_sql(f"DROP INDEX {name}")
+            conn.exec_driver_sql("DROP TABLE item_dispositions")
             conn.exec_driver_sql("UPDATE schema_meta SET value = '9' WHERE key = 'schema_version'")
     finally:
         ws.close()
 
 
-def test_a_workspace_of_schema_9_upgrades_to_10(workspace_db: str, backend: str) -> None:
-    assert SCHEMA_VERSION == 10
+def test_a_workspace_of_schema_9_upgrades_to_10_and_on(workspace_db: str, backend: str) -> None:
+    assert SCHEMA_VERSION == 11
     _as_schema_9(workspace_db)
     ws = Workspace(workspace_db, read_only=True)  # read-only: looks, upgrades nothing
     try:
@@ -64,15 +66,16 @@ def test_a_workspace_of_schema_9_upgrades_to_10(workspace_db: str, backend: str)
     ws = Workspace(workspace_db)
     try:
         with ws.read() as conn:
-            assert _schema_version(conn) == 10
+            assert _schema_version(conn) == SCHEMA_VERSION
             present = V10_INDEXES & _index_names(conn)
+            assert sa.inspect(conn).has_table("item_dispositions")  # v11
         assert present == (V10_INDEXES if backend == "postgresql" else set())
     finally:
         ws.close()
     ws = Workspace(workspace_db)  # opening it again changes nothing
     try:
         with ws.read() as conn:
-            assert _schema_version(conn) == 10
+            assert _schema_version(conn) == SCHEMA_VERSION
     finally:
         ws.close()
 
