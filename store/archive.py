@@ -226,14 +226,14 @@ def verify_audit_with_archives(conn: sa.Connection, folders: Sequence[str | Path
                       "entry", live.first_seq)
     for folder, manifest in archives:
         name = manifest["archive_id"]
-        c = checkpoints.get(name)
-        if c is None:
+        recorded = checkpoints.get(name)
+        if recorded is None:
             return broken(f"archive {name} ({folder}): no checkpoint in the chain records it")
-        if c.get("manifest_sha256") != file_sha256(folder / MANIFEST):
+        if recorded.get("manifest_sha256") != file_sha256(folder / MANIFEST):
             return broken(f"archive {name}: its {MANIFEST} does not match the SHA-256 its checkpoint (entry "
-                          f"{c['seq']}) recorded", int(c["seq"]))
-        if (manifest.get("audit") or {}).get("last_hash") != c.get("last_hash"):
+                          f"{recorded['seq']}) recorded", int(recorded["seq"]))
+        if (manifest.get("audit") or {}).get("last_hash") != recorded.get("last_hash"):
             return broken(f"archive {name}: its manifest's audit span differs from its checkpoint's (entry "
-                          f"{c['seq']})", int(c["seq"]))
+                          f"{recorded['seq']})", int(recorded["seq"]))
     return ChainVerdict(True, live.entries + count, live.head_hash, first_seq=start, checkpoint=live.checkpoint,
                         archived_entries=count)
