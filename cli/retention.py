@@ -1,8 +1,10 @@
 """``retention plan|apply`` and ``hold place|release|list``: keeping evidence for years.
 
 The engine decides and audits (``engine.commands.retention``, ``engine.commands.holds``); this module only
-reads the command line and prints what they answer. Neither goes through a running engine: retention writes
-an archive folder beside the workspace and removes rows from it, which wants the workspace to itself.
+reads the command line and prints what they answer. Placing and releasing a hold are named operations
+(``engine.commands.holds.HOLD_OPERATIONS``): while the app or ``serve`` holds the workspace they go through
+its intake endpoint. Retention does not: it writes an archive folder and removes rows, which wants the
+workspace to itself.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from engine.authz import load_actor
 from engine.commands import holds as hold_commands
 from engine.commands import retention as retention_commands
+from engine.commands.named import params_from_args, perform
 
 COMMANDS = ("retention", "hold")
 EXIT_OK = 0
@@ -40,6 +43,8 @@ def add_parsers(sub: Any) -> None:
     subject = place_sub.add_parser("subject", help="hold a subject: every run with an item of it")
     subject.add_argument("kind", help="the register, e.g. accounts")
     subject.add_argument("subject_id", help="e.g. ACC-10060")
+    run.set_defaults(operation="hold-place-run")
+    subject.set_defaults(operation="hold-place-subject")
     for sp in (run, subject):
         sp.add_argument("--reason", required=True, help="the matter or request the hold is for")
         sp.add_argument("--as", dest="member", required=True, help="an admin member")
@@ -47,6 +52,7 @@ def add_parsers(sub: Any) -> None:
     release.add_argument("hold_id", help="e.g. HOLD-000001")
     release.add_argument("--reason", help="why, for the audit log")
     release.add_argument("--as", dest="member", required=True, help="an admin member")
+    release.set_defaults(operation="hold-release")
     hd_sub.add_parser("list", help="every hold, standing or released")
 
 
@@ -65,17 +71,6 @@ def run(engine: Any, args: argparse.Namespace, out: Out) -> int:
         for hold in holds:
             out(hold_commands.describe_hold(hold))
         return EXIT_OK
-    actor = load_actor(engine.ws, args.member)
-    if args.hold_command == "release":
-        hold = hold_commands.release_hold(engine, actor, args.hold_id, args.reason)
-        out(f"{args.hold_id} released; what it held ({hold_commands.describe_hold(hold).split('  ')[1]}) may be "
-            "archived by the next retention apply")
-        return EXIT_OK
-    if args.hold_scope == "run":
-        hold_id = hold_commands.place_run_hold(engine, actor, args.run_id, args.reason)
-        out(f"{hold_id}: run {args.run_id} is on hold; retention keeps it until the hold is released")
-    else:
-        hold_id = hold_commands.place_subject_hold(engine, actor, args.kind, args.subject_id, args.reason)
-        out(f"{hold_id}: {args.kind} {args.subject_id} is on hold; retention keeps every run with an item of it "
-            "until the hold is released")
+    for line in perform(engine, args.operation, params_from_args(args)).lines:  # as a forwarded one is
+        out(line)
     return EXIT_OK

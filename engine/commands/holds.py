@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from core.roles import Actor
-from engine.authz import check_permission
+from engine.authz import check_permission, load_actor
+from engine.commands.operation import Answer, Operation, optional_text_param, text_param
 from engine.commands.refusals import AlreadyDone, CommandRefused, NotFound, find_run
 from store import holds as hold_store
 from store.registers import read_registers
@@ -101,3 +102,37 @@ def describe_hold(hold: dict[str, Any]) -> str:
 def list_holds(engine: Engine) -> list[dict[str, Any]]:
     with engine.ws.read() as conn:
         return hold_store.read_holds(conn)
+
+
+def _place_run(engine: Engine, p: dict[str, Any]) -> Answer:
+    run_id = text_param(p, "run_id")
+    hold_id = place_run_hold(engine, load_actor(engine.ws, text_param(p, "member")), run_id, text_param(p, "reason"))
+    return Answer([f"{hold_id}: run {run_id} is on hold; retention keeps it until the hold is released"],
+                  {"hold_id": hold_id})
+
+
+def _place_subject(engine: Engine, p: dict[str, Any]) -> Answer:
+    kind, subject_id = text_param(p, "kind"), text_param(p, "subject_id")
+    hold_id = place_subject_hold(engine, load_actor(engine.ws, text_param(p, "member")), kind, subject_id,
+                                 text_param(p, "reason"))
+    return Answer([f"{hold_id}: {kind} {subject_id} is on hold; retention keeps every run with an item of it until "
+                   "the hold is released"], {"hold_id": hold_id})
+
+
+def _release(engine: Engine, p: dict[str, Any]) -> Answer:
+    hold_id = text_param(p, "hold_id")
+    hold = release_hold(engine, load_actor(engine.ws, text_param(p, "member")), hold_id,
+                        optional_text_param(p, "reason"))
+    held = f"run {hold['run_id']}" if hold["scope"] == hold_store.RUN_SCOPE else \
+        f"{hold['subject_kind']} {hold['subject_id']}"
+    return Answer([f"{hold_id} released; what it held ({held}) may be archived by the next retention apply"],
+                  {"hold_id": hold_id})
+
+
+# The hold commands by the names the CLI and the intake endpoint use (``engine.commands.named``): an admin
+# places a hold while the app or ``serve`` holds the workspace, through the running engine.
+HOLD_OPERATIONS: dict[str, Operation] = {
+    "hold-place-run": Operation(_place_run, ("member", "run_id", "reason")),
+    "hold-place-subject": Operation(_place_subject, ("member", "kind", "subject_id", "reason")),
+    "hold-release": Operation(_release, ("member", "hold_id"), ("reason",)),
+}
