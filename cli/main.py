@@ -19,6 +19,7 @@ from typing import Any
 from cli import members as member_cli
 from cli import reader as reader_cli
 from cli import registers as cli_registers
+from cli import retention as retention_cli
 from core.dispositions import DISPOSITION_KINDS
 from engine.authz import NotAuthorized, UnknownMember
 from engine.catalog import UnknownDefinition
@@ -83,7 +84,10 @@ def _parser() -> argparse.ArgumentParser:
     dp.add_argument("--reason", required=True)
     dp.add_argument("--reference", help="resolved-outside: the external ticket or letter number")
     dp.add_argument("--superseded-by", dest="superseded_by", help="superseded: the later run or item id")
-    add("verify-audit", "prove the audit chain intact, or name the first broken entry")
+    va = add("verify-audit", "prove the audit chain intact, or name the first broken entry")
+    va.add_argument("--archive", dest="archives", action="append", default=[], metavar="DIR",
+                    help="an archive folder retention wrote (or the folder of archives): verify the whole chain "
+                         "through it (repeatable)")
     b = add("bundle", "write a run's evidence bundle (a zip an auditor verifies offline)", member=True)
     b.add_argument("run")
     b.add_argument("--out", help="the zip to write, or a folder for RUN-evidence.zip (default: this folder)")
@@ -118,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     member_cli.add_parsers(sub)
     cli_registers.add_parsers(sub)
     reader_cli.add_parsers(sub)
+    retention_cli.add_parsers(sub)
     return p
 
 
@@ -225,12 +230,17 @@ def _dispatch(args: argparse.Namespace, out: Callable[[str], None]) -> int:
 def _run_command(engine: Any, args: argparse.Namespace, out: Callable[[str], None]) -> int:
     cmd = args.command
     if cmd == "verify-audit":
-        v = engine.ws.verify_audit()
+        v = engine.ws.verify_audit(args.archives)
         if v.intact:
-            out(f"audit chain intact: {v.entries} entries, head {v.head_hash}")
+            after = (f" (entries {v.first_seq} on; the checkpoint of {v.checkpoint} records those before)"
+                     if v.first_seq > 1 else "")
+            through = (f" ({v.archived_entries} of them re-hashed from the archives, from entry {v.first_seq})"
+                       if args.archives else "")
+            out(f"audit chain intact: {v.entries} entries{after if not args.archives else through}, "
+                f"head {v.head_hash}")
             return EXIT_OK
-        out(f"audit chain BROKEN at entry {v.first_broken_seq}: {v.problem} "
-            f"({v.entries} entries verified before it)")
+        where = f" at entry {v.first_broken_seq}" if v.first_broken_seq is not None else ""
+        out(f"audit chain BROKEN{where}: {v.problem} ({v.entries} entries verified before it)")
         return EXIT_BROKEN
     if cmd == "summary":
         from store.views.summary import summarize_period
@@ -272,6 +282,8 @@ def _run_command(engine: Any, args: argparse.Namespace, out: Callable[[str], Non
         return _report(engine, args, out)
     if cmd == "subject":
         return _subject(engine, args, out)
+    if cmd in retention_cli.COMMANDS:
+        return retention_cli.run(engine, args, out)
     engine.load_definitions()
     answer = perform(engine, cmd, params_from_args(args))
     for line in answer.lines:

@@ -17,8 +17,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     # Approvers also disposition failures that will not be retried (waive, resolved outside, superseded):
     # a decision about risk, as an approval is.
     "approver": frozenset({"view", "approve", "dismiss", "disposition"}),
-    # Loading the organization's subjects is the operators' routine and an admin's set-up work.
-    "admin": frozenset({"view", "manage_definitions", "manage_members", "import_subjects"}),
+    # Loading the organization's subjects is the operators' routine and an admin's set-up work. Retention
+    # (archiving closed runs past the horizon) and legal holds (which keep them) are an admin's.
+    "admin": frozenset({"view", "manage_definitions", "manage_members", "import_subjects", "manage_retention"}),
 }
 ROLES = tuple(ROLE_PERMISSIONS)
 PERMISSION_ROLES = {p: sorted(r for r, ps in ROLE_PERMISSIONS.items() if p in ps)

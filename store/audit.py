@@ -115,6 +115,11 @@ def chain_columns(entries: Sequence[AuditEntry], head: tuple[int, str]) -> dict[
             "hash": hashes}
 
 
+# The entry a retention apply appends when it archives a prefix of the chain (store/retention.py): its payload
+# holds the archived span's first and last sequence numbers and hashes, and the archive manifest's SHA-256.
+CHECKPOINT_EVENT = "audit.archived"
+
+
 @dataclass(frozen=True)
 class ChainVerdict:
     intact: bool
@@ -122,28 +127,76 @@ class ChainVerdict:
     head_hash: str
     first_broken_seq: int | None = None
     problem: str | None = None
+    first_seq: int = 1  # the live chain's first entry: after a checkpoint, the one after the archived span
+    checkpoint: str | None = None  # the archive whose checkpoint the live chain follows
+    archived_entries: int = 0  # entries re-hashed from archives (a verification given the archives)
+
+
+def read_checkpoints(conn: sa.Connection) -> list[dict[str, Any]]:
+    """Every checkpoint entry in the live chain, oldest first: its payload, with its own ``seq``."""
+    rows = conn.execute(sa.select(audit_log.c.seq, audit_log.c.payload)
+                        .where(audit_log.c.event == CHECKPOINT_EVENT).order_by(audit_log.c.seq))
+    return [{**json.loads(payload), "seq": int(seq)} for seq, payload in rows]
+
+
+@dataclass(frozen=True)
+class Gap:
+    first_missing: int
+    sentence: str
+
+
+def checkpoint_gap(checkpoints: Sequence[dict[str, Any]], first_seq: int) -> tuple[dict[str, Any] | None, Gap | None]:
+    """The checkpoint a chain starting at ``first_seq`` follows (the one whose span ends just before it), or
+    the gap: the entries missing that no checkpoint records."""
+    if first_seq == 1:
+        return None, None
+    for c in reversed(checkpoints):
+        if c.get("last_seq") == first_seq - 1:
+            return c, None
+    covered = max((int(c["last_seq"]) for c in checkpoints if c.get("last_seq") is not None
+                   and int(c["last_seq"]) < first_seq), default=0)
+    missing = f"entries {covered + 1}–{first_seq - 1}" if first_seq - 1 > covered + 1 else f"entry {covered + 1}"
+    after = (f"; the last checkpoint archived entries up to {covered}" if covered else "")
+    verb = "are" if missing.startswith("entries") else "is"
+    return None, Gap(covered + 1, f"{missing} {verb} missing and no checkpoint records their archiving (the live "
+                                  f"chain starts at entry {first_seq}{after})")
 
 
 def verify_audit_chain(conn: sa.Connection, batch: int = 50_000) -> ChainVerdict:
-    """Walk the whole chain in order; stop at the first entry whose link or hash does not fit."""
-    prev, expected_seq, count = GENESIS_HASH, 1, 0
-    last_seq = 0
+    """Walk the live chain in order; stop at the first entry whose link or hash does not fit.
+
+    A chain whose first entries were archived (``engine retention apply``) starts after the span a checkpoint
+    entry records: its first entry links to that span's last hash. A missing prefix no checkpoint records is
+    refused, naming the entries missing."""
+    first_seq = conn.execute(sa.select(sa.func.min(audit_log.c.seq))).scalar()
+    if first_seq is None:
+        return ChainVerdict(True, 0, GENESIS_HASH)
+    first_seq = int(first_seq)
+    checkpoint, gap = checkpoint_gap(read_checkpoints(conn), first_seq)
+    if gap is not None:
+        return ChainVerdict(False, 0, GENESIS_HASH, gap.first_missing, gap.sentence, first_seq)
+    prev = GENESIS_HASH if checkpoint is None else str(checkpoint["last_hash"])
+    archive = None if checkpoint is None else str(checkpoint.get("archive_id"))
+    expected_seq, count, last_seq = first_seq, 0, first_seq - 1
     while True:
         rows = conn.execute(
             sa.select(audit_log).where(audit_log.c.seq > last_seq).order_by(audit_log.c.seq).limit(batch)
         ).all()
         if not rows:
-            return ChainVerdict(True, count, prev)
+            return ChainVerdict(True, count, prev, first_seq=first_seq, checkpoint=archive)
         for r in rows:
             if r.seq != expected_seq:
                 return ChainVerdict(False, count, prev, expected_seq,
-                                    f"entry {expected_seq} is missing (the next entry is {r.seq})")
+                                    f"entry {expected_seq} is missing (the next entry is {r.seq})", first_seq, archive)
             if r.prev_hash != prev:
-                return ChainVerdict(False, count, prev, r.seq,
-                                    f"entry {r.seq} does not link to entry {r.seq - 1}")
+                link = (f"the last entry archived in {archive} (entry {r.seq - 1})" if r.seq == first_seq and archive
+                        else f"entry {r.seq - 1}")
+                return ChainVerdict(False, count, prev, r.seq, f"entry {r.seq} does not link to {link}", first_seq,
+                                    archive)
             h = entry_hash(r.seq, r.occurred_at, r.actor, r.event, r.entity_kind, r.entity_id,
                            r.payload, r.prev_hash)
             if h != r.hash:
                 return ChainVerdict(False, count, prev, r.seq,
-                                    f"entry {r.seq} was altered: its content no longer matches its hash")
+                                    f"entry {r.seq} was altered: its content no longer matches its hash", first_seq,
+                                    archive)
             prev, expected_seq, count, last_seq = r.hash, expected_seq + 1, count + 1, r.seq

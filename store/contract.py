@@ -15,7 +15,7 @@ PUBLIC_TABLES: tuple[str, ...] = (
     "registers", "register_versions", "register_rejections", "register_imports", "subject_changes",
     "trigger_events", "definitions", "definition_versions", "definition_rejections", "approvals",
     "item_dispositions", "findings", "evidence_requests", "assessments", "lifecycle_instances", "idempotency_records",
-    "integration_versions", "alerts", "intake_requests", "schema_meta",
+    "integration_versions", "alerts", "intake_requests", "schema_meta", "legal_holds", "retention_archives",
 )
 
 # Readable in part: who the members are and where signals come from, without what lets anyone sign in or

@@ -196,6 +196,16 @@ def _v11_dispositions(conn: sa.Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_dispositions_run ON item_dispositions (run_id)")
 
 
+def _v12_retention(conn: sa.Connection) -> None:
+    """Keeping evidence for years: legal holds and the archives retention wrote. A fresh workspace has them
+    from v1."""
+    from store.schema import legal_holds, retention_archives
+
+    legal_holds.create(conn, checkfirst=True)
+    retention_archives.create(conn, checkfirst=True)
+    conn.exec_driver_sql("CREATE SEQUENCE IF NOT EXISTS hold_number_seq")
+
+
 MIGRATIONS: list[tuple[int, Callable[[sa.Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_indexes),
@@ -208,6 +218,7 @@ MIGRATIONS: list[tuple[int, Callable[[sa.Connection], None]]] = [
     (9, _v9_many_processes),
     (10, _v10_postgres_read_indexes),
     (11, _v11_dispositions),
+    (12, _v12_retention),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

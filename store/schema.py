@@ -327,6 +327,46 @@ item_dispositions = sa.Table(
     sa.Column("decided_at", TS, nullable=False),
 )
 
+# --- keeping evidence for years (schema 12) ------------------------------------------------------
+hold_number = sa.Sequence("hold_number_seq", metadata=metadata)
+
+# A legal hold an admin placed on a run, or on a subject (every run with an item of it): nothing under a hold
+# is archived or removed while it stands. Released, never deleted (engine/commands/holds.py).
+legal_holds = sa.Table(
+    "legal_holds", metadata,
+    _id("hold_id"),  # HOLD-000001
+    sa.Column("scope", sa.String, nullable=False),  # run | subject
+    sa.Column("run_id", sa.String),  # scope run
+    sa.Column("subject_kind", sa.String),  # scope subject: the register
+    sa.Column("subject_id", sa.String),
+    sa.Column("reason", sa.String, nullable=False),
+    sa.Column("placed_by", sa.String, nullable=False),
+    sa.Column("placed_at", TS, nullable=False),
+    sa.Column("released_by", sa.String),  # empty while the hold stands
+    sa.Column("released_at", TS),
+    sa.Column("release_reason", sa.String),
+)
+
+# One row per retention apply that committed (engine/commands/retention.py): what left the workspace for the
+# archive folder, and the SHA-256 of that archive's manifest, which its ``audit.archived`` entry holds too.
+retention_archives = sa.Table(
+    "retention_archives", metadata,
+    _id("archive_id"),  # ARC-<horizon YYYYMMDD>-<12 hex of the plan's hash>
+    sa.Column("horizon", TS, nullable=False),  # closed runs triggered before it were archived
+    sa.Column("location", sa.String, nullable=False),  # the archive's folder, as the apply wrote it
+    sa.Column("manifest_sha256", sa.String, nullable=False),
+    sa.Column("runs", sa.BigInteger, nullable=False),
+    sa.Column("items", sa.BigInteger, nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),  # every row archived, all tables together
+    sa.Column("first_seq", sa.BigInteger),  # the audit span archived (empty when none was)
+    sa.Column("last_seq", sa.BigInteger),
+    sa.Column("first_prev_hash", sa.String),
+    sa.Column("last_hash", sa.String),
+    sa.Column("archived_by", sa.String, nullable=False),
+    sa.Column("archived_at", TS, nullable=False),
+)
+
+
 # --- owning modules' records (the deep-link targets) --------------------------------------------
 def _record_table(name: str, key: str, *extra: sa.Column) -> sa.Table:
     return sa.Table(

@@ -12,7 +12,7 @@ import os
 import re
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -232,6 +232,10 @@ class Workspace:
             return None
         return f"{self._instance}:{self._commits}"
 
-    def verify_audit(self) -> audit_mod.ChainVerdict:
+    def verify_audit(self, archives: Sequence[str | Path] = ()) -> audit_mod.ChainVerdict:
+        """The live chain; given archive folders (``retention apply``), the whole chain through them."""
         with self.read() as conn:
+            if archives:
+                from store.archive import verify_audit_with_archives  # Parquet: only when archives are given
+                return verify_audit_with_archives(conn, archives)
             return audit_mod.verify_audit_chain(conn)

@@ -40,21 +40,22 @@ def _schema_version(conn: sa.Connection) -> int:
 
 
 def _as_schema_9(db: str) -> None:
-    """The workspace as Runledger of schema 9 left it: without v10's indexes and v11's dispositions, its
-    version 9."""
+    """The workspace as Runledger of schema 9 left it: without v10's indexes, v11's dispositions and v12's
+    holds and archives, its version 9."""
     ws = Workspace(db)
     try:
         with ws.engine.begin() as conn:
             for name in V10_INDEXES & _index_names(conn):
                 conn.exec_driver_sql(f"DROP INDEX {name}")
-            conn.exec_driver_sql("DROP TABLE item_dispositions")
+            for table in ("item_dispositions", "legal_holds", "retention_archives"):  # v11, v12
+                conn.exec_driver_sql(f"DROP TABLE {table}")
             conn.exec_driver_sql("UPDATE schema_meta SET value = '9' WHERE key = 'schema_version'")
     finally:
         ws.close()
 
 
 def test_a_workspace_of_schema_9_upgrades_to_10_and_on(workspace_db: str, backend: str) -> None:
-    assert SCHEMA_VERSION == 11
+    assert SCHEMA_VERSION == 12
     _as_schema_9(workspace_db)
     ws = Workspace(workspace_db, read_only=True)  # read-only: looks, upgrades nothing
     try:
@@ -68,7 +69,8 @@ def test_a_workspace_of_schema_9_upgrades_to_10_and_on(workspace_db: str, backen
         with ws.read() as conn:
             assert _schema_version(conn) == SCHEMA_VERSION
             present = V10_INDEXES & _index_names(conn)
-            assert sa.inspect(conn).has_table("item_dispositions")  # v11
+            assert all(sa.inspect(conn).has_table(t) for t in ("item_dispositions", "legal_holds",
+                                                               "retention_archives"))  # v11, v12
         assert present == (V10_INDEXES if backend == "postgresql" else set())
     finally:
         ws.close()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import commands
 from engine.authz import load_actor
+from engine.commands.holds import HOLD_OPERATIONS
 from engine.commands.member_operations import MEMBER_OPERATIONS
 from engine.commands.operation import Answer, BadRequest, Operation
 from engine.commands.operation import optional_text_param as _optional_text
@@ -151,6 +152,7 @@ OPERATIONS: dict[str, Operation] = {
     "preview": Operation(_preview, ("member", "definition"), ("at",)),
     "disposition": Operation(_disposition, ("member", "item", "kind", "reason"), ("reference", "superseded_by")),
     **MEMBER_OPERATIONS,
+    **HOLD_OPERATIONS,
     "import": Operation(_import, ("member", "register", "file"),
                         ("format", "mode", "skip_bad_rows", "ignore_extra_columns")),
 }

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from engine.commands.holds import HOLD_OPERATIONS
 from engine.commands.member_operations import MEMBER_OPERATIONS
 from engine.commands.named import BadRequest, operation_of, params_from_args
 from engine.intake.server import SIGNATURE_HEADER, TIMESTAMP_HEADER, discovery_path, sign
@@ -23,7 +24,7 @@ from engine.settings import number_from_env
 from store.errors import WorkspaceHeld
 
 FORWARDABLE = {"emit", "signal", "fire", "retry", "cancel", "approve", "dismiss", "disposition", "preview", "import",
-               *MEMBER_OPERATIONS}
+               *MEMBER_OPERATIONS, *HOLD_OPERATIONS}
 CONNECT_TIMEOUT_SECONDS = 3.0
 def answer_timeout_seconds() -> float:
     """A forwarded command runs to the end before the engine answers (a retry of many items may take a
