@@ -109,13 +109,20 @@ DURATION_BUCKETS: tuple[tuple[str, float], ...] = (
 )
 
 
-def _seconds_between(a: Any, b: Any) -> Any:
-    return (sa.func.epoch_ms(b) - sa.func.epoch_ms(a)) / 1000.0
+def seconds_between(a: Any, b: Any) -> Any:
+    """Seconds from timestamp ``a`` to ``b``, a double with its fractions, in SQL both backends run (DuckDB's
+    ``epoch_ms`` is unknown to PostgreSQL; an interval's ``EXTRACT(epoch …)`` is numeric there: cast)."""
+    return sa.cast(sa.extract("epoch", b - a), sa.Double)
+
+
+def _percentile(expr: Any, fraction: float) -> Any:
+    """The continuous percentile of ``expr`` as both backends spell it (DuckDB's ``quantile_cont`` is its own)."""
+    return sa.func.percentile_cont(fraction).within_group(expr)
 
 
 def count_runs_by_completion_bucket(conn: sa.Connection, f: AnalyticsFilter) -> list[dict[str, Any]]:
     """Closed runs per (definition, duration bucket) from trigger to completion."""
-    secs = _seconds_between(runs.c.triggered_at, runs.c.completed_at)
+    secs = seconds_between(runs.c.triggered_at, runs.c.completed_at)
     bucket = sa.case(*[(secs < bound, label) for label, bound in DURATION_BUCKETS[:-1]],
                      else_=DURATION_BUCKETS[-1][0]).label("bucket")
     q = (sa.select(runs.c.definition_id, bucket, sa.func.count().label("runs"))
@@ -126,10 +133,10 @@ def count_runs_by_completion_bucket(conn: sa.Connection, f: AnalyticsFilter) -> 
 
 def summarize_completion_times(conn: sa.Connection, f: AnalyticsFilter) -> list[dict[str, Any]]:
     """Per definition: closed runs and the median, 90th percentile and longest trigger-to-completion."""
-    secs = _seconds_between(runs.c.triggered_at, runs.c.completed_at)
+    secs = seconds_between(runs.c.triggered_at, runs.c.completed_at)
     q = (sa.select(runs.c.definition_id, sa.func.count().label("closed_runs"),
-                   sa.func.quantile_cont(secs, 0.5).label("p50_seconds"),
-                   sa.func.quantile_cont(secs, 0.9).label("p90_seconds"),
+                   _percentile(secs, 0.5).label("p50_seconds"),
+                   _percentile(secs, 0.9).label("p90_seconds"),
                    sa.func.max(secs).label("max_seconds"))
          .where(runs.c.completed_at.is_not(None), *run_period_conds(f))
          .group_by(runs.c.definition_id))
@@ -138,9 +145,9 @@ def summarize_completion_times(conn: sa.Connection, f: AnalyticsFilter) -> list[
 
 def summarize_approvals(conn: sa.Connection, f: AnalyticsFilter, now: dt.datetime) -> list[dict[str, Any]]:
     """Per (definition, decision; NULL while open): approvals, and how long they waited (open ones: so far)."""
-    waited = _seconds_between(approvals.c.opened_at, sa.func.coalesce(approvals.c.decided_at, sa.literal(now)))
+    waited = seconds_between(approvals.c.opened_at, sa.func.coalesce(approvals.c.decided_at, sa.literal(now)))
     q = (sa.select(approvals.c.definition_id, approvals.c.decision, sa.func.count().label("approvals"),
-                   sa.func.quantile_cont(waited, 0.5).label("median_wait_seconds"),
+                   _percentile(waited, 0.5).label("median_wait_seconds"),
                    sa.func.max(waited).label("max_wait_seconds"))
          .select_from(approvals.join(runs, runs.c.run_id == approvals.c.run_id))
          .where(*run_period_conds(f))
@@ -149,13 +156,14 @@ def summarize_approvals(conn: sa.Connection, f: AnalyticsFilter, now: dt.datetim
 
 
 def read_approval_decisions(conn: sa.Connection, f: AnalyticsFilter, limit: int = 500) -> list[dict[str, Any]]:
-    """Approvals of the period's runs with their item's subject, oldest first (the brief lists them)."""
+    """Approvals of the period's runs with their item's subject, oldest first (the brief lists them); a run's
+    approvals open at one instant, so its items' order breaks the tie (or each backend picks its own)."""
     q = (sa.select(approvals.c.approval_id, approvals.c.item_id, approvals.c.run_id, approvals.c.definition_id,
                    approvals.c.opened_at, approvals.c.decision, approvals.c.decided_by, approvals.c.decided_at,
                    approvals.c.reason, run_items.c.subject_id, run_items.c.subject_label)
          .select_from(approvals.join(runs, runs.c.run_id == approvals.c.run_id)
                       .join(run_items, run_items.c.item_id == approvals.c.item_id))
-         .where(*run_period_conds(f)).order_by(approvals.c.opened_at).limit(limit))
+         .where(*run_period_conds(f)).order_by(approvals.c.opened_at, approvals.c.item_id).limit(limit))
     return _rows(conn, q)
 
 

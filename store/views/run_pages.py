@@ -27,6 +27,7 @@ from store.schema import (
     runs,
     trigger_events,
 )
+from store.views.analytics import seconds_between
 
 PAGE_SIZE = 50
 
@@ -54,7 +55,8 @@ _SORTS: dict[str, tuple[Any, Any, str]] = {
     "completed": (runs.c.completed_at, _FAR, "ts"),  # still open runs count as the newest
     "triggered": (runs.c.triggered_at, _FAR, "ts"),
     "started": (runs.c.started_at, _FAR, "ts"),
-    "duration": (sa.func.epoch_ms(runs.c.completed_at) - sa.func.epoch_ms(runs.c.started_at), -1, "int"),
+    "duration": (sa.cast(sa.func.floor(seconds_between(runs.c.started_at, runs.c.completed_at) * 1000), sa.BigInteger),
+                 -1, "int"),  # whole milliseconds
     "definition": (runs.c.definition_id, "", "str"),
     "status": (runs.c.status, "", "str"),
     "subjects": (runs.c.subjects_matched, -1, "int"),
