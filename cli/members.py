@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.commands.named import BadRequest, operation_of, params_from_args, perform
+from store.workspace import is_duckdb_location
 
 COMMANDS = ("init", "members")
 
@@ -164,17 +165,19 @@ def _init(args: argparse.Namespace, out: Callable[[str], None], open_engine: Cal
         check_password(password, check_member_id(args.admin.strip()))
     except MemberRuleBroken as exc:
         raise MemberRefused(str(exc)) from None
-    Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+    if is_duckdb_location(db_path):  # a file's folder; a server's URL is no path (it made folders named after it)
+        Path(db_path.removeprefix("duckdb:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = open_engine(args)
     try:
         init_workspace(engine.ws, args.admin, password,
                        {"os_user": getpass.getuser(), "host": platform.node(), "pid": str(os.getpid())})
         report = engine.load_definitions(actor="engine:init")
+        shown = engine.ws.shown  # a URL's password hidden: what is printed stays in terminals and CI logs
     finally:
         engine.shutdown()
         engine.ws.close()
-    out(f"workspace {db_path} started with its admin {args.admin.strip()} "
+    out(f"workspace {shown} started with its admin {args.admin.strip()} "
         f"({len(report.definitions)} definitions loaded from {args.definitions}, {len(report.errors)} rejected).")
-    out(f"next: add members with `python -m engine --db {db_path} members add NAME --roles ROLE "
-        f"--as {args.admin.strip()}`, then open it with `RUNLEDGER_DB={db_path} streamlit run app.py`.")
+    out(f"next: add members with `python -m engine --db {shown} members add NAME --roles ROLE "
+        f"--as {args.admin.strip()}`, then open it with `RUNLEDGER_DB={shown} streamlit run app.py`.")
     return 0

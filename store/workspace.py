@@ -85,6 +85,14 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _is_pg_storage_failure(orig: BaseException) -> bool:
+    """A write PostgreSQL's storage refused, the transaction rolled back: a full disk (SQLSTATE 53100) or an
+    error of the server's own files (class 58, "system error": an I/O error, a file it cannot open). Read
+    from the error's SQLSTATE, so that the store needs no import of the driver."""
+    state = getattr(orig, "sqlstate", None) or ""
+    return state == "53100" or state.startswith("58")
+
+
 def _explain_write_error(path: str, exc: BaseException) -> Exception | None:
     """A write error a person can act on, or None for one that is a bug (raised as it is)."""
     orig = getattr(exc, "orig", None) or exc
@@ -98,7 +106,7 @@ def _explain_write_error(path: str, exc: BaseException) -> Exception | None:
             f"The workspace {path} could not be written: the database ran out of the memory allowed to it "
             f"({_first_line(orig)}); this change was rolled back and nothing of it was saved. For a large import, "
             "raise RUNLEDGER_IMPORT_MEMORY (default 256MB, e.g. 1GB); otherwise free memory, then try again.")
-    if isinstance(orig, _WRITE_FAILURES):
+    if isinstance(orig, _WRITE_FAILURES) or _is_pg_storage_failure(orig):
         return WriteFailed(
             f"The workspace {path} could not be written ({_first_line(orig)}); this change was rolled back "
             "and nothing of it was saved. Free disk space or repair the storage, then try again.")

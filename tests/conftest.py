@@ -14,15 +14,15 @@ import fcntl
 import hashlib
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from engine.runtime import Engine
+from tests.backends import engines_made
 from tests.receivers import free_port
-from tests.support import DEMO_TODAY, UTC, build_engine
+from tests.support import DEMO_TODAY, UTC
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CACHE = ROOT / "tests" / ".demo-cache"
@@ -43,19 +43,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-def make_engine(tmp_path: Path) -> Iterator[Any]:
-    """``make_engine(definitions, accounts=…, actioners=…)`` → Engine; its workspace is closed after."""
-    made: list[Engine] = []
-
-    def make(definitions: Mapping[str, str] | None = None, **kw: Any) -> Engine:
-        engine = build_engine(tmp_path, definitions, **kw)
-        made.append(engine)
-        return engine
-
-    yield make
-    for engine in made:
-        engine.shutdown()
-        engine.ws.close()
+def make_engine(tmp_path: Path) -> Iterator[Callable[..., Engine]]:
+    """``make_engine(definitions, accounts=…, actioners=…)`` → Engine on DuckDB; its workspace is closed after.
+    A module that imports ``tests.backends.make_engine_fixture`` overrides this one to run on both backends."""
+    yield from engines_made(tmp_path, lambda kw: None)
 
 
 def _demo_fingerprint(until: dt.datetime) -> str:

@@ -194,8 +194,17 @@ def _template_workspace() -> Path:
     folder = Path(tempfile.mkdtemp(prefix="runledger-template-"))
     atexit.register(shutil.rmtree, folder, True)
     path = folder / "ws.duckdb"
+    make_template(str(path))
+    _TEMPLATE[:] = [path]
+    return path
+
+
+def make_template(db: str) -> None:
+    """Fill the empty workspace at ``db`` (a DuckDB file or a PostgreSQL URL) as every test's starts: the
+    schema, the demo members and intake source, the demo organization's registers. The PostgreSQL template
+    database of ``tests/backends.py`` is made by this too, so both backends' tests start alike."""
     clock = SimulatedClock(START - dt.timedelta(hours=1))
-    ws = Workspace(str(path), now=clock.now)
+    ws = Workspace(db, now=clock.now)
     try:
         with mock.patch("demo.seed.hash_password", quick_password_hash):
             seed_members_and_sources(ws)
@@ -203,24 +212,25 @@ def _template_workspace() -> Path:
         assert not report.errors, report.errors
     finally:
         ws.close()
-    _TEMPLATE[:] = [path]
-    return path
 
 
 def build_engine(tmp_path: Path, definitions: Mapping[str, str] | None = None, *, accounts: int = 5,
                  actioners: Mapping[str, Any] | None = None, author: str = "member:admin",
                  allow_rejected: bool = False, fresh: bool = False, db: str | None = None,
-                 **engine_kw: Any) -> Engine:
+                 seeded: bool = False, **engine_kw: Any) -> Engine:
     """A real engine over a fresh temp workspace; ``engine.clock`` is a SimulatedClock at ``START``. The
     workspace is a copy of this process's template (``_template_workspace``) unless ``fresh``: a test of
     the file's own layout (a truncated file, say) wants it made from nothing. ``db``: the workspace's file
-    or URL instead (an empty PostgreSQL database, say: ``tests/backends.py``), made from nothing."""
+    or URL instead (an empty PostgreSQL database, say: ``tests/backends.py``), made from nothing — or,
+    ``seeded``, a copy of a template ``make_template`` made (a PostgreSQL template database's copy)."""
     defs = tmp_path / "definitions"
     defs.mkdir(exist_ok=True)
     for def_id, text in (definitions if definitions is not None else {"d": finding_definition("d")}).items():
         (defs / f"{def_id}.yaml").write_text(text)
     clock = SimulatedClock(START - dt.timedelta(hours=1))
-    if fresh or db:  # made here, block by block, as a new workspace is (not a copy of the template's file)
+    if db and seeded:  # a copy of a template database: already holds what make_template writes
+        ws = Workspace(db, now=clock.now)
+    elif fresh or db:  # made here, block by block, as a new workspace is (not a copy of the template's file)
         ws = Workspace(db or str(tmp_path / "ws.duckdb"), now=clock.now)
         with mock.patch("demo.seed.hash_password", quick_password_hash):
             seed_members_and_sources(ws)
@@ -300,6 +310,12 @@ def audit_of(engine: Engine, event: str | None = None, entity_id: str | None = N
 def scalar(engine: Engine, sql: str, **params: Any) -> Any:
     with engine.ws.read() as conn:
         return conn.execute(sa.text(sql), params).scalar_one()
+
+
+def values(engine: Engine, sql: str, **params: Any) -> list[Any]:
+    """The first column of every row the query returns, in its order (portable SQL: both backends run it)."""
+    with engine.ws.read() as conn:
+        return list(conn.execute(sa.text(sql), params).scalars())
 
 
 def actor(engine: Engine, member_id: str) -> Actor:

@@ -15,6 +15,8 @@ import pytest
 from core.states import COMPLETED_WITH_FAILURES
 from engine.runtime import Engine
 from store.alerts import read_run_alerts
+from tests.backends import backend_pg_slow_fixture as backend_fixture  # noqa: F401
+from tests.backends import make_engine_fixture, pg_server_fixture, pg_template_fixture  # noqa: F401
 from tests.receivers import Mailbox, http_receiver, smtp_server
 from tests.support import FailsDeterministically, audit_of, finding_definition, fire_one, run_of
 

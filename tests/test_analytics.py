@@ -1,6 +1,10 @@
 """Quarterly analytics and exports: figures equal SQL over the tables, expected-vs-actual firing catches a
 paused schedule, and every chart and table export is a valid file that carries its provenance and is
-audited (and refused to a viewer)."""
+audited (and refused to a viewer).
+
+The firing checks, over an engine's own workspace, run on both backends (tests/backends.py); the figures and
+exports read the demo quarter seeded on DuckDB (the same read models over the demo seeded on PostgreSQL:
+tests/test_demo_postgres.py)."""
 
 from __future__ import annotations
 
@@ -24,6 +28,8 @@ from reporting.analytics import build_analytics
 from reporting.exports import ExportRefused, export_chart, export_table, render_table
 from reporting.provenance import Provenance
 from store.workspace import Workspace
+from tests.backends import backend_pg_slow_fixture as backend_fixture  # noqa: F401
+from tests.backends import make_engine_fixture, pg_server_fixture, pg_template_fixture  # noqa: F401
 from tests.support import START, finding_definition
 
 UTC = dt.UTC

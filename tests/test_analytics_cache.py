@@ -1,6 +1,9 @@
 """The analytics page's cache (``ui.analytics_cache``) never shows an auditor stale figures: a committed change
 is seen on the next view, and so is the passage of time (the firing check's expected fires), while views with
-nothing new in between reuse one computation. Correctness only; speed is ``bench/bench_pages.py``'s."""
+nothing new in between reuse one computation. Correctness only; speed is ``bench/bench_pages.py``'s.
+
+DuckDB only, by nature: the cache is keyed on the workspace's change marker, which exists because this process
+is a DuckDB file's one writer; a PostgreSQL workspace has none (other processes write it), so nothing is cached."""
 
 from __future__ import annotations
 

@@ -9,6 +9,8 @@ import pytest
 from engine import commands
 from store import items as item_store
 from store.members import create_member
+from tests.backends import backend_pg_slow_fixture as backend_fixture  # noqa: F401
+from tests.backends import make_engine_fixture, pg_server_fixture, pg_template_fixture  # noqa: F401
 from tests.support import (
     actor,
     attempts_of,

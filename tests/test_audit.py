@@ -3,14 +3,18 @@ verification proves the chain intact or names the first broken entry — in code
 
 from __future__ import annotations
 
-import duckdb
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
+import sqlalchemy as sa
 
 from cli.main import main
 from engine import commands
 from store.audit import GENESIS_HASH, entry_hash
 from store.subjects import insert_subjects
 from store.workspace import Workspace
+from tests.backends import backend_fixture, make_engine_fixture, pg_server_fixture, pg_template_fixture  # noqa: F401
 from tests.support import FailsTransiently, actor, audit_of, finding_definition, fire_one, items_of, scalar
 
 
@@ -34,6 +38,18 @@ def _verify(path: str):
         return ws.verify_audit()
     finally:
         ws.close()
+
+
+@contextmanager
+def _forger(path: str) -> Iterator[sa.Connection]:
+    """A connection to the workspace's database from outside Runledger, as someone with write access to the
+    file or the server has: none of the store's code runs, so no audit entry is added or checked."""
+    db = sa.create_engine(path if "://" in path else f"duckdb:///{path}")
+    try:
+        with db.begin() as conn:
+            yield conn
+    finally:
+        db.dispose()
 
 
 def _cli(path: str) -> tuple[int, list[str]]:
@@ -81,10 +97,10 @@ def test_an_edited_payload_is_named_as_the_first_broken_entry(make_engine) -> No
     engine.ws.close()
     assert _cli(path) == (0, [f"audit chain intact: {_verify(path).entries} entries, head {_verify(path).head_hash}"])
 
-    con = duckdb.connect(path)
-    seq = con.execute("SELECT min(seq) FROM audit_log WHERE event = 'item.retried'").fetchone()[0]
-    con.execute("UPDATE audit_log SET payload = replace(payload, 'timed out', 'was fine') WHERE seq = ?", [seq])
-    con.close()
+    with _forger(path) as con:
+        seq = con.execute(sa.text("SELECT min(seq) FROM audit_log WHERE event = 'item.retried'")).scalar_one()
+        con.execute(sa.text("UPDATE audit_log SET payload = replace(payload, 'timed out', 'was fine') WHERE seq = :s"),
+                    {"s": seq})
 
     verdict = _verify(path)
     assert not verdict.intact
@@ -100,10 +116,9 @@ def test_a_deleted_entry_is_reported_missing(make_engine) -> None:
     engine = _busy_workspace(make_engine)
     path = engine.ws.path
     engine.ws.close()
-    con = duckdb.connect(path)
-    seq = con.execute("SELECT min(seq) FROM audit_log WHERE event = 'run.cancel_requested'").fetchone()[0]
-    con.execute("DELETE FROM audit_log WHERE seq = ?", [seq])
-    con.close()
+    with _forger(path) as con:
+        seq = con.execute(sa.text("SELECT min(seq) FROM audit_log WHERE event = 'run.cancel_requested'")).scalar_one()
+        con.execute(sa.text("DELETE FROM audit_log WHERE seq = :s"), {"s": seq})
 
     verdict = _verify(path)
     assert (verdict.intact, verdict.first_broken_seq) == (False, seq)
@@ -117,14 +132,13 @@ def test_an_entry_rewritten_with_a_fresh_hash_breaks_the_next_link(make_engine) 
     engine = _busy_workspace(make_engine)
     path = engine.ws.path
     engine.ws.close()
-    con = duckdb.connect(path)
-    seq, at, actor_, event, kind, eid, payload, prev = con.execute(
-        "SELECT seq, occurred_at, actor, event, entity_kind, entity_id, payload, prev_hash FROM audit_log "
-        "WHERE event = 'item.dismissed'").fetchone()
-    forged = payload.replace("not applicable", "approved after all")
-    con.execute("UPDATE audit_log SET payload = ?, hash = ? WHERE seq = ?",
-                [forged, entry_hash(seq, at, actor_, event, kind, eid, forged, prev), seq])
-    con.close()
+    with _forger(path) as con:
+        seq, at, actor_, event, kind, eid, payload, prev = con.execute(sa.text(
+            "SELECT seq, occurred_at, actor, event, entity_kind, entity_id, payload, prev_hash FROM audit_log "
+            "WHERE event = 'item.dismissed'")).one()
+        forged = payload.replace("not applicable", "approved after all")
+        con.execute(sa.text("UPDATE audit_log SET payload = :p, hash = :h WHERE seq = :s"),
+                    {"p": forged, "h": entry_hash(seq, at, actor_, event, kind, eid, forged, prev), "s": seq})
 
     verdict = _verify(path)
     assert (verdict.intact, verdict.first_broken_seq) == (False, seq + 1)

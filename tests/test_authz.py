@@ -10,6 +10,8 @@ import pytest
 
 from engine import commands
 from engine.authz import NotAuthorized
+from tests.backends import backend_pg_slow_fixture as backend_fixture  # noqa: F401
+from tests.backends import make_engine_fixture, pg_server_fixture, pg_template_fixture  # noqa: F401
 from tests.support import FailsTransiently, actor, audit_of, finding_definition, fire_one, items_of, run_of, scalar
 
 

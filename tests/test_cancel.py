@@ -12,6 +12,8 @@ from engine import commands
 from engine.actioners.base import TransientFailure
 from store import runs as run_store
 from store.subjects import record_trigger_event
+from tests.backends import backend_pg_slow_fixture as backend_fixture  # noqa: F401
+from tests.backends import make_engine_fixture, pg_server_fixture, pg_template_fixture  # noqa: F401
 from tests.support import (
     BlocksOnEvent,
     FailsTransiently,
@@ -22,6 +24,7 @@ from tests.support import (
     items_of,
     run_of,
     scalar,
+    values,
 )
 
 
@@ -136,7 +139,7 @@ def test_cancel_closes_open_approvals(make_engine) -> None:
     assert commands.cancel_run(engine, actor(engine, "sigrid"), run_id, "not this quarter") == "cancelled"
     items = items_of(engine, run_id)
     assert {(i["outcome"], i["skip_reason"]) for i in items.values()} == {("skipped", "cancelled")}
-    assert scalar(engine, "SELECT list(DISTINCT decision) FROM approvals WHERE run_id = :r", r=run_id) == ["cancelled"]
+    assert values(engine, "SELECT DISTINCT decision FROM approvals WHERE run_id = :r", r=run_id) == ["cancelled"]
     with pytest.raises(commands.NotEligible, match="not awaiting approval"):
         commands.approve_item(engine, actor(engine, "sigrid"), items["ACC-001"]["item_id"])
     assert scalar(engine, "SELECT count(*) FROM findings") == 0

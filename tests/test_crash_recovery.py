@@ -7,6 +7,9 @@ a batch's settlement is being written, and during recovery itself), restarts it 
 (``Engine.recover()``), and once every process has exited reads the file with plain duckdb: every item
 final, the run closed, one finding per succeeded item and none twice, one ledger entry per key, every
 finding linked both ways with its item, one attempt and one outcome entry per item, the audit chain intact.
+
+DuckDB only, by nature: one process holds the file, is killed and restarted on it. On PostgreSQL the work of a
+killed process is taken over by the others, never restarted (tests/faults/test_fleet_kills.py).
 """
 
 from __future__ import annotations

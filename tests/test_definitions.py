@@ -10,6 +10,8 @@ import pytest
 
 from core.definitions import DefinitionError, load_definition_files
 from store.definitions import read_definition_versions
+from tests.backends import backend_pg_slow_fixture as backend_fixture  # noqa: F401
+from tests.backends import make_engine_fixture, pg_server_fixture, pg_template_fixture  # noqa: F401
 from tests.support import audit_of, demo_vocabulary, finding_definition, items_of, run_of
 
 GOOD = finding_definition("good")

@@ -5,6 +5,8 @@ and the fire failed with TransitionRefused.)"""
 
 from __future__ import annotations
 
+from tests.backends import backend_pg_slow_fixture as backend_fixture  # noqa: F401
+from tests.backends import make_engine_fixture, pg_server_fixture, pg_template_fixture  # noqa: F401
 from tests.support import audit_of, finding_definition, fire_one, run_of
 
 

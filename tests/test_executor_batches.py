@@ -4,6 +4,10 @@ bench/bench_executor.py measures the executor at 100,000 items; these hold what 
 on: a batch written as columns (``same`` constants included) stores exactly what row-by-row writes store,
 a run of many items of every outcome settles each item once with its attempt, ledger entry and audit
 entry, and the engine never loads pandas or pyarrow (~95 MB of a large run's peak memory).
+
+The writes and runs are checked on both backends (tests/backends.py: DuckDB's array scan, PostgreSQL's
+``COPY`` and ``unnest``). DuckDB only: the engine without pandas or pyarrow, since the DuckDB array scan is
+the path that could bring them in (PostgreSQL's ``COPY`` takes plain rows through psycopg).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import duckdb
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -30,6 +35,13 @@ from store.bulk import Same, append_columns, same, update_columns
 from store.schema import item_attempts, members, run_items
 from store.subjects import load_rows, record_trigger_event
 from store.workspace import Workspace
+from tests.backends import backend_pg_slow_fixture as backend_fixture  # noqa: F401
+from tests.backends import (  # noqa: F401
+    make_engine_fixture,
+    pg_server_fixture,
+    pg_template_fixture,
+    workspace_db_fixture,
+)
 from tests.support import FailsDeterministically, FailsTransiently, finding_definition, fire_one, run_of, scalar
 
 UTC = dt.UTC
@@ -57,9 +69,10 @@ def _rows(ws: Workspace, tag: str) -> list[tuple[object, ...]]:
 
 
 @pytest.mark.parametrize("n", [5, 31, 32, 300])
-def test_columns_written_in_bulk_store_what_row_by_row_inserts_store(tmp_path: Path, n: int) -> None:
-    """Below 32 rows the columns go through executemany, from 32 on through DuckDB's array scan."""
-    ws = Workspace(str(tmp_path / "ws.duckdb"))
+def test_columns_written_in_bulk_store_what_row_by_row_inserts_store(workspace_db: str, n: int) -> None:
+    """Below 32 rows the columns go through executemany, from 32 on through DuckDB's array scan or
+    PostgreSQL's ``COPY``."""
+    ws = Workspace(workspace_db)
     bulk, plain = _attempt_columns(n, "bulk"), _attempt_columns(n, "plain")
     with ws.transaction() as tx:
         append_columns(tx, item_attempts, bulk)
@@ -74,8 +87,8 @@ def test_columns_written_in_bulk_store_what_row_by_row_inserts_store(tmp_path: P
     ws.close()
 
 
-def test_a_column_update_sets_each_row_from_its_key(tmp_path: Path) -> None:
-    ws = Workspace(str(tmp_path / "ws.duckdb"))
+def test_a_column_update_sets_each_row_from_its_key(workspace_db: str) -> None:
+    ws = Workspace(workspace_db)
     n = 100
     with ws.transaction() as tx:
         append_columns(tx, item_attempts, _attempt_columns(n, "u"))
@@ -100,20 +113,25 @@ def test_a_column_update_sets_each_row_from_its_key(tmp_path: Path) -> None:
     ws.close()
 
 
-def test_a_bulk_write_that_breaks_a_constraint_raises_that_constraint(tmp_path: Path) -> None:
-    """Not "the transaction is aborted", which unregistering the rows raised over it."""
-    ws = Workspace(str(tmp_path / "ws.duckdb"))
+def test_a_bulk_write_that_breaks_a_constraint_raises_that_constraint(workspace_db: str, backend: str) -> None:
+    """Not "the transaction is aborted", which unregistering the rows raised over it (DuckDB's array scan).
+    Each backend's native path raises its driver's own error, as DuckDB's does: PostgreSQL's ``COPY``
+    names the constraint and the key."""
+    ws = Workspace(workspace_db)
     rows = _attempt_columns(40, "dup")
     with ws.transaction() as tx:
         append_columns(tx, item_attempts, rows)
-    with pytest.raises(duckdb.ConstraintException, match="violates primary key"), ws.transaction() as tx:
+    refused: tuple[type[BaseException], str] = (
+        (duckdb.ConstraintException, "violates primary key") if backend == "duckdb"
+        else (psycopg.errors.UniqueViolation, r'violates unique constraint "item_attempts_pkey"'))
+    with pytest.raises(refused[0], match=refused[1]), ws.transaction() as tx:
         append_columns(tx, item_attempts, rows)  # the same (item, attempt) keys again
     assert len(_rows(ws, "dup")) == 40
     ws.close()
 
 
-def test_audit_many_records_what_audit_records(tmp_path: Path) -> None:
-    ws = Workspace(str(tmp_path / "ws.duckdb"))
+def test_audit_many_records_what_audit_records(workspace_db: str) -> None:
+    ws = Workspace(workspace_db)
     at = dt.datetime(2026, 7, 6, 6, 0, tzinfo=UTC)
     with ws.transaction() as tx:
         tx.audit("a", "item.skipped", "run_item", "I-1", {"reason": "x"}, occurred_at=at)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
@@ -24,6 +23,8 @@ from store.bulk import _array
 from store.matching import check_subjects
 from store.registers import read_registers
 from store.subjects import insert_subjects, to_jsonable
+from tests.backends import backend_pg_slow_fixture as backend_fixture  # noqa: F401
+from tests.backends import pg_server_fixture, workspace_db_fixture  # noqa: F401
 from tests.support import demo_workspace
 
 UTC = dt.UTC
@@ -85,12 +86,16 @@ def test_hashing_the_stored_parameters_is_params_hash() -> None:
         assert hashlib.sha256(text.encode()).hexdigest() == params_hash(json.loads(text))
 
 
-def test_register_rows_become_json_as_to_jsonable_makes_them(tmp_path: Path) -> None:
+def test_register_rows_become_json_as_to_jsonable_makes_them(workspace_db: str) -> None:
     row = {"account_id": "ACC-001", "name": "N", "manager": "m", "status": "active",
            "kyc_review_due": dt.date(2026, 7, 1), "risk_rating": "low"}
     opened = dt.datetime(2026, 7, 6, 6, 0, 1, 2, tzinfo=UTC)
-    with demo_workspace(tmp_path / "ws.duckdb").read() as conn:
-        registers = read_registers(conn)
+    ws = demo_workspace(workspace_db)  # the registers as each backend reads their declarations back
+    try:
+        with ws.read() as conn:
+            registers = read_registers(conn)
+    finally:
+        ws.close()
     assert _jsonable_for(registers["accounts"])(row) == to_jsonable(row)
     assert _jsonable_for(registers["incidents"])({"closed_at": None, "opened_at": opened}) == \
         to_jsonable({"closed_at": None, "opened_at": opened})
@@ -103,8 +108,9 @@ def test_timestamps_reach_arrow_as_pyarrow_would_convert_them() -> None:
     assert _array(values, typ).equals(pa.array(values, type=typ))
 
 
-def test_a_long_id_list_finds_exactly_the_subjects_asked_for(tmp_path: Path) -> None:
-    ws = demo_workspace(tmp_path / "ws.duckdb")
+def test_a_long_id_list_finds_exactly_the_subjects_asked_for(workspace_db: str) -> None:
+    """DuckDB matches more than 64 ids through a registered array; PostgreSQL binds them as a list."""
+    ws = demo_workspace(workspace_db)
     with ws.transaction() as tx:
         insert_subjects(tx, "accounts", [
             {"account_id": f"ACC-{i:04d}", "name": f"M {i}", "manager": "m",

@@ -4,7 +4,6 @@ like a role refusal; another approver decides the same item as usual."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,11 +13,12 @@ from engine import commands
 from store import items as item_store
 from store.members import create_member
 from store.workspace import Workspace
+from tests.backends import backend_pg_slow_fixture as backend_fixture  # noqa: F401
+from tests.backends import make_engine_fixture, pg_server_fixture, pg_template_fixture  # noqa: F401
 from tests.support import (
     actor,
     attempts_of,
     audit_of,
-    build_engine,
     finding_definition,
     fire_one,
     item_of,
@@ -154,13 +154,12 @@ def test_the_authors_refusal_is_audited_too(make_engine) -> None:
     assert "(segregation of duties)" in str(refused.value)
 
 
-def test_the_command_line_refuses_the_member_who_fired_the_run(tmp_path: Path) -> None:
+def test_the_command_line_refuses_the_member_who_fired_the_run(make_engine) -> None:
     """``fire d --as sigrid`` then ``approve ITEM --as sigrid``: refused with the sentence, exit 1, audited."""
-    engine = build_engine(tmp_path, APPROVAL, accounts=1)
-    definitions = str(engine.definitions_dir)
+    engine = make_engine(APPROVAL, accounts=1)
+    definitions, db = str(engine.definitions_dir), engine.ws.path  # a DuckDB file, or a PostgreSQL URL
     engine.shutdown()
     engine.ws.close()
-    db = str(tmp_path / "ws.duckdb")
     lines: list[str] = []
     assert main(["--db", db, "--definitions", definitions, "fire", "d", "--as", "sigrid"], out=lines.append) \
         == EXIT_OK, lines

@@ -22,6 +22,7 @@ from core.states import (
 )
 from store import items as item_store
 from store import runs as run_store
+from tests.backends import backend_fixture, make_engine_fixture, pg_server_fixture, pg_template_fixture  # noqa: F401
 from tests.support import finding_definition, fire_one, run_of
 
 
@@ -92,7 +93,8 @@ def test_a_run_transition_checks_the_stored_status(make_engine) -> None:
 
 
 def test_the_fast_path_names_the_item_its_guard_kept(make_engine) -> None:
-    """A batch big enough for DuckDB's registered-array update is guarded the same way."""
+    """A batch big enough for the bulk update (DuckDB's registered array, PostgreSQL's ``unnest``) is guarded
+    the same way."""
     from store.bulk import _FAST_PATH_MIN_ROWS
 
     n = max(_FAST_PATH_MIN_ROWS, 8) + 2

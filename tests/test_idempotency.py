@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from engine import commands
 from engine.actioners.base import record_id
 from engine.executor import idempotency_key, params_hash
+from tests.backends import backend_pg_slow_fixture as backend_fixture  # noqa: F401
+from tests.backends import make_engine_fixture, pg_server_fixture, pg_template_fixture  # noqa: F401
 from tests.support import (
     FailsTransiently,
     LosesResponse,
@@ -23,13 +25,14 @@ from tests.support import (
     items_of,
     run_of,
     scalar,
+    values,
 )
 
 
 def _one_record_for(engine, item: dict) -> str:
     """The item's downstream findings: exactly one, whose ref is returned."""
-    rows = scalar(engine, "SELECT list(finding_id) FROM findings WHERE source_item_id = :i", i=item["item_id"])
-    assert rows is not None and len(rows) == 1, rows
+    rows = values(engine, "SELECT finding_id FROM findings WHERE source_item_id = :i", i=item["item_id"])
+    assert len(rows) == 1, rows
     assert scalar(engine, "SELECT count(*) FROM idempotency_records WHERE idempotency_key = :k",
                   k=item["idempotency_key"]) == 1
     return f"findings:{rows[0]}"

@@ -1,5 +1,8 @@
 """Intake while the app runs: a real ``python -m engine serve`` holds the workspace file, and signals and the
 CLI's commands still reach it — signed, size-limited, replay-proof, answered and audited.
+
+DuckDB only, by nature: the CLI forwards to the running engine because a DuckDB file admits one process (on
+PostgreSQL every process writes the workspace itself: tests/test_fleet_processes.py).
 """
 
 from __future__ import annotations

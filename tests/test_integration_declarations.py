@@ -1,7 +1,10 @@
 """Integrations declared as data: every bad declaration is refused with its file, field and fix (a secret
 written into the YAML above all); a definition naming an integration that is not declared, or an e-mail
 without its ``to``, is refused at load; each declaration is a version in the workspace, audited; and a
-workspace of schema 6 gains what integrations need on open."""
+workspace of schema 6 gains what integrations need on open.
+
+What an engine loads into its workspace runs on both backends (tests/backends.py). DuckDB only: the
+workspace of schema 6, a file an older Runledger wrote."""
 
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ from engine.integrations.secrets import MissingSecret, read_secret
 from engine.runtime import Engine
 from store.migrations import SCHEMA_VERSION
 from store.workspace import Workspace
+from tests.backends import backend_pg_slow_fixture as backend_fixture  # noqa: F401
+from tests.backends import make_engine_fixture, pg_server_fixture, pg_template_fixture  # noqa: F401
 from tests.support import audit_of
 
 GOOD = """\

@@ -25,6 +25,8 @@ from store import runs as run_store
 from store.errors import WriteConflict
 from store.members import create_member
 from store.schema import run_items
+from tests.backends import backend_pg_slow_fixture as backend_fixture  # noqa: F401
+from tests.backends import make_engine_fixture, pg_server_fixture, pg_template_fixture  # noqa: F401
 from tests.support import (
     WrappedActioner,
     actor,
@@ -451,12 +453,14 @@ def test_retry_racing_cancel_either_wins_cleanly(make_engine, monkeypatch) -> No
 
 
 # --- a write conflict is reported, not hidden ---------------------------------------------------------
-def test_a_write_conflict_reaches_the_member_as_a_named_error_and_changes_nothing(make_engine) -> None:
+def test_a_write_conflict_reaches_the_member_as_a_named_error_and_changes_nothing(make_engine, backend) -> None:
     """In one process the workspace's write lock serialises writers, so the races above are decided by
     the guards. A writer outside that lock (another worker, as on PostgreSQL) holding the item's row makes
     DuckDB refuse the claim at once: the member gets ``WriteConflict`` saying nothing was saved, the
     action does not run, nothing is audited — and the retry works once the other writer is gone.
-    (DuckDB detects conflicts per column: the other writer's claim touches ``outcome``, as a claim does.)"""
+    (DuckDB detects conflicts per column: the other writer's claim touches ``outcome``, as a claim does.)
+    On PostgreSQL the claim skips the row the other worker holds (``FOR UPDATE SKIP LOCKED``: no worker
+    waits for another), so the member is told the item is being retried — with nothing else changed alike."""
     engine, act, run_id, item_id = _failed_item(make_engine, {"ACC-001": ["fail", "ok"]})
     audit_before = len(audit_of(engine))
     holding, release = threading.Event(), threading.Event()
@@ -478,9 +482,12 @@ def test_a_write_conflict_reaches_the_member_as_a_named_error_and_changes_nothin
     outcomes[1].done.wait(WAIT)
     release.set()
     _join(threads)
-    assert isinstance(outcomes[1].error, WriteConflict), outcomes
-    assert "nothing of this one was saved" in str(outcomes[1].error)
-    assert "Conflict on update" in str(outcomes[1].error.__cause__)  # DuckDB's own report, kept as the cause
+    if backend == "duckdb":
+        assert isinstance(outcomes[1].error, WriteConflict), outcomes
+        assert "nothing of this one was saved" in str(outcomes[1].error)
+        assert "Conflict on update" in str(outcomes[1].error.__cause__)  # DuckDB's own report, kept as the cause
+    else:
+        _refused(outcomes[1], commands.AlreadyDone, item_id, "already being retried")
     assert len(act.calls) == 1 and items_of(engine, run_id)["ACC-001"]["outcome"] == "failed"
     assert len(audit_of(engine)) == audit_before and attempts_of(engine, item_id)[-1]["attempt"] == 1
     assert commands.retry_item(engine, actor(engine, "sigrid"), item_id) == "succeeded"

@@ -9,6 +9,8 @@ from __future__ import annotations
 from store import items as item_store
 from store import runs as run_store
 from store.subjects import record_trigger_event
+from tests.backends import backend_pg_slow_fixture as backend_fixture  # noqa: F401
+from tests.backends import make_engine_fixture, pg_server_fixture, pg_template_fixture  # noqa: F401
 from tests.support import finding_definition, items_of, run_of, scalar
 
 

@@ -9,6 +9,8 @@ import datetime as dt
 import pytest
 
 from engine import commands
+from tests.backends import backend_pg_slow_fixture as backend_fixture  # noqa: F401
+from tests.backends import make_engine_fixture, pg_server_fixture, pg_template_fixture  # noqa: F401
 from tests.support import (
     FailsDeterministically,
     FailsTransiently,

@@ -1,5 +1,9 @@
 """Each run's item counts by outcome (on ``runs``) equal its items after every kind of outcome change, and
-a workspace from before the counts existed gets them on open."""
+a workspace from before the counts existed gets them on open.
+
+The engine's tests run on both backends (tests/backends.py). DuckDB only: the demo quarter's counts (the demo
+seeded on DuckDB; on PostgreSQL: tests/test_demo_postgres.py) and the workspace from before the counts, a
+DuckDB file an older Runledger wrote."""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from store.migrations import SCHEMA_VERSION
 from store.run_counts import COUNT_COLUMNS, OUTCOME_COLUMN, backfill_failure_causes
 from store.schema import run_failure_causes
 from store.workspace import Workspace
+from tests.backends import backend_pg_slow_fixture as backend_fixture  # noqa: F401
+from tests.backends import make_engine_fixture, pg_server_fixture, pg_template_fixture  # noqa: F401
 from tests.support import FailsDeterministically, FailsTransiently, finding_definition, fire_one, items_of
 
 MISMATCHES = f"""

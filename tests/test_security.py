@@ -1,5 +1,6 @@
 """Security properties that are configuration or data rather than a command: XSRF protection on, passwords
-only as salted hashes (never a typed password anywhere in the workspace), no secret tracked by git."""
+only as salted hashes (never a typed password anywhere in the workspace, on either backend: tests/backends.py),
+no secret tracked by git."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import sqlalchemy as sa
 
 from engine.authz import SignInRefused, hash_password, sign_in, verify_password
 from store.members import create_member
+from tests.backends import backend_pg_slow_fixture as backend_fixture  # noqa: F401
+from tests.backends import make_engine_fixture, pg_server_fixture, pg_template_fixture  # noqa: F401
 from tests.support import quick_password_hash
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,15 +36,21 @@ def test_a_password_is_kept_only_as_a_salted_argon2_hash() -> None:
     assert not verify_password(first, "Correct horse")
 
 
+TEXT_TYPES = ("VARCHAR", "JSON", "text", "character varying", "json", "jsonb")  # DuckDB's, PostgreSQL's
+
+
 def _text_cells_containing(engine, needle: str) -> list[str]:  # noqa: ANN001
     """Every (table.column) of the workspace holding ``needle`` anywhere in its text."""
     found = []
     with engine.ws.read() as conn:
         columns = conn.execute(sa.text(
             "SELECT table_name, column_name FROM information_schema.columns "
-            "WHERE data_type = 'VARCHAR' AND table_schema = 'main'")).all()
+            "WHERE data_type IN :types AND table_schema = current_schema()").bindparams(
+                sa.bindparam("types", expanding=True)), {"types": list(TEXT_TYPES)}).all()
+        searched = {f"{t}.{c}" for t, c in columns}
+        assert {"members.password_hash", "audit_log.payload", "sessions.member_id"} <= searched, searched
         for table, column in columns:
-            n = conn.execute(sa.text(f'SELECT count(*) FROM "{table}" WHERE contains("{column}", :n)'),
+            n = conn.execute(sa.text(f'SELECT count(*) FROM "{table}" WHERE strpos(CAST("{column}" AS TEXT), :n) > 0'),
                              {"n": needle}).scalar_one()
             if n:
                 found.append(f"{table}.{column}")

@@ -2,8 +2,8 @@
 in on the others and after a replica restarts; signing out ends the session everywhere; it expires idle and
 at its maximum age, and ends when the member's session epoch moves on — each ending audited once.
 
-Every test runs on DuckDB and on a real PostgreSQL server (tests/pg_server.py, one per module, a fresh
-database per test; those are marked slow, as every test that starts a server is).
+Every test runs on DuckDB and on a real PostgreSQL server through the shared fixtures of tests/backends.py
+(one server per module, a fresh database per test; the PostgreSQL half is marked slow).
 Two "replicas" are two ``Workspace`` objects on the same database; a "restart" closes one and opens another.
 """
 
@@ -12,9 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -35,7 +33,8 @@ from engine.sessions import (
 from engine.sessions import SessionEnded as Ended
 from store.errors import WriteFailed
 from store.workspace import Workspace
-from tests.pg_server import postgres_server
+from tests.backends import backend_pg_slow_fixture as backend_fixture  # noqa: F401
+from tests.backends import pg_server_fixture, workspace_db_fixture  # noqa: F401
 from tests.support import quick_password_hash
 
 START = dt.datetime(2026, 12, 7, 9, 0, tzinfo=dt.UTC)
@@ -56,33 +55,13 @@ class Clock:
         self.at += dt.timedelta(**delta)
 
 
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[str]:
-    with postgres_server() as url:
-        yield url
-
-
-@pytest.fixture(params=["duckdb", pytest.param("postgresql", marks=pytest.mark.slow)])  # the slow: a server
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A new, empty workspace's location: a DuckDB file, or a fresh database on the PostgreSQL server."""
-    if request.param == "duckdb":
-        return str(tmp_path / "ws.duckdb")
-    server: str = request.getfixturevalue("pg_server")
-    name = f"ws_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    admin.dispose()
-    return f"{server.rsplit('/', 1)[0]}/{name}"
-
-
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
 
 
 @pytest.fixture
-def replica(db: str, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], Workspace]]:
+def replica(workspace_db: str, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], Workspace]]:
     """Opens another replica's workspace on the test's database (the first one seeds its members)."""
     monkeypatch.setattr("engine.commands.members.hash_password", quick_password_hash)
     for name in ("RUNLEDGER_SESSION_IDLE_MINUTES", "RUNLEDGER_SESSION_MAX_HOURS"):
@@ -90,7 +69,7 @@ def replica(db: str, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     opened: list[Workspace] = []
 
     def open_replica() -> Workspace:
-        ws = Workspace(db, now=clock.now)
+        ws = Workspace(workspace_db, now=clock.now)
         if not opened:
             cmd.init_workspace(ws, "admin", PASSWORDS["admin"], {"user": "test"})
             cmd.add_member(ws, ADMIN, "ola", "viewer", PASSWORDS["ola"])

@@ -9,6 +9,8 @@ from engine.authz import NotAuthorized
 from engine.commands import CommandRefused
 from engine.commands.sources import add_intake_source, list_intake_sources
 from engine.signals import SignalRejected, deliver_signal
+from tests.backends import backend_pg_slow_fixture as backend_fixture  # noqa: F401
+from tests.backends import make_engine_fixture, pg_server_fixture, pg_template_fixture  # noqa: F401
 from tests.support import actor, audit_of
 
 

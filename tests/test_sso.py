@@ -14,6 +14,8 @@ from core.sso import Identity, SsoConfigError, SsoPolicy, parse_sso_policy
 from engine.commands import members as cmd
 from engine.sso import IdentityRefused, load_sso_policy, sign_in_with_identity
 from store.members import read_member
+from tests.backends import backend_pg_slow_fixture as backend_fixture  # noqa: F401
+from tests.backends import make_engine_fixture, pg_server_fixture, pg_template_fixture  # noqa: F401
 from tests.support import actor, audit_of, quick_password_hash
 
 NOW = 1_800_000_000

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from demo.seed import seed_members_and_sources
 from engine.actioners.modules import default_actioners
+from engine.authz import load_actor
 from engine.clock import SimulatedClock
 from engine.executor import LeaseLapsed
 from engine.runtime import Engine
@@ -25,7 +26,7 @@ from store import workers as worker_store
 from store.errors import WorkTakenOver
 from store.subjects import insert_subjects, record_trigger_event
 from store.workspace import Workspace
-from tests.pg_server import postgres_server
+from tests.backends import create_database, pg_server_fixture  # noqa: F401
 from tests.support import (
     DEMO_REGISTERS,
     START,
@@ -40,24 +41,10 @@ from tests.support import (
 pytestmark = pytest.mark.slow  # a PostgreSQL server
 
 
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[str]:
-    with postgres_server() as url:
-        yield url
-
-
-_n = iter(range(1_000_000))
-
-
 @pytest.fixture
 def pg_url(pg_server: str) -> str:
     """A database of its own for each test, on the module's server."""
-    name = f"leases_{next(_n)}"
-    admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    return pg_server.rsplit("/", 1)[0] + f"/{name}"
+    return create_database(pg_server)
 
 
 class Fleet:
@@ -264,3 +251,42 @@ def test_two_processes_settling_one_run_at_once_leave_its_counts_those_of_its_it
     assert not errors, errors
     assert run_of(a, run_id)["items_skipped"] == 2
     assert scalar(a, "SELECT count(*) FROM run_items WHERE outcome = 'skipped'") == 2
+
+
+def test_a_cancel_racing_another_workers_completion_of_the_run_is_decided_on_its_locked_row(
+        pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A member's cancel (through an app replica) checks that the run is still open, then settles it. Another
+    worker finishing the run's last items in between left a cancel of a completed run, refused as a transition
+    no run makes (``TransitionRefused``: a traceback; tests/test_fleet_processes.py met it). The check reads the
+    run's row locked, so the worker's settlement waits for the cancel: the run ends cancelled, its items acted
+    on once and recorded."""
+    import threading
+
+    from engine import commands
+    from engine.commands import cancel as cancel_command
+
+    fleet = Fleet(pg_url, tmp_path, accounts=2)
+    try:
+        a, b = fleet.engines[0], fleet.engine()
+        run_id, _ = interrupted_run(a, claim=0)  # a's run, its two items pending
+        finished = threading.Event()
+        checked: list[str] = []
+        real_check = cancel_command.check_cancellable
+
+        def check_cancellable(run: dict[str, Any]) -> None:
+            checked.append(run["status"])
+            if len(checked) == 2:  # in the cancel's transaction: a works the whole run meanwhile, if it can
+                threading.Thread(target=lambda: (a.executor.execute_run(run_id, "engine:a"), finished.set()),
+                                 daemon=True).start()
+                finished.wait(3)
+            real_check(run)
+        monkeypatch.setattr(cancel_command, "check_cancellable", check_cancellable)
+        said = commands.cancel_run(b, load_actor(b.ws, "sigrid"), run_id, "started by mistake")
+        assert checked == ["running", "running"] and said == "running"  # its items were still a's, in flight
+        assert finished.wait(30)
+        assert run_of(a, run_id)["status"] == "cancelled"
+        assert {i["outcome"] for i in items_of(a, run_id).values()} == {"succeeded"}
+        assert scalar(a, "SELECT count(*) FROM findings") == 2
+        assert scalar(a, "SELECT count(*) FROM audit_log WHERE event = 'run.cancelled'") == 1
+    finally:
+        fleet.close()

@@ -32,8 +32,11 @@ def cancel_run(engine: Engine, actor: Actor, run_id: str, reason: str) -> str:
         raise CommandRefused("A cancellation needs a reason; it goes into the audit trail.")
     check_cancellable(run)
     with engine.ws.transaction() as tx:
-        # Checked again under the write lock: the executor may have finished the run since the read above.
-        check_cancellable(run_store.require_run(tx.conn, run_id))
+        # Checked again on the run's row, locked: the executor may have finished the run since the read above
+        # — on PostgreSQL another process's, which this process's write lock does not hold back; its
+        # settlement of the run now waits for this transaction.
+        locked = run_store.lock_run(tx, run_id)
+        check_cancellable(locked if locked is not None else run_store.require_run(tx.conn, run_id))
         if not run_store.request_cancel(tx, run_id, actor.audit_name, reason.strip()):
             raise AlreadyDone(f"Run {run_id} already has a cancel request.")
         tx.audit(actor.audit_name, "run.cancel_requested", "run", run_id, {"reason": reason.strip()})

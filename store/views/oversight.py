@@ -123,8 +123,8 @@ def read_open_approvals_oldest_first(conn: sa.Connection) -> list[dict[str, Any]
 
 
 def read_recent_decisions(conn: sa.Connection, limit: int = 20) -> list[dict[str, Any]]:
-    q = (sa.select(approvals).where(approvals.c.decision.is_not(None))
-         .order_by(approvals.c.decided_at.desc()).limit(limit))
+    q = (sa.select(approvals).where(approvals.c.decision.is_not(None))  # a cancel decides many at one instant
+         .order_by(approvals.c.decided_at.desc(), approvals.c.item_id.desc()).limit(limit))
     return [dict(r) for r in conn.execute(q).mappings()]
 
 
@@ -181,8 +181,8 @@ RECORD_MODULES = tuple(RECORD_TABLES)
 
 
 def read_records(conn: sa.Connection, module: str, limit: int = 500) -> list[dict[str, Any]]:
-    t = RECORD_TABLES[module]
-    q = sa.select(t).order_by(t.c.created_at.desc()).limit(limit)
+    t = RECORD_TABLES[module]  # a batch's records share their time: newest item first among them
+    q = sa.select(t).order_by(t.c.created_at.desc(), t.c.source_item_id.desc()).limit(limit)
     return [dict(r) for r in conn.execute(q).mappings()]
 
 
@@ -192,5 +192,5 @@ def read_items_for_subject(conn: sa.Connection, subject_kind: str, subject_id: s
                    run_items.c.outcome, run_items.c.record_ref, runs.c.triggered_at)
          .select_from(run_items.join(runs, runs.c.run_id == run_items.c.run_id))
          .where(run_items.c.subject_kind == subject_kind, run_items.c.subject_id == subject_id)
-         .order_by(runs.c.run_number.desc()).limit(limit))
+         .order_by(runs.c.run_number.desc(), run_items.c.position).limit(limit))  # a run's items: one per action
     return [dict(r) for r in conn.execute(q).mappings()]

@@ -1,6 +1,8 @@
 """The command line with bad input: unknown run and item ids, an unknown member, a member without the role,
 a state that refuses, a bad date, and a workspace another process holds. Each gets its exact lines and exit
-code, and nothing changes (only the refusals the engine audits are added to the audit log)."""
+code, and nothing changes (only the refusals the engine audits are added to the audit log). On DuckDB, as the
+held workspace is a DuckDB file's own refusal (the commands' refusals on both backends: tests/test_members.py,
+tests/test_retries.py, tests/test_cancel.py, tests/test_approvals.py)."""
 
 from __future__ import annotations
 

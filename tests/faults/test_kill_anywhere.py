@@ -11,6 +11,9 @@ item names the one ticket the tracker issued for its key.
 
 Two seeds of 16 kills each here (32 kill points, every category landed under each seed);
 ``bench/soak_kill.py`` runs a thousand.
+
+DuckDB only, by nature: one process, killed and restarted on its file. PostgreSQL's fleet, whose killed
+workers are taken over and never restarted: tests/faults/test_fleet_kills.py.
 """
 
 from __future__ import annotations

@@ -1,12 +1,17 @@
 """Store faults: a write error inside a batch's transaction or at its commit, a corrupted or truncated
 workspace file, a workspace from a newer schema. A batch is written whole or not at all, the error says so
-plainly, recovery finishes the work; a file the engine cannot read is refused at open and left as it was."""
+plainly, recovery finishes the work; a file the engine cannot read is refused at open and left as it was.
+
+The write errors run on both backends (tests/backends.py), each failing as its storage does: DuckDB's I/O
+error, PostgreSQL's (a file the server cannot write, a full disk). DuckDB only: a damaged or empty file and
+a newer schema found in a file are the file's own (PostgreSQL's newer schema: tests/test_postgres_processes.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import psycopg
 import pytest
 from invariants import assert_consistent
 
@@ -22,6 +28,8 @@ from store import items as item_store
 from store.errors import SchemaTooNew, WorkspaceUnreadable, WriteFailed
 from store.migrations import SCHEMA_VERSION
 from store.workspace import Workspace
+from tests.backends import backend_pg_slow_fixture as backend_fixture  # noqa: F401
+from tests.backends import make_engine_fixture, pg_server_fixture, pg_template_fixture  # noqa: F401
 from tests.support import FailsTransiently, finding_definition, fire_one, items_of, run_of, scalar
 
 
@@ -44,17 +52,20 @@ class WriteFault:
             real_apply(tx, updates, *args)
             if self.calls != self.nth:
                 return
-            if self.how == "statement":  # a real DuckDB I/O error inside the transaction
-                tx.conn.exec_driver_sql(f"COPY (SELECT 1) TO '{engine.ws.path}.missing/dir/out.csv'")
+            if self.how == "statement":  # a real I/O error of the database inside the transaction
+                missing = f"{engine.ws.path}.missing" if engine.ws.is_duckdb else "/nonexistent-runledger"
+                tx.conn.exec_driver_sql(f"COPY (SELECT 1) TO '{missing}/dir/out.csv'")  # PostgreSQL: the server's
             else:
                 self.armed_commit = True
 
         def do_commit(dbapi_connection: Any) -> None:
-            if self.armed_commit:  # the commit itself fails (a full disk): DuckDB rolls the transaction back
+            if self.armed_commit:  # the commit itself fails (a full disk): the transaction is rolled back
                 self.armed_commit = False
                 dbapi_connection.rollback()
-                raise duckdb.IOException('IO Error: Could not write to file "ws.duckdb.wal": No space left on '
-                                         'device')
+                if engine.ws.is_duckdb:
+                    raise duckdb.IOException('IO Error: Could not write to file "ws.duckdb.wal": No space left on '
+                                             'device')
+                raise psycopg.errors.DiskFull('could not extend file "base/16384/16411": No space left on device')
             real_commit(dbapi_connection)
 
         monkeypatch.setattr(item_store, "settle_item_outcomes", settle_item_outcomes)
@@ -66,8 +77,9 @@ def test_a_write_error_in_a_batch_leaves_it_unapplied_is_reported_and_recovery_f
         make_engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, how: str) -> None:
     engine = make_engine({"d": finding_definition("d")}, accounts=5, batch_max=2)
     WriteFault(monkeypatch, 2, how, engine)
+    shown = re.escape(engine.ws.shown)  # a file's path, or a server's URL with its password hidden
     with caplog.at_level(logging.ERROR, logger="runledger"), \
-            pytest.raises(WriteFailed, match=r"^The workspace .*ws\.duckdb could not be written \(") as raised:
+            pytest.raises(WriteFailed, match=rf"^The workspace {shown} could not be written \(") as raised:
         fire_one(engine)
     message = str(raised.value)
     assert "this change was rolled back and nothing of it was saved" in message
@@ -253,6 +265,7 @@ DAMAGE = {
 }
 
 
+@pytest.mark.parametrize("backend", ["duckdb"])  # a file's own damage
 @pytest.mark.parametrize("read_only", [False, True], ids=["read-write", "read-only"])
 @pytest.mark.parametrize("damage", list(DAMAGE))
 def test_a_damaged_workspace_is_refused_at_open_and_left_untouched(real_workspace: Path, damage: str,
@@ -283,6 +296,7 @@ def test_an_empty_workspace_file_is_refused_not_initialised(tmp_path: Path) -> N
 
 
 # --- a newer schema ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", ["duckdb"])  # the file, untouched and let go
 @pytest.mark.parametrize("read_only", [False, True], ids=["read-write", "read-only"])
 def test_a_workspace_from_a_newer_schema_is_refused_and_left_untouched(real_workspace: Path, read_only: bool) -> None:
     con = duckdb.connect(str(real_workspace))
