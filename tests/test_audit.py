@@ -14,7 +14,8 @@ from engine import commands
 from store.audit import GENESIS_HASH, entry_hash
 from store.subjects import insert_subjects
 from store.workspace import Workspace
-from tests.backends import backend_fixture, make_engine_fixture, pg_server_fixture, pg_template_fixture  # noqa: F401
+from tests.backends import backend_pg_slow_fixture as backend_fixture  # noqa: F401
+from tests.backends import make_engine_fixture, pg_server_fixture, pg_template_fixture  # noqa: F401
 from tests.support import FailsTransiently, actor, audit_of, finding_definition, fire_one, items_of, scalar
 
 
