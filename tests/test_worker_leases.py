@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -278,7 +279,11 @@ def test_a_cancel_racing_another_workers_completion_of_the_run_is_decided_on_its
             if len(checked) == 2:  # in the cancel's transaction: a works the whole run meanwhile, if it can
                 threading.Thread(target=lambda: (a.executor.execute_run(run_id, "engine:a"), finished.set()),
                                  daemon=True).start()
-                finished.wait(3)
+                deadline = time.monotonic() + 30
+                while scalar(a, "SELECT count(*) FROM run_items WHERE outcome = 'pending'") and \
+                        time.monotonic() < deadline:  # a has claimed both items (in flight, committed)
+                    time.sleep(0.02)
+                finished.wait(2)  # and settles them, and the run, unless the cancel holds the run's row
             real_check(run)
         monkeypatch.setattr(cancel_command, "check_cancellable", check_cancellable)
         said = commands.cancel_run(b, load_actor(b.ws, "sigrid"), run_id, "started by mistake")
