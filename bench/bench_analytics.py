@@ -38,6 +38,7 @@ def store_calls(ws: Any, period: Any) -> None:
     """The store half of ``build_analytics``: the same queries in one read transaction."""
     from store.definitions import read_definitions
     from store.views import analytics as q
+    from store.views.failures import read_failure_account
 
     f = q.AnalyticsFilter(period.start, period.end, period.definitions)
     with ws.read() as conn:
@@ -52,6 +53,7 @@ def store_calls(ws: Any, period: Any) -> None:
         q.count_trigger_events(conn, f)
         q.read_version_history(conn, ids)
         q.read_enablement_changes(conn, ids)
+        read_failure_account(conn, f)  # the integrity statement's account (issue 15), read by the page too
 
 
 def main() -> None:

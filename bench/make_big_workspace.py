@@ -175,6 +175,8 @@ def generate(path: str, n_runs: int, threads: int) -> dict[str, float]:
 
 def _count_items_per_run(path: str) -> None:
     """Each run's item counts by outcome and failure summary, as the engine keeps them (store.run_counts)."""
+    from store.failure_accounts import backfill_failure_accounts
+    from store.rollups import backfill_event_rollups, backfill_rollups
     from store.run_counts import backfill_failure_causes, backfill_item_counts
     from store.workspace import Workspace
 
@@ -182,6 +184,9 @@ def _count_items_per_run(path: str) -> None:
     with ws.engine.begin() as conn:
         backfill_item_counts(conn)
         backfill_failure_causes(conn)
+        backfill_rollups(conn)
+        backfill_failure_accounts(conn)
+        backfill_event_rollups(conn)
     ws.close()
 
 

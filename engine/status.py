@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from core.states import (
     AWAITING_APPROVAL,
     CANCELLED,
@@ -17,6 +19,7 @@ from core.states import (
 )
 from engine.alerts import queue_run_alerts
 from store import runs as run_store
+from store.rollups import apply_run_change, read_run_row
 from store.run_counts import write_item_counts
 from store.tx import Tx
 
@@ -29,6 +32,16 @@ def settle_run_status(tx: Tx, run_id: str, actor: str) -> str:
     run = run_store.lock_run(tx, run_id)  # before counting its items: see lock_run
     if run is None:
         raise LookupError(f"there is no run {run_id} to settle")
+    status = _settle(tx, run, actor)
+    # A run closing, reopening or closed with new counts moves its share of the analytics' rollups, in this
+    # transaction and under this row lock (store/rollups.py); a working run's settle reads nothing more.
+    if run["status"] in TERMINAL_RUN_STATUSES or status in TERMINAL_RUN_STATUSES:
+        apply_run_change(tx.conn, run, read_run_row(tx.conn, run_id))
+    return status
+
+
+def _settle(tx: Tx, run: dict[str, Any], actor: str) -> str:
+    run_id = str(run["run_id"])
     facts = run_store.read_run_facts(tx.conn, run)
     write_item_counts(tx, run, facts.outcome_counts)  # the counts the status comes from, kept on the run
     new = derive_run_status(facts)

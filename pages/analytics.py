@@ -208,7 +208,10 @@ with st.expander("Completion times per automation"):
         *(pl.col(c).map_elements(fmt_duration, return_dtype=pl.String)
           for c in ("p50_seconds", "p90_seconds", "max_seconds"))), column_config={
             "definition_id": "Automation", "closed_runs": "Closed runs", "p50_seconds": "Median",
-            "p90_seconds": "90th percentile", "max_seconds": "Longest"})
+            "p90_seconds": "90th percentile", "max_seconds": "Longest",
+            "approximate": st.column_config.CheckboxColumn(
+                "Within 1%", help="Over many runs the times come from a duration histogram: each within 1% of "
+                                  "the exact figure.")})
     table_downloads(engine.ws, actor, a, "completion-times")
 
 st.subheader("Approvals")

@@ -100,7 +100,8 @@ def build_analytics(ws: Workspace, period: AnalyticsPeriod, now: dt.datetime | N
         completion_buckets=_buckets(bucket_rows),
         completion_times=_frame(time_rows, {"definition_id": pl.String, "closed_runs": pl.Int64,
                                             "p50_seconds": pl.Float64, "p90_seconds": pl.Float64,
-                                            "max_seconds": pl.Float64}).sort("definition_id"),
+                                            "max_seconds": pl.Float64, "approximate": pl.Boolean}
+                                  ).sort("definition_id"),
         approvals=_frame(approval_rows, {"definition_id": pl.String, "decision": pl.String,
                                          "approvals": pl.Int64, "median_wait_seconds": pl.Float64,
                                          "max_wait_seconds": pl.Float64})

@@ -233,9 +233,11 @@ def automation_sentences(a: AutomationFacts) -> list[str]:
         out.append(approval)
     if a.completion and a.completion.get("closed_runs"):
         longest = float(a.completion["max_seconds"] or 0)
+        # Over many runs the times come from the duration rollup (store/rollups.py): within 1%, and said so.
+        about = "≈ " if a.completion.get("approximate") else ""
         out.append("Every run completed within a minute of its trigger." if longest < 60 else
-                   f"Time from trigger to completion: median {duration(a.completion['p50_seconds'])}, "
-                   f"longest {duration(longest)}.")
+                   f"Time from trigger to completion: median {about}{duration(a.completion['p50_seconds'])}, "
+                   f"longest {about}{duration(longest)}.")
     if int(a.row["attention_runs"]):
         out.append(f"Needs attention: {plural(int(a.row['attention_runs']), 'run')} closed with failures "
                    "or failed.")

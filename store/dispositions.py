@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from core.states import ITEM_FAILED
+from store.failure_accounts import refresh_failure_account
 from store.schema import item_dispositions, run_items
 from store.tx import Tx
 
@@ -33,6 +34,7 @@ def insert_disposition(tx: Tx, item: dict[str, Any], definition_id: str, kind: s
         item_id=item["item_id"], run_id=item["run_id"], definition_id=definition_id, kind=kind, reason=reason,
         reference=reference, superseded_by=superseded_by, failure_cause=item["failure_cause"] or "",
         attempts=item["attempts"], decided_by=actor, decided_at=tx.now()))
+    refresh_failure_account(tx.conn, item["run_id"])  # its run's failures now stand otherwise, in this transaction
     return True
 
 

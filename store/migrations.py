@@ -206,6 +206,24 @@ def _v12_retention(conn: sa.Connection) -> None:
     conn.exec_driver_sql("CREATE SEQUENCE IF NOT EXISTS hold_number_seq")
 
 
+def _v13_rollups(conn: sa.Connection) -> None:
+    """Closed runs summed by day and their durations by month, events by day (store/rollups.py), each run's
+    failures as they stand (store/failure_accounts.py), filled from what the workspace holds: the analytics'
+    reads at a million runs. A fresh workspace has the tables from v1 (and nothing to fill)."""
+    from store.failure_accounts import backfill_failure_accounts
+    from store.rollups import backfill_event_rollups, backfill_rollups
+    from store.schema import event_rollups, run_duration_rollups, run_failure_accounts, run_rollups
+
+    for table in (run_rollups, run_duration_rollups, run_failure_accounts, event_rollups):
+        table.create(conn, checkfirst=True)
+    backfill_rollups(conn)
+    backfill_failure_accounts(conn)
+    backfill_event_rollups(conn)
+    if conn.dialect.name == "postgresql":  # the analytics' period reads (DuckDB scans the few rows)
+        conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_failure_accounts_triggered "
+                             "ON run_failure_accounts (triggered_at)")
+
+
 MIGRATIONS: list[tuple[int, Callable[[sa.Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_indexes),
@@ -219,6 +237,7 @@ MIGRATIONS: list[tuple[int, Callable[[sa.Connection], None]]] = [
     (10, _v10_postgres_read_indexes),
     (11, _v11_dispositions),
     (12, _v12_retention),
+    (13, _v13_rollups),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

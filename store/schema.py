@@ -259,6 +259,54 @@ run_failure_causes = sa.Table(  # one row per (run, cause, class) for runs that 
     sa.Column("items_with_failed_attempts", sa.Integer, nullable=False),
 )
 
+# Closed runs summed per (automation, UTC day of their trigger, trigger kind, status, duration bucket) and
+# their trigger-to-completion times per (automation, UTC month, log-spaced key) (schema 13): kept by the very
+# transaction that closes or reopens a run (store/rollups.py), so that a quarter's or all time's analytics read
+# thousands of rows, not a million runs. Derived bookkeeping, not evidence: recomputable from ``runs``.
+run_rollups = sa.Table(
+    "run_rollups", metadata,
+    sa.Column("definition_id", sa.String, primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("trigger_kind", sa.String, primary_key=True),
+    sa.Column("status", sa.String, primary_key=True),
+    sa.Column("bucket", sa.SmallInteger, primary_key=True, autoincrement=False),  # index in DURATION_BUCKETS
+    sa.Column("runs", sa.BigInteger, nullable=False),
+    sa.Column("subjects_matched", sa.BigInteger, nullable=False),
+    sa.Column("actions_invoked", sa.BigInteger, nullable=False),
+    *[sa.Column(c, sa.BigInteger, nullable=False) for c in (
+        "items_pending", "items_succeeded", "items_failed", "items_skipped", "items_awaiting_approval",
+        "items_idempotent_replay")],
+)
+
+run_duration_rollups = sa.Table(
+    "run_duration_rollups", metadata,
+    sa.Column("definition_id", sa.String, primary_key=True),
+    sa.Column("month", sa.Date, primary_key=True),
+    sa.Column("duration_key", sa.Integer, primary_key=True, autoincrement=False),  # see store/rollups.py
+    sa.Column("runs", sa.BigInteger, nullable=False),
+)
+
+# Per run with a failed attempt: how its failed items stand now (store/failure_accounts.py), refreshed by the
+# transaction of each of its settles and dispositions; and events received per UTC day (store/rollups.py,
+# kept by the insert of each event). Both derived (schema 13), for the analytics' reads at a million runs.
+run_failure_accounts = sa.Table(
+    "run_failure_accounts", metadata,
+    sa.Column("run_id", sa.String, primary_key=True),
+    sa.Column("definition_id", sa.String, nullable=False),
+    sa.Column("triggered_at", TS, nullable=False),
+    *[sa.Column(c, sa.Integer, nullable=False) for c in (
+        "failed_items", "recovered", "retrying", "open", "waived", "resolved_outside", "superseded")],
+)
+
+event_rollups = sa.Table(
+    "event_rollups", metadata,
+    sa.Column("kind", sa.String, primary_key=True),
+    sa.Column("event_type", sa.String, primary_key=True),
+    sa.Column("source", sa.String, primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("events", sa.BigInteger, nullable=False),
+)
+
 item_attempts = sa.Table(
     "item_attempts", metadata,
     sa.Column("item_id", sa.String, primary_key=True),

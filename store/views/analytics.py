@@ -9,14 +9,30 @@ Runs page count it; a filter is a small dataclass.
 from __future__ import annotations
 
 import datetime as dt
+import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
+from store import rollups
 from store.portable import quantile_cont, seconds_between
+from store.rollups import utc
 from store.run_counts import COLUMN_OUTCOME, COUNT_COLUMNS
-from store.schema import approvals, audit_log, definition_versions, run_failure_causes, run_items, runs, trigger_events
+from store.schema import (
+    approvals,
+    audit_log,
+    definition_versions,
+    event_rollups,
+    run_duration_rollups,
+    run_failure_causes,
+    run_items,
+    run_rollups,
+    runs,
+    trigger_events,
+)
+from store.views.period_split import split_period
 
 
 @dataclass(frozen=True)
@@ -50,30 +66,63 @@ def _rows(conn: sa.Connection, q: Any) -> list[dict[str, Any]]:
 
 def count_runs_by_definition_week(conn: sa.Connection, f: AnalyticsFilter) -> list[dict[str, Any]]:
     """Runs per (definition, week, trigger kind, status) with their matched subjects and actions invoked."""
-    week = _week(runs.c.triggered_at).label("week")
-    q = (sa.select(runs.c.definition_id, week, runs.c.trigger_kind, runs.c.status,
-                   sa.func.count().label("runs"),
-                   sa.func.coalesce(sa.func.sum(runs.c.subjects_matched), 0).label("subjects_matched"),
-                   sa.func.coalesce(sa.func.sum(runs.c.actions_invoked), 0).label("actions_invoked"))
-         .where(*run_period_conds(f))
-         .group_by(runs.c.definition_id, week, runs.c.trigger_kind, runs.c.status))
-    return _rows(conn, q)
+    out: dict[tuple[Any, ...], dict[str, int]] = {}
+    names = ("runs", "subjects_matched", "actions_invoked")
+    for r in _summed(conn, f, ("trigger_kind", "status"), names):
+        _add(out, (r["definition_id"], r["week"], r["trigger_kind"], r["status"]), r, names)
+    return [{"definition_id": k[0], "week": k[1], "trigger_kind": k[2], "status": k[3], **v} for k, v in out.items()]
 
 
 def count_items_by_definition_week_outcome(conn: sa.Connection, f: AnalyticsFilter) -> list[dict[str, Any]]:
     """Items per (definition, week, outcome), summed from each run's own item counts (store.run_counts):
     a million runs read instead of twenty million items joined. Pending and in-flight count as pending."""
-    week = _week(runs.c.triggered_at).label("week")
-    q = (sa.select(runs.c.definition_id, week,
-                   *[sa.func.coalesce(sa.func.sum(runs.c[c]), 0).label(c) for c in COUNT_COLUMNS])
-         .where(*run_period_conds(f)).group_by(runs.c.definition_id, week))
+    sums: dict[tuple[Any, ...], dict[str, int]] = {}
+    for r in _summed(conn, f, (), COUNT_COLUMNS):
+        _add(sums, (r["definition_id"], r["week"]), r, COUNT_COLUMNS)
     out = []
-    for r in conn.execute(q).mappings():
+    for (definition_id, week), r in sums.items():
         for column, outcome in COLUMN_OUTCOME.items():
             if r[column]:
-                out.append({"definition_id": r["definition_id"], "week": r["week"], "outcome": outcome,
-                            "items": int(r[column])})
+                out.append({"definition_id": definition_id, "week": week, "outcome": outcome, "items": int(r[column])})
     return out
+
+
+def _add(acc: dict[tuple[Any, ...], dict[str, int]], key: tuple[Any, ...], row: Any, names: Sequence[str]) -> None:
+    into = acc.setdefault(key, dict.fromkeys(names, 0))
+    for name in names:
+        into[name] += int(row[name] or 0)
+
+
+def _summed(conn: sa.Connection, f: AnalyticsFilter, by: tuple[str, ...], names: Sequence[str]
+            ) -> Iterator[dict[str, Any]]:
+    """Rows of (definition_id, week, *by, *names): the closed runs of the period's whole UTC days from
+    ``run_rollups``, the rest (open runs, and closed ones of a partial first or last day) from ``runs``."""
+    split = split_period(f, "day")
+    r = run_rollups.c
+    mine = [r.definition_id.in_(f.definitions)] if f.definitions else []
+    if split.whole:
+        week = _week(r.day).label("week")  # summed per week in the database: a few rows per automation and week
+        q = (sa.select(r.definition_id, week, *[r[b] for b in by], *[sa.func.sum(r[n]).label(n) for n in names])
+             .where(*split.whole_conds(r.day), r.runs != 0, *mine)
+             .group_by(r.definition_id, week, *[r[b] for b in by]))
+        for row in conn.execute(q).mappings():
+            yield {**row, "week": _as_week(row["week"])}
+    week = _week(runs.c.triggered_at).label("week")
+    for rest in split.rest_conds():
+        q = (sa.select(runs.c.definition_id, week, *[runs.c[b] for b in by],
+                       *[sa.func.coalesce(sa.func.sum(runs.c[n]), 0).label(n) if n != "runs" else
+                         sa.func.count().label("runs") for n in names])
+             .where(*run_period_conds(f), rest).group_by(runs.c.definition_id, week, *[runs.c[b] for b in by]))
+        for row in conn.execute(q).mappings():
+            yield {**row, "week": _as_week(row["week"])}
+
+
+def _as_week(value: dt.date | dt.datetime) -> dt.datetime:
+    """A week's Monday as the runs' weeks are: midnight UTC, aware (a date's truncation is a date on one
+    backend and a timestamp on the other)."""
+    if not isinstance(value, dt.datetime):
+        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
+    return utc(value)
 
 
 def _causes(f: AnalyticsFilter, *measures: Any) -> Any:
@@ -102,35 +151,75 @@ def count_failed_items_now_by_cause(conn: sa.Connection, f: AnalyticsFilter) -> 
     return _rows(conn, q)
 
 
-# Trigger-to-completion buckets: (label, upper bound in seconds, exclusive). Log-spaced, because a run
-# takes seconds when nothing waits and days when an approval or a retry after an outage does.
-DURATION_BUCKETS: tuple[tuple[str, float], ...] = (
-    ("< 10 s", 10), ("10 s – 1 min", 60), ("1 – 10 min", 600), ("10 min – 1 h", 3600),
-    ("1 – 6 h", 6 * 3600), ("6 – 24 h", 86400), ("1 – 7 days", 7 * 86400), ("> 7 days", float("inf")),
-)
+# Re-exported: the buckets' labels are the analytics page's and the brief's (reporting.analytics).
+DURATION_BUCKETS = rollups.DURATION_BUCKETS
+
+
+def _duration_bucket(secs: Any) -> Any:
+    return sa.case(*[(secs < bound, i) for i, (_, bound) in enumerate(DURATION_BUCKETS[:-1])],
+                   else_=len(DURATION_BUCKETS) - 1)
 
 
 def count_runs_by_completion_bucket(conn: sa.Connection, f: AnalyticsFilter) -> list[dict[str, Any]]:
     """Closed runs per (definition, duration bucket) from trigger to completion."""
-    secs = seconds_between(runs.c.triggered_at, runs.c.completed_at)
-    bucket = sa.case(*[(secs < bound, label) for label, bound in DURATION_BUCKETS[:-1]],
-                     else_=DURATION_BUCKETS[-1][0]).label("bucket")
-    q = (sa.select(runs.c.definition_id, bucket, sa.func.count().label("runs"))
-         .where(runs.c.completed_at.is_not(None), *run_period_conds(f))
-         .group_by(runs.c.definition_id, bucket))
-    return _rows(conn, q)
+    counts: dict[tuple[str, int], int] = {}
+    split = split_period(f, "day")
+    r = run_rollups.c
+    mine = [r.definition_id.in_(f.definitions)] if f.definitions else []
+    if split.whole:
+        q = (sa.select(r.definition_id, r.bucket, sa.func.sum(r.runs))
+             .where(*split.whole_conds(r.day), r.runs != 0, *mine)
+             .group_by(r.definition_id, r.bucket))
+        for definition_id, bucket, n in conn.execute(q):
+            counts[(definition_id, int(bucket))] = counts.get((definition_id, int(bucket)), 0) + int(n)
+    bucket = _duration_bucket(seconds_between(runs.c.triggered_at, runs.c.completed_at)).label("bucket")
+    for rest in split.rest_conds():
+        q = (sa.select(runs.c.definition_id, bucket, sa.func.count())
+             .where(runs.c.completed_at.is_not(None), *run_period_conds(f), rest)
+             .group_by(runs.c.definition_id, bucket))
+        for definition_id, b, n in conn.execute(q):
+            counts[(definition_id, int(b))] = counts.get((definition_id, int(b)), 0) + int(n)
+    return [{"definition_id": d, "bucket": DURATION_BUCKETS[b][0], "runs": n} for (d, b), n in counts.items() if n]
+
+
+# Up to this many closed runs in the period, percentiles are computed from every run's own duration (exact,
+# tens of milliseconds); above it, from the duration rollup (within 1%, and says so: ``approximate``).
+EXACT_PERCENTILES_UP_TO = 20_000
 
 
 def summarize_completion_times(conn: sa.Connection, f: AnalyticsFilter) -> list[dict[str, Any]]:
     """Per definition: closed runs and the median, 90th percentile and longest trigger-to-completion."""
+    split = split_period(f, "month")
     secs = seconds_between(runs.c.triggered_at, runs.c.completed_at)
+    key = sa.case((secs * 1000.0 < 1.0, rollups.ZERO_KEY), else_=sa.cast(sa.func.floor(
+        sa.func.ln(sa.func.greatest(secs * 1000.0, 1.0)) / math.log(rollups.DURATION_RATIO)), sa.Integer)
+    ).label("duration_key")
+    closed = [runs.c.completed_at.is_not(None), *run_period_conds(f)]
+    histogram: dict[str, dict[int, int]] = {}
+    d = run_duration_rollups.c
+    mine = [d.definition_id.in_(f.definitions)] if f.definitions else []
+    if split.whole:
+        q = (sa.select(d.definition_id, d.duration_key, sa.func.sum(d.runs))
+             .where(*split.whole_conds(d.month), d.runs != 0, *mine)
+             .group_by(d.definition_id, d.duration_key))
+        for definition_id, k, n in conn.execute(q):
+            if n:
+                per = histogram.setdefault(definition_id, {})
+                per[int(k)] = per.get(int(k), 0) + int(n)
+    for rest in split.rest_conds():
+        q = sa.select(runs.c.definition_id, key, sa.func.count()).where(*closed, rest)
+        for definition_id, k, n in conn.execute(q.group_by(runs.c.definition_id, key)):
+            per = histogram.setdefault(definition_id, {})
+            per[int(k)] = per.get(int(k), 0) + int(n)
+    if sum(n for per in histogram.values() for n in per.values()) > EXACT_PERCENTILES_UP_TO:
+        return [{"definition_id": definition_id, "closed_runs": sum(per.values()), "approximate": True,
+                 **rollups.percentiles_from(per)} for definition_id, per in sorted(histogram.items())]
     q = (sa.select(runs.c.definition_id, sa.func.count().label("closed_runs"),
                    quantile_cont(secs, 0.5).label("p50_seconds"),
                    quantile_cont(secs, 0.9).label("p90_seconds"),
                    sa.func.max(secs).label("max_seconds"))
-         .where(runs.c.completed_at.is_not(None), *run_period_conds(f))
-         .group_by(runs.c.definition_id))
-    return _rows(conn, q)
+         .where(*closed).group_by(runs.c.definition_id))
+    return [{**row, "approximate": False} for row in _rows(conn, q)]
 
 
 def summarize_approvals(conn: sa.Connection, f: AnalyticsFilter, now: dt.datetime) -> list[dict[str, Any]]:
@@ -158,18 +247,38 @@ def read_approval_decisions(conn: sa.Connection, f: AnalyticsFilter, limit: int 
 
 
 def count_trigger_events(conn: sa.Connection, f: AnalyticsFilter) -> list[dict[str, Any]]:
-    """Events and signals received in the period by (kind, type, source), and how many are undispatched."""
-    conds: list[Any] = [trigger_events.c.kind.in_(("event", "signal"))]
-    if f.start:
-        conds.append(trigger_events.c.occurred_at >= f.start)
-    if f.end:
-        conds.append(trigger_events.c.occurred_at < f.end)
-    q = (sa.select(trigger_events.c.kind, trigger_events.c.event_type, trigger_events.c.source,
-                   sa.func.count().label("events"),
-                   sa.func.count(trigger_events.c.event_id).filter(
-                       trigger_events.c.dispatched_at.is_(None)).label("undispatched"))
-         .where(*conds).group_by(trigger_events.c.kind, trigger_events.c.event_type, trigger_events.c.source))
-    return _rows(conn, q)
+    """Events and signals received in the period by (kind, type, source), and how many are undispatched: the
+    whole UTC days from ``event_rollups`` (store/rollups.py), a partial first or last day from the events, and
+    the undispatched (a handful, through their index) from the events themselves."""
+    kinds = ("event", "signal")
+    e, r = trigger_events.c, event_rollups.c
+    counts: dict[tuple[str, str, str], list[int]] = {}
+    split = split_period(f, "day")
+
+    def add(rows: Any, at: int) -> None:
+        for kind, event_type, source, n in rows:
+            counts.setdefault((kind, event_type, source), [0, 0])[at] += int(n)
+
+    by = (e.kind, e.event_type, e.source)
+    period = [*([e.occurred_at >= f.start] if f.start else []), *([e.occurred_at < f.end] if f.end else [])]
+    if split.whole:
+        add(conn.execute(sa.select(r.kind, r.event_type, r.source, sa.func.sum(r.events))
+                         .where(r.kind.in_(kinds), *split.whole_conds(r.day))
+                         .group_by(r.kind, r.event_type, r.source)), 0)
+        edges = [*([e.occurred_at < _at_midnight(split.first)] if split.first else []),
+                 *([e.occurred_at >= _at_midnight(split.end)] if split.end else [])]
+    else:
+        edges = [sa.true()]
+    for edge in edges:
+        add(conn.execute(sa.select(*by, sa.func.count()).where(e.kind.in_(kinds), *period, edge).group_by(*by)), 0)
+    add(conn.execute(sa.select(*by, sa.func.count()).where(e.dispatched_at.is_(None), e.kind.in_(kinds), *period)
+                     .group_by(*by)), 1)
+    return [{"kind": k[0], "event_type": k[1], "source": k[2], "events": n, "undispatched": u}
+            for k, (n, u) in counts.items() if n]
+
+
+def _at_midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
 
 
 def read_version_history(conn: sa.Connection, definition_ids: tuple[str, ...] = ()) -> list[dict[str, Any]]:

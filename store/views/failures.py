@@ -15,8 +15,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from core.states import ACTED_OUTCOMES, ITEM_FAILED, SKIPPED
-from store.schema import item_attempts, item_dispositions, run_items, runs
+from core.states import ITEM_FAILED
+from store.failure_accounts import KIND_COLUMN, STANDINGS
+from store.schema import item_dispositions, run_failure_accounts, run_items, runs
 from store.views.analytics import AnalyticsFilter, run_period_conds
 
 
@@ -41,26 +42,14 @@ class FailureAccount:
 
 def read_failure_account(conn: sa.Connection, f: AnalyticsFilter, listed: int = 25) -> FailureAccount:
     period = run_period_conds(f)
-    ever_failed = (sa.select(item_attempts.c.item_id)
-                   .select_from(item_attempts.join(runs, runs.c.run_id == item_attempts.c.run_id))
-                   .where(item_attempts.c.outcome == ITEM_FAILED, *period).distinct().subquery())
-    due = run_items.c.retry_due_at.is_not(None).label("due")
-    standing = (sa.select(run_items.c.outcome, item_dispositions.c.kind, due, sa.func.count().label("n"))
-                .select_from(ever_failed.join(run_items, run_items.c.item_id == ever_failed.c.item_id)
-                             .outerjoin(item_dispositions, item_dispositions.c.item_id == run_items.c.item_id))
-                .group_by(run_items.c.outcome, item_dispositions.c.kind, due))
-    total = recovered = open_ = retrying = 0
-    kinds: dict[str, int] = {}
-    for outcome, kind, retry_due, n in conn.execute(standing):
-        total += n
-        if outcome in (*ACTED_OUTCOMES, SKIPPED):  # a retry acted, or its re-check found nothing left to do
-            recovered += n
-        elif outcome == ITEM_FAILED and kind:
-            kinds[kind] = kinds.get(kind, 0) + n
-        elif outcome == ITEM_FAILED and not retry_due:
-            open_ += n
-        else:  # an automatic retry due, or a retry pending or in flight
-            retrying += n
+    a = run_failure_accounts.c  # each run's failures as they stand (store/failure_accounts.py)
+    conds = [*([a.triggered_at >= f.start] if f.start else []), *([a.triggered_at < f.end] if f.end else []),
+             *([a.definition_id.in_(f.definitions)] if f.definitions else [])]
+    sums = conn.execute(sa.select(*[sa.func.coalesce(sa.func.sum(a[c]), 0) for c in ("failed_items", *STANDINGS)])
+                        .where(*conds)).one()
+    total, standing = int(sums[0]), dict(zip(STANDINGS, (int(n) for n in sums[1:]), strict=True))
+    kinds = {kind: standing[column] for kind, column in KIND_COLUMN.items() if standing[column]}
+    recovered, open_, retrying = standing["recovered"], standing["open"], standing["retrying"]
     first_open: tuple[dict[str, Any], ...] = ()
     if open_:
         q = (sa.select(run_items.c.item_id, run_items.c.run_id, runs.c.definition_id, run_items.c.subject_id,

@@ -22,7 +22,9 @@ from core.periods import AnalyticsPeriod
 from core.states import ITEM_FAILED, RunFacts, derive_run_status
 from reporting.integrity import build_integrity_statement
 from store.audit import verify_audit_chain
+from store.failure_accounts import read_failure_accounts, recount_failure_accounts
 from store.records import RECORD_TABLES
+from store.rollups import read_event_rollups, read_rollup_tables, recompute_event_rollups, recompute_rollups
 from store.run_counts import COUNT_COLUMNS, item_count_values
 from store.workspace import Workspace
 
@@ -128,8 +130,24 @@ def _run_violations(conn: sa.Connection) -> list[str]:
     return out
 
 
+def _rollup_violations(conn: sa.Connection) -> list[str]:
+    """The analytics' rollups are the closed runs summed (store/rollups.py), whatever closed, reopened or
+    crashed on the way."""
+    kept, expected = read_rollup_tables(conn), recompute_rollups(conn)
+    out = []
+    for name, k, e in (("run_rollups", kept[0], expected[0]), ("run_duration_rollups", kept[1], expected[1])):
+        for key in sorted(set(k) | set(e), key=repr):
+            if k.get(key) != e.get(key):
+                out.append(f"{name} {key} holds {k.get(key)} but the runs sum to {e.get(key)}")
+    kept_events, events = read_event_rollups(conn), recompute_event_rollups(conn)
+    if kept_events != events:
+        out.append(f"event_rollups hold {kept_events} but the events count {events}")
+    kept_accounts, recounted = read_failure_accounts(conn), recount_failure_accounts(conn)
+    return out + ([f"failure accounts {kept_accounts} != recount {recounted}"] if kept_accounts != recounted else [])
+
+
 def _consistent(conn: sa.Connection) -> list[str]:
-    return _counted(conn, CONSISTENT) + _run_violations(conn)
+    return _counted(conn, CONSISTENT) + _run_violations(conn) + _rollup_violations(conn)
 
 
 def consistency_violations(conn: sa.Connection) -> list[str]:

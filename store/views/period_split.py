@@ -1,0 +1,71 @@
+"""A period cut into what the rollups answer and what ``runs`` itself must: the whole UTC days (or months)
+inside it, and the rest — the open runs anywhere in it, and the closed ones of a partial first or last day.
+
+The rollups (store/rollups.py) hold closed runs only, by the UTC day (or month) of their trigger, so a
+period that starts or ends mid-day still gets exact figures: its partial days are read from ``runs`` (a few
+thousand rows at most), its whole days from the rollup.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import sqlalchemy as sa
+
+from core.states import OPEN_RUN_STATUSES, TERMINAL_RUN_STATUSES
+from store.rollups import utc
+from store.schema import runs
+
+Unit = Literal["day", "month"]
+
+
+def _floor(t: dt.datetime, unit: Unit) -> dt.date:
+    d = utc(t).date()
+    return d.replace(day=1) if unit == "month" else d
+
+
+def _ceil(t: dt.datetime, unit: Unit) -> dt.date:
+    t = utc(t)
+    d = _floor(t, unit)
+    if dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC) == t:
+        return d
+    if unit == "day":
+        return d + dt.timedelta(days=1)
+    return (d + dt.timedelta(days=32)).replace(day=1)
+
+
+def _at(d: dt.date) -> dt.datetime:
+    return dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class PeriodSplit:
+    first: dt.date | None  # the first whole day (month) of the period; None: no lower bound
+    end: dt.date | None  # the first day (month) after the whole ones; None: no upper bound
+
+    @property
+    def whole(self) -> bool:
+        """Whether any whole day (month) lies in the period."""
+        return self.first is None or self.end is None or self.first < self.end
+
+    def whole_conds(self, column: Any) -> list[Any]:
+        """The rollup's rows of the whole days (months): ``column`` is its day (month)."""
+        return [*([column >= self.first] if self.first else []), *([column < self.end] if self.end else [])]
+
+    def rest_conds(self) -> list[Any]:
+        """The runs no rollup row of the whole part holds, as separate conditions (each one index-friendly,
+        and disjoint: to be read from ``runs`` one by one, with the period's own conditions): the open runs,
+        and the closed ones of the partial first and last day (month). An OR of them would read every run."""
+        closed = runs.c.status.in_(sorted(TERMINAL_RUN_STATUSES))
+        if not self.whole:
+            return [sa.true()]
+        return [runs.c.status.in_(OPEN_RUN_STATUSES),
+                *([sa.and_(closed, runs.c.triggered_at < _at(self.first))] if self.first else []),
+                *([sa.and_(closed, runs.c.triggered_at >= _at(self.end))] if self.end else [])]
+
+
+def split_period(f: Any, unit: Unit) -> PeriodSplit:
+    """``f``: anything with ``start`` and ``end`` (inclusive, exclusive; None: unbounded)."""
+    return PeriodSplit(_ceil(f.start, unit) if f.start else None, _floor(f.end, unit) if f.end else None)
