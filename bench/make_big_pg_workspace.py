@@ -116,7 +116,28 @@ def copy_workspace(duck_path: str, url: str) -> dict[str, float]:
         figures["database_gib"] = round(int(pg.execute(  # type: ignore[index]
             "SELECT pg_database_size(current_database())").fetchone()[0]) / 2**30, 1)
     figures["vacuum_analyze_s"] = round(time.perf_counter() - t, 1)
+    t = time.perf_counter()
+    _sum_for_the_analytics(url)
+    figures["rollups_s"] = round(time.perf_counter() - t, 1)
     return figures
+
+
+def _sum_for_the_analytics(url: str) -> None:
+    """Schema 13's rollups, from the rows just copied, as the migration fills them on an existing workspace
+    (measured 2026-12-07: 38 s for 1,000,000 runs, load 3)."""
+    from store.failure_accounts import backfill_failure_accounts
+    from store.rollups import backfill_event_rollups, backfill_rollups
+    from store.workspace import Workspace
+
+    ws = Workspace(url)
+    with ws.transaction() as tx:
+        backfill_rollups(tx.conn)
+        backfill_failure_accounts(tx.conn)
+        backfill_event_rollups(tx.conn)
+    with ws.transaction() as tx:
+        for table in ("run_rollups", "run_duration_rollups", "run_failure_accounts", "event_rollups"):
+            tx.conn.exec_driver_sql(f"ANALYZE {table}")
+    ws.close()
 
 
 def main() -> None:
