@@ -47,7 +47,8 @@ def _as_schema_9(db: str) -> None:
         with ws.engine.begin() as conn:
             for name in V10_INDEXES & _index_names(conn):
                 conn.exec_driver_sql(f"DROP INDEX {name}")
-            for table in ("item_dispositions", "legal_holds", "retention_archives"):  # v11, v12
+            for table in ("item_dispositions", "legal_holds", "retention_archives",  # v11, v12
+                          "run_rollups", "run_duration_rollups", "run_failure_accounts", "event_rollups"):  # v13
                 conn.exec_driver_sql(f"DROP TABLE {table}")
             conn.exec_driver_sql("UPDATE schema_meta SET value = '9' WHERE key = 'schema_version'")
     finally:
@@ -55,7 +56,7 @@ def _as_schema_9(db: str) -> None:
 
 
 def test_a_workspace_of_schema_9_upgrades_to_10_and_on(workspace_db: str, backend: str) -> None:
-    assert SCHEMA_VERSION == 12
+    assert SCHEMA_VERSION == 13
     _as_schema_9(workspace_db)
     ws = Workspace(workspace_db, read_only=True)  # read-only: looks, upgrades nothing
     try:
@@ -69,8 +70,9 @@ def test_a_workspace_of_schema_9_upgrades_to_10_and_on(workspace_db: str, backen
         with ws.read() as conn:
             assert _schema_version(conn) == SCHEMA_VERSION
             present = V10_INDEXES & _index_names(conn)
-            assert all(sa.inspect(conn).has_table(t) for t in ("item_dispositions", "legal_holds",
-                                                               "retention_archives"))  # v11, v12
+            assert all(sa.inspect(conn).has_table(t) for t in (
+                "item_dispositions", "legal_holds", "retention_archives",  # v11, v12
+                "run_rollups", "run_duration_rollups", "run_failure_accounts", "event_rollups"))  # v13
         assert present == (V10_INDEXES if backend == "postgresql" else set())
     finally:
         ws.close()

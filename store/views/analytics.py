@@ -108,7 +108,7 @@ def _summed(conn: sa.Connection, f: AnalyticsFilter, by: tuple[str, ...], names:
         for row in conn.execute(q).mappings():
             yield {**row, "week": _as_week(row["week"])}
     week = _week(runs.c.triggered_at).label("week")
-    for rest in split.rest_conds():
+    for rest in split.rest_conds(conn):
         q = (sa.select(runs.c.definition_id, week, *[runs.c[b] for b in by],
                        *[sa.func.coalesce(sa.func.sum(runs.c[n]), 0).label(n) if n != "runs" else
                          sa.func.count().label("runs") for n in names])
@@ -173,7 +173,7 @@ def count_runs_by_completion_bucket(conn: sa.Connection, f: AnalyticsFilter) -> 
         for definition_id, bucket, n in conn.execute(q):
             counts[(definition_id, int(bucket))] = counts.get((definition_id, int(bucket)), 0) + int(n)
     bucket = _duration_bucket(seconds_between(runs.c.triggered_at, runs.c.completed_at)).label("bucket")
-    for rest in split.rest_conds():
+    for rest in split.rest_conds(conn):
         q = (sa.select(runs.c.definition_id, bucket, sa.func.count())
              .where(runs.c.completed_at.is_not(None), *run_period_conds(f), rest)
              .group_by(runs.c.definition_id, bucket))
@@ -206,7 +206,7 @@ def summarize_completion_times(conn: sa.Connection, f: AnalyticsFilter) -> list[
             if n:
                 per = histogram.setdefault(definition_id, {})
                 per[int(k)] = per.get(int(k), 0) + int(n)
-    for rest in split.rest_conds():
+    for rest in split.rest_conds(conn):
         q = sa.select(runs.c.definition_id, key, sa.func.count()).where(*closed, rest)
         for definition_id, k, n in conn.execute(q.group_by(runs.c.definition_id, key)):
             per = histogram.setdefault(definition_id, {})

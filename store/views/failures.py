@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from core.states import ITEM_FAILED
 from store.failure_accounts import KIND_COLUMN, STANDINGS
 from store.schema import item_dispositions, run_failure_accounts, run_items, runs
-from store.views.analytics import AnalyticsFilter, run_period_conds
+from store.views.analytics import AnalyticsFilter
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,6 @@ class FailureAccount:
 
 
 def read_failure_account(conn: sa.Connection, f: AnalyticsFilter, listed: int = 25) -> FailureAccount:
-    period = run_period_conds(f)
     a = run_failure_accounts.c  # each run's failures as they stand (store/failure_accounts.py)
     conds = [*([a.triggered_at >= f.start] if f.start else []), *([a.triggered_at < f.end] if f.end else []),
              *([a.definition_id.in_(f.definitions)] if f.definitions else [])]
@@ -52,12 +51,32 @@ def read_failure_account(conn: sa.Connection, f: AnalyticsFilter, listed: int = 
     recovered, open_, retrying = standing["recovered"], standing["open"], standing["retrying"]
     first_open: tuple[dict[str, Any], ...] = ()
     if open_:
-        q = (sa.select(run_items.c.item_id, run_items.c.run_id, runs.c.definition_id, run_items.c.subject_id,
-                       run_items.c.failure_cause, run_items.c.failure_class)
-             .select_from(run_items.join(runs, runs.c.run_id == run_items.c.run_id)
-                          .outerjoin(item_dispositions, item_dispositions.c.item_id == run_items.c.item_id))
-             .where(run_items.c.outcome == ITEM_FAILED, item_dispositions.c.item_id.is_(None),
-                    run_items.c.retry_due_at.is_(None), runs.c.items_failed > 0, *period)
-             .order_by(runs.c.run_number, run_items.c.position).limit(listed))
-        first_open = tuple(dict(r) for r in conn.execute(q).mappings())
+        first_open = _first_open(conn, conds, listed)
     return FailureAccount(total, recovered, dict(sorted(kinds.items())), open_, retrying, first_open)
+
+
+def _first_open(conn: sa.Connection, account_conds: list[Any], listed: int) -> tuple[dict[str, Any], ...]:
+    """The first ``listed`` open failures, oldest run first: the runs from the accounts (those with open
+    failures), then only those runs' items, bounded by the runs' id range so that DuckDB skips the row
+    groups of every other run (items are stored in run order) and PostgreSQL reads them by run."""
+    a = run_failure_accounts.c
+    picked = conn.execute(sa.select(runs.c.run_id, a.open).select_from(
+        run_failure_accounts.join(runs, runs.c.run_id == a.run_id)).where(a.open > 0, *account_conds)
+        .order_by(runs.c.run_number).limit(listed)).all()
+    run_ids, taken = [], 0
+    for run_id, n in picked:
+        run_ids.append(run_id)
+        taken += n
+        if taken >= listed:
+            break
+    if not run_ids:
+        return ()
+    q = (sa.select(run_items.c.item_id, run_items.c.run_id, runs.c.definition_id, run_items.c.subject_id,
+                   run_items.c.failure_cause, run_items.c.failure_class)
+         .select_from(run_items.join(runs, runs.c.run_id == run_items.c.run_id)
+                      .outerjoin(item_dispositions, item_dispositions.c.item_id == run_items.c.item_id))
+         .where(run_items.c.outcome == ITEM_FAILED, item_dispositions.c.item_id.is_(None),
+                run_items.c.retry_due_at.is_(None), run_items.c.run_id.in_(run_ids),
+                run_items.c.run_id.between(min(run_ids), max(run_ids)))
+         .order_by(runs.c.run_number, run_items.c.position).limit(listed))
+    return tuple(dict(r) for r in conn.execute(q).mappings())
