@@ -43,10 +43,8 @@ def store_calls(ws: Any, period: Any) -> None:
     f = q.AnalyticsFilter(period.start, period.end, period.definitions)
     with ws.read() as conn:
         ids = tuple(d["definition_id"] for d in read_definitions(conn))
-        q.count_runs_by_definition_week(conn, f)
-        q.count_items_by_definition_week_outcome(conn, f)
-        q.count_failed_attempts_by_cause(conn, f)
-        q.count_failed_items_now_by_cause(conn, f)
+        q.count_runs_and_items_by_week(conn, f)
+        q.count_failures_by_cause(conn, f)
         q.count_runs_by_completion_bucket(conn, f)
         q.summarize_completion_times(conn, f)
         q.summarize_approvals(conn, f, dt.datetime.now(UTC))

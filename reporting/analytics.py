@@ -72,10 +72,8 @@ def build_analytics(ws: Workspace, period: AnalyticsPeriod, now: dt.datetime | N
     with ws.read() as conn:
         definitions = [d for d in read_definitions(conn)
                        if not period.definitions or d["definition_id"] in period.definitions]
-        run_rows = q.count_runs_by_definition_week(conn, f)
-        item_rows = q.count_items_by_definition_week_outcome(conn, f)
-        cause_rows = q.count_failed_attempts_by_cause(conn, f)
-        still_rows = q.count_failed_items_now_by_cause(conn, f)
+        run_rows, item_rows = q.count_runs_and_items_by_week(conn, f)
+        cause_rows, still_rows = q.count_failures_by_cause(conn, f)
         bucket_rows = q.count_runs_by_completion_bucket(conn, f)
         time_rows = q.summarize_completion_times(conn, f)
         approval_rows = q.summarize_approvals(conn, f, now)

@@ -64,27 +64,35 @@ def _rows(conn: sa.Connection, q: Any) -> list[dict[str, Any]]:
     return [dict(r) for r in conn.execute(q).mappings()]
 
 
-def count_runs_by_definition_week(conn: sa.Connection, f: AnalyticsFilter) -> list[dict[str, Any]]:
-    """Runs per (definition, week, trigger kind, status) with their matched subjects and actions invoked."""
+def count_runs_and_items_by_week(conn: sa.Connection, f: AnalyticsFilter) -> tuple[list[dict[str, Any]],
+                                                                                    list[dict[str, Any]]]:
+    """Both of the below from one pass (what the analytics read): runs per (definition, week, trigger kind,
+    status), and items per (definition, week, outcome) summed from the same rows."""
+    names = ("runs", "subjects_matched", "actions_invoked", *COUNT_COLUMNS)
     out: dict[tuple[Any, ...], dict[str, int]] = {}
-    names = ("runs", "subjects_matched", "actions_invoked")
     for r in _summed(conn, f, ("trigger_kind", "status"), names):
         _add(out, (r["definition_id"], r["week"], r["trigger_kind"], r["status"]), r, names)
-    return [{"definition_id": k[0], "week": k[1], "trigger_kind": k[2], "status": k[3], **v} for k, v in out.items()]
+    run_rows = [{"definition_id": k[0], "week": k[1], "trigger_kind": k[2], "status": k[3],
+                 "runs": v["runs"], "subjects_matched": v["subjects_matched"], "actions_invoked": v["actions_invoked"]}
+                for k, v in out.items() if v["runs"]]
+    sums: dict[tuple[Any, ...], dict[str, int]] = {}
+    for k, v in out.items():
+        _add(sums, k[:2], v, COUNT_COLUMNS)
+    item_rows = [{"definition_id": definition_id, "week": week, "outcome": outcome, "items": int(r[column])}
+                 for (definition_id, week), r in sums.items() for column, outcome in COLUMN_OUTCOME.items()
+                 if r[column]]
+    return run_rows, item_rows
+
+
+def count_runs_by_definition_week(conn: sa.Connection, f: AnalyticsFilter) -> list[dict[str, Any]]:
+    """Runs per (definition, week, trigger kind, status) with their matched subjects and actions invoked."""
+    return count_runs_and_items_by_week(conn, f)[0]
 
 
 def count_items_by_definition_week_outcome(conn: sa.Connection, f: AnalyticsFilter) -> list[dict[str, Any]]:
     """Items per (definition, week, outcome), summed from each run's own item counts (store.run_counts):
     a million runs read instead of twenty million items joined. Pending and in-flight count as pending."""
-    sums: dict[tuple[Any, ...], dict[str, int]] = {}
-    for r in _summed(conn, f, (), COUNT_COLUMNS):
-        _add(sums, (r["definition_id"], r["week"]), r, COUNT_COLUMNS)
-    out = []
-    for (definition_id, week), r in sums.items():
-        for column, outcome in COLUMN_OUTCOME.items():
-            if r[column]:
-                out.append({"definition_id": definition_id, "week": week, "outcome": outcome, "items": int(r[column])})
-    return out
+    return count_runs_and_items_by_week(conn, f)[1]
 
 
 def _add(acc: dict[tuple[Any, ...], dict[str, int]], key: tuple[Any, ...], row: Any, names: Sequence[str]) -> None:
@@ -134,21 +142,31 @@ def _causes(f: AnalyticsFilter, *measures: Any) -> Any:
             .group_by(c.definition_id, c.failure_cause, c.failure_class))
 
 
-def count_failed_attempts_by_cause(conn: sa.Connection, f: AnalyticsFilter) -> list[dict[str, Any]]:
-    """Every failed attempt in the period by (definition, cause, class): failures that a retry later
-    recovered count too, which is what an auditor asks about ("what went wrong, and how often")."""
+def count_failures_by_cause(conn: sa.Connection, f: AnalyticsFilter) -> tuple[list[dict[str, Any]],
+                                                                                list[dict[str, Any]]]:
+    """Both of the below from one pass over the period's failure summaries (what the analytics read)."""
     c = run_failure_causes.c
     q = _causes(f, sa.func.sum(c.failed_attempts).label("attempts"),
                 sa.func.sum(c.items_with_failed_attempts).label("items"),
-                sa.func.count().filter(c.failed_attempts > 0).label("runs")).having(sa.func.sum(c.failed_attempts) > 0)
-    return _rows(conn, q)
+                sa.func.count().filter(c.failed_attempts > 0).label("runs"),
+                sa.func.sum(c.failed_items).label("still_failed"))
+    rows = _rows(conn, q)
+    key = ("definition_id", "failure_cause", "failure_class")
+    return ([{**{k: r[k] for k in key}, "attempts": r["attempts"], "items": r["items"], "runs": r["runs"]}
+             for r in rows if r["attempts"] and r["attempts"] > 0],
+            [{**{k: r[k] for k in key}, "still_failed": r["still_failed"]}
+             for r in rows if r["still_failed"] and r["still_failed"] > 0])
+
+
+def count_failed_attempts_by_cause(conn: sa.Connection, f: AnalyticsFilter) -> list[dict[str, Any]]:
+    """Every failed attempt in the period by (definition, cause, class): failures that a retry later
+    recovered count too, which is what an auditor asks about ("what went wrong, and how often")."""
+    return count_failures_by_cause(conn, f)[0]
 
 
 def count_failed_items_now_by_cause(conn: sa.Connection, f: AnalyticsFilter) -> list[dict[str, Any]]:
     """Items still failed, by (definition, cause, class): the part of the failures not yet recovered."""
-    c = run_failure_causes.c
-    q = _causes(f, sa.func.sum(c.failed_items).label("still_failed")).having(sa.func.sum(c.failed_items) > 0)
-    return _rows(conn, q)
+    return count_failures_by_cause(conn, f)[1]
 
 
 # Re-exported: the buckets' labels are the analytics page's and the brief's (reporting.analytics).

@@ -56,13 +56,12 @@ def read_failure_account(conn: sa.Connection, f: AnalyticsFilter, listed: int = 
 
 
 def _first_open(conn: sa.Connection, account_conds: list[Any], listed: int) -> tuple[dict[str, Any], ...]:
-    """The first ``listed`` open failures, oldest run first: the runs from the accounts (those with open
+    """The first ``listed`` open failures, earliest triggered run first: the runs from the accounts (those with open
     failures), then only those runs' items, bounded by the runs' id range so that DuckDB skips the row
     groups of every other run (items are stored in run order) and PostgreSQL reads them by run."""
     a = run_failure_accounts.c
-    picked = conn.execute(sa.select(runs.c.run_id, a.open).select_from(
-        run_failure_accounts.join(runs, runs.c.run_id == a.run_id)).where(a.open > 0, *account_conds)
-        .order_by(runs.c.run_number).limit(listed)).all()
+    picked = conn.execute(sa.select(a.run_id, a.open).where(a.open > 0, *account_conds)
+                          .order_by(a.triggered_at, a.run_id).limit(listed)).all()  # PostgreSQL: by its index
     run_ids, taken = [], 0
     for run_id, n in picked:
         run_ids.append(run_id)
@@ -78,5 +77,5 @@ def _first_open(conn: sa.Connection, account_conds: list[Any], listed: int) -> t
          .where(run_items.c.outcome == ITEM_FAILED, item_dispositions.c.item_id.is_(None),
                 run_items.c.retry_due_at.is_(None), run_items.c.run_id.in_(run_ids),
                 run_items.c.run_id.between(min(run_ids), max(run_ids)))
-         .order_by(runs.c.run_number, run_items.c.position).limit(listed))
+         .order_by(runs.c.triggered_at, runs.c.run_number, run_items.c.position).limit(listed))
     return tuple(dict(r) for r in conn.execute(q).mappings())
