@@ -36,8 +36,12 @@ def main() -> None:
     with ws.read() as conn:
         runs, items = conn.exec_driver_sql("SELECT (SELECT count(*) FROM runs), (SELECT count(*) FROM run_items)"
                                            ).one()
+        # Items picked by row id from a seeded generator, so that two runs (before and after a change, or
+        # against two copies of a workspace) time the same subjects; ``USING SAMPLE`` picks anew each time.
+        rows = random.Random(args.seed).sample(range(items), min(items, args.subjects * 2))
         picked = conn.exec_driver_sql(
-            f"SELECT subject_kind, subject_id FROM run_items USING SAMPLE {args.subjects * 4} ROWS").all()
+            f"SELECT subject_kind, subject_id FROM run_items WHERE rowid IN ({', '.join(map(str, rows))})").all()
+    picked.sort()
     random.Random(args.seed).shuffle(picked)
     subjects = list(dict.fromkeys((str(k), str(s)) for k, s in picked))[:args.subjects]
     samples, entries = [], []

@@ -54,6 +54,9 @@ def replay(src: str, dst: str, batch: int) -> dict[str, float]:
         raw.execute(f"ATTACH '{src}' AS src (READ_ONLY)")
     with ws.transaction() as tx:  # untimed: the registers and the run itself, as the trigger left them
         raw = tx.raw
+        # Registers are declared data (schema 5): the accounts table is the register's, made when the engine
+        # loaded its registers folder, so it is copied as the source holds it.
+        raw.execute("CREATE TABLE IF NOT EXISTS accounts AS SELECT * FROM src.accounts LIMIT 0")
         for table in ("accounts", "runs", "trigger_events", "definitions", "definition_versions"):
             raw.execute(f"INSERT INTO {table} SELECT * FROM src.{table}")
         raw.execute("UPDATE runs SET started_at = NULL, completed_at = NULL, status = 'pending'")

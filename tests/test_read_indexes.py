@@ -56,7 +56,7 @@ def _as_schema_9(db: str) -> None:
 
 
 def test_a_workspace_of_schema_9_upgrades_to_10_and_on(workspace_db: str, backend: str) -> None:
-    assert SCHEMA_VERSION == 13
+    assert SCHEMA_VERSION == 14
     _as_schema_9(workspace_db)
     ws = Workspace(workspace_db, read_only=True)  # read-only: looks, upgrades nothing
     try:
@@ -90,7 +90,7 @@ def _plans(ws: Workspace, call: Callable[[sa.Connection], Any]) -> str:
     issued: list[tuple[str, Any]] = []
 
     def note(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
             issued.append((statement, parameters))
 
     sa.event.listen(ws.engine, "before_cursor_execute", note)

@@ -2,8 +2,8 @@
 
 Every run that matched it (and the re-checks that excluded it, as skipped items), every attempt with its
 outcome, every record created for it, every change a register load made to it, every event raised for it,
-the approvals and dispositions of its items. Read by a handful of indexed statements keyed by the subject
-(``run_items`` by subject, then everything by those item ids), never by scanning runs.
+the approvals and dispositions of its items. Read by a handful of statements keyed by the subject (its items
+and their attempts by index: store/views/subject_items.py), never by scanning runs.
 """
 
 from __future__ import annotations
@@ -13,15 +13,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from store.schema import (
-    approvals,
-    item_attempts,
-    item_dispositions,
-    run_items,
-    runs,
-    subject_changes,
-    trigger_events,
-)
+from store.schema import approvals, item_dispositions, subject_changes, trigger_events
+from store.views.subject_items import read_items_attempts, read_subject_items
 
 STORY_ITEMS = 5000  # items read per subject; a story longer than that says so
 
@@ -42,13 +35,7 @@ def _sort_key(e: dict[str, Any]) -> tuple[Any, int, str]:
 
 def read_subject_story(conn: sa.Connection, kind: str, subject_id: str) -> tuple[list[dict[str, Any]], bool]:
     """(entries oldest first, whether items were cut at STORY_ITEMS)."""
-    items = [dict(r) for r in conn.execute(
-        sa.select(run_items.c.item_id, run_items.c.run_id, run_items.c.action, run_items.c.outcome,
-                  run_items.c.skip_reason, run_items.c.record_ref, run_items.c.updated_at, runs.c.definition_id,
-                  runs.c.definition_version, runs.c.triggered_at, runs.c.trigger_kind, runs.c.trigger_source)
-        .select_from(run_items.join(runs, runs.c.run_id == run_items.c.run_id))
-        .where(run_items.c.subject_kind == kind, run_items.c.subject_id == subject_id)
-        .order_by(runs.c.run_number, run_items.c.position).limit(STORY_ITEMS + 1)).mappings()]
+    items = read_subject_items(conn, kind, subject_id, STORY_ITEMS + 1)
     cut = len(items) > STORY_ITEMS
     items = items[:STORY_ITEMS]
     ids = [i["item_id"] for i in items]
@@ -60,12 +47,14 @@ def read_subject_story(conn: sa.Connection, kind: str, subject_id: str) -> tuple
         if i["outcome"] == "skipped" and i["skip_reason"]:
             out.append(_entry(i["updated_at"], "excluded", i["skip_reason"], i["run_id"], i["item_id"]))
     if ids:
-        for a in conn.execute(sa.select(item_attempts).where(item_attempts.c.item_id.in_(ids))).mappings():
+        run_of = {i["item_id"]: i["run_id"] for i in items}
+        for a in read_items_attempts(conn, ids):
             detail = a["failure_cause"] or (f"record {a['record_ref']}" if a["record_ref"] else "")
-            out.append(_entry(a["started_at"], f"attempt {a['attempt']}: {a['outcome']}", detail, a["run_id"],
+            run_id = run_of[a["item_id"]]
+            out.append(_entry(a["started_at"], f"attempt {a['attempt']}: {a['outcome']}", detail, run_id,
                               a["item_id"], a["actor"]))
             if a["record_ref"] and a["outcome"] == "succeeded":
-                out.append(_entry(a["finished_at"] or a["started_at"], "record created", a["record_ref"], a["run_id"],
+                out.append(_entry(a["finished_at"] or a["started_at"], "record created", a["record_ref"], run_id,
                                   a["item_id"], a["actor"]))
         for ap in conn.execute(sa.select(approvals).where(approvals.c.item_id.in_(ids))).mappings():
             out.append(_entry(ap["opened_at"], "approval requested", "", ap["run_id"], ap["item_id"]))
