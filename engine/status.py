@@ -36,7 +36,7 @@ def settle_run_status(tx: Tx, run_id: str, actor: str) -> str:
     # A run closing, reopening or closed with new counts moves its share of the analytics' rollups, in this
     # transaction and under this row lock (store/rollups.py); a working run's settle reads nothing more.
     if run["status"] in TERMINAL_RUN_STATUSES or status in TERMINAL_RUN_STATUSES:
-        apply_run_change(tx.conn, run, read_run_row(tx.conn, run_id))
+        apply_run_change(tx, run, read_run_row(tx.conn, run_id))
     return status
 
 

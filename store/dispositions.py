@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from core.states import ITEM_FAILED
 from store.failure_accounts import refresh_failure_account
-from store.schema import item_dispositions, run_items
+from store.schema import item_dispositions, run_items, runs
 from store.tx import Tx
 
 
@@ -34,7 +34,11 @@ def insert_disposition(tx: Tx, item: dict[str, Any], definition_id: str, kind: s
         item_id=item["item_id"], run_id=item["run_id"], definition_id=definition_id, kind=kind, reason=reason,
         reference=reference, superseded_by=superseded_by, failure_cause=item["failure_cause"] or "",
         attempts=item["attempts"], decided_by=actor, decided_at=tx.now()))
-    refresh_failure_account(tx.conn, item["run_id"])  # its run's failures now stand otherwise, in this transaction
+    # Its run's failures now stand otherwise. Recounted under the run's row lock (PostgreSQL), as every settle
+    # recounts them: two recounts of one run never interleave. Taken after the item's, as a retry takes them.
+    if tx.conn.dialect.name == "postgresql":
+        tx.conn.execute(sa.select(runs.c.run_id).where(runs.c.run_id == item["run_id"]).with_for_update())
+    refresh_failure_account(tx.conn, item["run_id"])
     return True
 
 

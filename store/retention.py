@@ -247,7 +247,7 @@ def remove_archived(tx: Tx, plan: RetentionPlan) -> dict[str, int]:
     deleted: dict[str, int] = {}
     if plan.run_ids:
         runs_q = plan.runs_query()
-        remove_runs(tx.conn, s.runs.c.run_id.in_(runs_q))  # the analytics' sums forget them with them
+        remove_runs(tx, s.runs.c.run_id.in_(runs_q))  # the analytics' sums forget them with them
         tx.conn.execute(s.run_failure_accounts.delete().where(s.run_failure_accounts.c.run_id.in_(runs_q)))
         for name, table, where in ARCHIVED_TABLES:
             deleted[name] = int(tx.conn.execute(table.delete().where(where(runs_q))).rowcount or 0)

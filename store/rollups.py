@@ -15,8 +15,9 @@ read from ``runs`` itself.
   idea: relative, not absolute, error). Months, not days, because durations spread over hundreds of keys.
 
 ``apply_run_change`` is called with the run's row before and after every settle (``engine.status``), under
-the run's row lock: it takes the old contribution away and adds the new one, in one sorted order of keys so
-two transactions never wait on each other's rows crosswise. ``backfill_rollups`` recomputes both tables from
+the run's row lock: it takes the old contribution away and adds the new one. The rows are written when the
+transaction ends (``Tx.add_to_sums``, ``write_sums``), after every other lock it takes, keys in one sorted
+order, so two transactions never wait on each other's rows crosswise. ``backfill_rollups`` recomputes both tables from
 ``runs`` (the migration; tests hold the kept tables equal to it).
 """
 
@@ -31,6 +32,7 @@ import sqlalchemy as sa
 
 from core.states import TERMINAL_RUN_STATUSES
 from store.schema import event_rollups, run_duration_rollups, run_rollups, runs, trigger_events
+from store.tx import Tx
 
 # Trigger-to-completion buckets: (label, upper bound in seconds, exclusive). Log-spaced, because a run
 # takes seconds when nothing waits and days when an approval or a retry after an outage does.
@@ -120,22 +122,35 @@ _DAY_KEY = ("definition_id", "day", "trigger_kind", "status", "bucket")
 _MONTH_KEY = ("definition_id", "month", "duration_key")
 
 
-def apply_deltas(conn: sa.Connection, pairs: Iterable[tuple[Mapping[str, Any] | None, int]]) -> None:
-    """Add (+1) or take away (-1) runs' contributions, keys in one sorted order (see the module's text)."""
+def apply_deltas(tx: Tx, pairs: Iterable[tuple[Mapping[str, Any] | None, int]]) -> None:
+    """Add (+1) or take away (-1) runs' contributions, at the end of the transaction (``Tx.add_to_sums``)."""
     days, months = _deltas(pairs)
-    for key in sorted(days, key=repr):
-        _upsert(conn, run_rollups, _DAY_KEY, key, days[key])
-    for key in sorted(months, key=repr):
-        _upsert(conn, run_duration_rollups, _MONTH_KEY, key, {"runs": months[key]})
+    for key, measures in days.items():
+        tx.add_to_sums(run_rollups.name, key, measures)
+    for key, n in months.items():
+        tx.add_to_sums(run_duration_rollups.name, key, {"runs": n})
 
 
-def apply_run_change(conn: sa.Connection, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> None:
+_TABLES = {t.name: (t, k) for t, k in ((run_rollups, _DAY_KEY), (run_duration_rollups, _MONTH_KEY),
+                                       (event_rollups, ("kind", "event_type", "source", "day")))}
+
+
+def write_sums(conn: sa.Connection, sums: Mapping[tuple[str, Key], Mapping[str, int]]) -> None:
+    """A transaction's rollup changes, keys in one sorted order (``Workspace.transaction``, at its end)."""
+    for (table_name, key) in sorted(sums, key=repr):
+        measures = sums[(table_name, key)]
+        if any(measures.values()):
+            table, key_names = _TABLES[table_name]
+            _upsert(conn, table, key_names, key, measures)
+
+
+def apply_run_change(tx: Tx, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> None:
     """A run's row changed (its settle): move its contribution from what it was to what it is."""
     if not (_closed(before) or _closed(after)):
         return  # open before and after: nothing of it is summed (nearly every settle of a working run)
     if before is not None and after is not None and all(before[c] == after[c] for c in _COLUMNS):
         return
-    apply_deltas(conn, [(before, -1), (after, +1)])
+    apply_deltas(tx, [(before, -1), (after, +1)])
 
 
 def read_run_row(conn: sa.Connection, run_id: str) -> dict[str, Any] | None:
@@ -143,10 +158,10 @@ def read_run_row(conn: sa.Connection, run_id: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
-def remove_runs(conn: sa.Connection, where: Any) -> None:
-    """Runs about to be deleted (retention's archive): their contributions leave the rollups first."""
-    rows = conn.execute(sa.select(*[runs.c[c] for c in _COLUMNS]).where(where)).mappings()
-    apply_deltas(conn, ((dict(r), -1) for r in rows))
+def remove_runs(tx: Tx, where: Any) -> None:
+    """Runs about to be deleted (retention's archive): their contributions leave the rollups with them."""
+    rows = tx.conn.execute(sa.select(*[runs.c[c] for c in _COLUMNS]).where(where)).mappings()
+    apply_deltas(tx, ((dict(r), -1) for r in rows))
 
 
 def recompute_rollups(conn: sa.Connection) -> tuple[dict[Key, dict[str, int]], dict[Key, int]]:
@@ -203,10 +218,10 @@ def percentiles_from(histogram: Mapping[int, int]) -> dict[str, float]:
 _EVENT_KEY = ("kind", "event_type", "source", "day")
 
 
-def add_events(conn: sa.Connection, kind: str, event_type: str, source: str, occurred_at: dt.datetime, n: int) -> None:
+def add_events(tx: Tx, kind: str, event_type: str, source: str, occurred_at: dt.datetime, n: int) -> None:
     """``n`` events just inserted (their insert's transaction): the day's count of their kind, type and source."""
     if n:
-        _upsert(conn, event_rollups, _EVENT_KEY, (kind, event_type, source, utc(occurred_at).date()), {"events": n})
+        tx.add_to_sums(event_rollups.name, (kind, event_type, source, utc(occurred_at).date()), {"events": n})
 
 
 def _event_sums(conn: sa.Connection) -> Any:

@@ -262,7 +262,7 @@ def _append_event(tx: Tx, once: bool, *, event_id: str, kind: str, event_type: s
             return False
     else:
         tx.conn.execute(s.trigger_events.insert().values(**values))
-    add_events(tx.conn, kind, event_type, source, occurred_at, 1)  # the analytics' count (store/rollups.py)
+    add_events(tx, kind, event_type, source, occurred_at, 1)  # the analytics' count (store/rollups.py)
     tx.audit(f"source:{source}", "trigger_event.recorded", "trigger_event", event_id,
              {"kind": kind, "event_type": event_type, "subject": f"{subject_kind}:{subject_id}"
               if subject_kind else None, "occurred_at": occurred_at.isoformat()})
@@ -287,7 +287,7 @@ def record_trigger_events(tx: Tx, *, event_type: str, source: str, occurred_at: 
         "subject_kind": same(subject_kind), "subject_id": list(subject_ids), "definition_id": same(None),
         "occurred_at": same(occurred_at), "received_at": same(tx.now()),
         "payload": same(json.dumps(payload, default=str, sort_keys=True)), "dispatched_at": same(None)})
-    add_events(tx.conn, EVENT, event_type, source, occurred_at, len(event_ids))
+    add_events(tx, EVENT, event_type, source, occurred_at, len(event_ids))
     at = occurred_at.isoformat()
     tx.audit_many(f"source:{source}", "trigger_event", [
         ("trigger_event.recorded", event_id, {"kind": EVENT, "event_type": event_type,

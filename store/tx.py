@@ -28,6 +28,18 @@ class Tx:
     conn: sa.Connection
     now: Now
     entries: list[audit_mod.AuditEntry] = field(default_factory=list)
+    # Changes to the analytics' rollups (store/rollups.py), (table, key) → measures, written when the
+    # transaction ends, just before its audit entries: see ``add_to_sums``.
+    sums: dict[tuple[str, tuple[Any, ...]], dict[str, int]] = field(default_factory=dict)
+
+    def add_to_sums(self, table: str, key: tuple[Any, ...], measures: dict[str, int]) -> None:
+        """Add to a rollup row at the end of the transaction. Rollup rows are shared by every transaction (a
+        day's closed runs, a day's events): written in the middle of one, in whatever order its work came, two
+        transactions could each hold a row the other waits for. Written last, all together, in one sorted
+        order, after every other row lock the transaction takes, no two can wait on each other."""
+        into = self.sums.setdefault((table, key), dict.fromkeys(measures, 0))
+        for name, value in measures.items():
+            into[name] = into.get(name, 0) + value
 
     def audit(self, actor: str, event: str, entity_kind: str, entity_id: str,
               payload: dict[str, Any] | None = None, occurred_at: dt.datetime | None = None) -> None:

@@ -205,6 +205,10 @@ class Workspace:
                     conn.info[WROTE] = False
                     tx = Tx(conn, self.now)
                     yield tx
+                    if tx.sums:  # the analytics' rollups, last but for the chain: see Tx.add_to_sums
+                        from store.rollups import write_sums  # the rollups build on Tx: import late
+
+                        write_sums(conn, tx.sums)
                     if tx.entries:
                         from store.bulk import append_columns  # store.bulk builds on Tx: import late
                         if not self.is_duckdb:

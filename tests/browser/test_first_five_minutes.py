@@ -7,9 +7,11 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Iterator
+from io import BytesIO
 from pathlib import Path
 
 import pytest
+from pypdf import PdfReader
 
 from tests.browser.support import AppServer, screenshot, sign_in
 
@@ -54,3 +56,39 @@ def test_a_new_user_retries_the_demos_failed_items(server: AppServer, page) -> N
     main(page).get_by_text("resolved to nothing").first.wait_for()
     main(page).get_by_text("failed deterministically").first.wait_for()
     screenshot(page, "first-minutes-deterministic")
+
+
+def test_the_failure_that_cannot_be_retried_is_waived_and_the_brief_says_so(server: AppServer,
+                                                                            page) -> None:  # noqa: ANN001
+    """After the retries above, the deterministic failure stays: an approver waives it on its Run item page,
+    and the quarter's Analytics page and the brief's integrity statement count it as dispositioned (issue
+    15). Sigrid retried the others; this one she did not (its retry was refused), so four eyes allow her."""
+    sign_in(page, server, "sigrid", "?status=completed-with-failures")
+    cell = main(page).locator('[role="gridcell"]', has_text="run?id=").first
+    cell.wait_for(state="attached")
+    run_id = (cell.text_content() or "").split("id=", 1)[1]
+    page.goto(f"{server.url}/run?id={run_id}&outcome=failed")
+    cell = main(page).locator('[role="gridcell"]', has_text="item?id=").first
+    cell.wait_for(state="attached")
+    item_id = (cell.text_content() or "").split("id=", 1)[1]
+    page.goto(f"{server.url}/item?id={item_id}")
+    main(page).get_by_text("failed deterministically").first.wait_for()
+    main(page).get_by_text("Disposition this failure").first.click()
+    main(page).get_by_label("Reason (required)").fill("The account was closed before the review; nothing to do")
+    main(page).get_by_label("Reason (required)").press("Enter")
+    main(page).get_by_role("button", name="Record the disposition").click()
+    main(page).get_by_text("Dispositioned as waived; the outcome stays failed.").first.wait_for(timeout=30_000)
+    screenshot(page, "first-minutes-waived")
+    page.goto(f"{server.url}/analytics?quarter=2026-Q4")
+    waived = re.compile(r"recovered or dispositioned: .*1 dispositioned \(1 waived\)")
+    main(page).get_by_text(waived).first.wait_for(timeout=60_000)
+    m = main(page)
+    m.get_by_role("button", name="Generate the brief (PDF)").click()
+    download = m.get_by_role("button", name="Download the brief")
+    download.wait_for(timeout=90_000)
+    with page.expect_download(timeout=90_000) as dl:
+        download.click()
+    reader = PdfReader(BytesIO(Path(dl.value.path()).read_bytes()))
+    text = " ".join(" ".join(p.extract_text() for p in reader.pages).split())
+    assert waived.search(text), text[:3000]
+    screenshot(page, "first-minutes-waived-brief")
