@@ -3,6 +3,7 @@ for subjects picked at random from a large workspace's items.
 
     .venv/bin/python bench/make_big_workspace.py --out /tmp/big.duckdb      # once, ~2 min, ~3.4 GB
     .venv/bin/python bench/bench_subject.py --db /tmp/big.duckdb [--subjects 40]
+    .venv/bin/python bench/bench_subject.py --db postgresql+psycopg://…   # the PostgreSQL workspace of bench/RESULTS.md
 
 Read-only (the workspace is opened read-only; nothing is written). Target (issue 15): p95 ≤ 100 ms at
 1,000,000 runs / 20,000,000 items.
@@ -38,9 +39,15 @@ def main() -> None:
                                            ).one()
         # Items picked by row id from a seeded generator, so that two runs (before and after a change, or
         # against two copies of a workspace) time the same subjects; ``USING SAMPLE`` picks anew each time.
-        rows = random.Random(args.seed).sample(range(items), min(items, args.subjects * 2))
-        picked = conn.exec_driver_sql(
-            f"SELECT subject_kind, subject_id FROM run_items WHERE rowid IN ({', '.join(map(str, rows))})").all()
+        if conn.dialect.name == "postgresql":  # no rowid there: a seeded sample of its pages, as repeatable
+            percent = min(100.0, 100.0 * args.subjects * 20 / max(1, items))
+            picked = conn.exec_driver_sql(
+                f"SELECT subject_kind, subject_id FROM run_items TABLESAMPLE BERNOULLI ({percent}) "
+                f"REPEATABLE ({args.seed}) LIMIT {args.subjects * 2}").all()
+        else:
+            rows = random.Random(args.seed).sample(range(items), min(items, args.subjects * 2))
+            picked = conn.exec_driver_sql(
+                f"SELECT subject_kind, subject_id FROM run_items WHERE rowid IN ({', '.join(map(str, rows))})").all()
     picked.sort()
     random.Random(args.seed).shuffle(picked)
     subjects = list(dict.fromkeys((str(k), str(s)) for k, s in picked))[:args.subjects]
