@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -180,24 +181,28 @@ def _duration_bucket(secs: Any) -> Any:
 
 def count_runs_by_completion_bucket(conn: sa.Connection, f: AnalyticsFilter) -> list[dict[str, Any]]:
     """Closed runs per (definition, duration bucket) from trigger to completion."""
-    counts: dict[tuple[str, int], int] = {}
     split = split_period(f, "day")
     r = run_rollups.c
     mine = [r.definition_id.in_(f.definitions)] if f.definitions else []
-    if split.whole:
-        q = (sa.select(r.definition_id, r.bucket, sa.func.sum(r.runs))
-             .where(*split.whole_conds(r.day), r.runs != 0, *mine)
-             .group_by(r.definition_id, r.bucket))
-        for definition_id, bucket, n in conn.execute(q):
-            counts[(definition_id, int(bucket))] = counts.get((definition_id, int(bucket)), 0) + int(n)
     bucket = _duration_bucket(seconds_between(runs.c.triggered_at, runs.c.completed_at)).label("bucket")
-    for rest in split.rest_conds(conn):
-        q = (sa.select(runs.c.definition_id, bucket, sa.func.count())
-             .where(runs.c.completed_at.is_not(None), *run_period_conds(f), rest)
-             .group_by(runs.c.definition_id, bucket))
-        for definition_id, b, n in conn.execute(q):
-            counts[(definition_id, int(b))] = counts.get((definition_id, int(b)), 0) + int(n)
+    counts = _counted(conn, [
+        *([sa.select(r.definition_id, r.bucket, sa.func.sum(r.runs)).where(*split.whole_conds(r.day), r.runs != 0,
+                                                                          *mine).group_by(r.definition_id, r.bucket)]
+          if split.whole else []),
+        *(sa.select(runs.c.definition_id, bucket, sa.func.count())
+          .where(runs.c.completed_at.is_not(None), *run_period_conds(f), rest).group_by(runs.c.definition_id, bucket)
+          for rest in split.rest_conds(conn))])
     return [{"definition_id": d, "bucket": DURATION_BUCKETS[b][0], "runs": n} for (d, b), n in counts.items() if n]
+
+
+def _counted(conn: sa.Connection, queries: Sequence[Any]) -> Counter[tuple[str, int]]:
+    """(definition, integer key) → count, summed over queries whose rows are (definition, key, count): a
+    rollup's whole days or months and the runs of the rest (``split_period``)."""
+    counts: Counter[tuple[str, int]] = Counter()
+    for q in queries:
+        for definition_id, key, n in conn.execute(q):
+            counts[(definition_id, int(key))] += int(n or 0)
+    return counts
 
 
 # Up to this many closed runs in the period, percentiles are computed from every run's own duration (exact,
@@ -213,22 +218,18 @@ def summarize_completion_times(conn: sa.Connection, f: AnalyticsFilter) -> list[
         sa.func.ln(sa.func.greatest(secs * 1000.0, 1.0)) / math.log(rollups.DURATION_RATIO)), sa.Integer)
     ).label("duration_key")
     closed = [runs.c.completed_at.is_not(None), *run_period_conds(f)]
-    histogram: dict[str, dict[int, int]] = {}
     d = run_duration_rollups.c
     mine = [d.definition_id.in_(f.definitions)] if f.definitions else []
-    if split.whole:
-        q = (sa.select(d.definition_id, d.duration_key, sa.func.sum(d.runs))
-             .where(*split.whole_conds(d.month), d.runs != 0, *mine)
-             .group_by(d.definition_id, d.duration_key))
-        for definition_id, k, n in conn.execute(q):
-            if n:
-                per = histogram.setdefault(definition_id, {})
-                per[int(k)] = per.get(int(k), 0) + int(n)
-    for rest in split.rest_conds(conn):
-        q = sa.select(runs.c.definition_id, key, sa.func.count()).where(*closed, rest)
-        for definition_id, k, n in conn.execute(q.group_by(runs.c.definition_id, key)):
-            per = histogram.setdefault(definition_id, {})
-            per[int(k)] = per.get(int(k), 0) + int(n)
+    counts = _counted(conn, [
+        *([sa.select(d.definition_id, d.duration_key, sa.func.sum(d.runs))
+           .where(*split.whole_conds(d.month), d.runs != 0, *mine).group_by(d.definition_id, d.duration_key)]
+          if split.whole else []),
+        *(sa.select(runs.c.definition_id, key, sa.func.count()).where(*closed, rest)
+          .group_by(runs.c.definition_id, key) for rest in split.rest_conds(conn))])
+    histogram: dict[str, dict[int, int]] = {}
+    for (definition_id, k), n in counts.items():
+        if n:
+            histogram.setdefault(definition_id, {})[k] = n
     if sum(n for per in histogram.values() for n in per.values()) > EXACT_PERCENTILES_UP_TO:
         return [{"definition_id": definition_id, "closed_runs": sum(per.values()), "approximate": True,
                  **rollups.percentiles_from(per)} for definition_id, per in sorted(histogram.items())]
@@ -283,20 +284,13 @@ def count_trigger_events(conn: sa.Connection, f: AnalyticsFilter) -> list[dict[s
         add(conn.execute(sa.select(r.kind, r.event_type, r.source, sa.func.sum(r.events))
                          .where(r.kind.in_(kinds), *split.whole_conds(r.day))
                          .group_by(r.kind, r.event_type, r.source)), 0)
-        edges = [*([e.occurred_at < _at_midnight(split.first)] if split.first else []),
-                 *([e.occurred_at >= _at_midnight(split.end)] if split.end else [])]
-    else:
-        edges = [sa.true()]
-    for edge in edges:
+    for edge in split.edge_conds(e.occurred_at):
         add(conn.execute(sa.select(*by, sa.func.count()).where(e.kind.in_(kinds), *period, edge).group_by(*by)), 0)
     add(conn.execute(sa.select(*by, sa.func.count()).where(e.dispatched_at.is_(None), e.kind.in_(kinds), *period)
                      .group_by(*by)), 1)
     return [{"kind": k[0], "event_type": k[1], "source": k[2], "events": n, "undispatched": u}
             for k, (n, u) in counts.items() if n]
 
-
-def _at_midnight(day: dt.date) -> dt.datetime:
-    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
 
 
 def read_version_history(conn: sa.Connection, definition_ids: tuple[str, ...] = ()) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from core.states import ITEM_FAILED
 from store.failure_accounts import KIND_COLUMN, STANDINGS
 from store.schema import item_dispositions, run_failure_accounts, run_items, runs
 from store.views.analytics import AnalyticsFilter
+from store.views.oversight import runs_holding
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,7 @@ def _first_open(conn: sa.Connection, account_conds: list[Any], listed: int) -> t
     a = run_failure_accounts.c
     picked = conn.execute(sa.select(a.run_id, a.open).where(a.open > 0, *account_conds)
                           .order_by(a.triggered_at, a.run_id).limit(listed)).all()  # PostgreSQL: by its index
-    run_ids, taken = [], 0
-    for run_id, n in picked:
-        run_ids.append(run_id)
-        taken += n
-        if taken >= listed:
-            break
+    run_ids = runs_holding(picked, listed)
     if not run_ids:
         return ()
     q = (sa.select(run_items.c.item_id, run_items.c.run_id, runs.c.definition_id, run_items.c.subject_id,

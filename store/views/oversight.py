@@ -7,6 +7,7 @@ their runs only for the period and definition; the audit log pages by ``seq`` (k
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +79,17 @@ _ITEM_COLUMNS = (run_items.c.item_id, run_items.c.run_id, runs.c.definition_id, 
                  item_dispositions.c.decided_by.label("dispositioned_by"))
 
 
+def runs_holding(picked: Sequence[Any], limit: int) -> list[str]:
+    """The first of ``picked`` (run id, items it holds), in order, that together hold ``limit`` items."""
+    taken, run_ids = 0, []
+    for run_id, n in picked:
+        run_ids.append(run_id)
+        taken += n
+        if taken >= limit:
+            break
+    return run_ids
+
+
 def read_failed_items(conn: sa.Connection, f: FailedFilter, limit: int | None = 500,
                       cause: tuple[str, str] | None = None) -> list[dict[str, Any]]:
     """Failed items with their run's definition, newest run first; ``limit=None`` reads them all (for a bulk
@@ -95,12 +107,7 @@ def read_failed_items(conn: sa.Connection, f: FailedFilter, limit: int | None = 
         picked = conn.execute(
             sa.select(runs.c.run_id, runs.c.items_failed).where(runs.c.items_failed > 0, *_run_conds(f))
             .order_by(runs.c.run_number.desc()).limit(limit)).all()
-        taken, run_ids = 0, []
-        for run_id, n in picked:
-            run_ids.append(run_id)
-            taken += n
-            if taken >= limit:
-                break
+        run_ids = runs_holding(picked, limit)
         if not run_ids:
             return []
         q = q.where(run_items.c.run_id.in_(run_ids), run_items.c.run_id.between(min(run_ids), max(run_ids)))

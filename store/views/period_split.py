@@ -59,13 +59,19 @@ class PeriodSplit:
         the period's own conditions: the open runs, and the closed ones of the partial first and last day
         (month). On PostgreSQL one query each (each one index-friendly: an OR of them reads every run); on
         DuckDB one query with their OR (it scans the runs' columns once either way)."""
-        closed = runs.c.status.in_(sorted(TERMINAL_RUN_STATUSES))
         if not self.whole:
             return [sa.true()]
+        closed = runs.c.status.in_(sorted(TERMINAL_RUN_STATUSES))
         conds = [runs.c.status.in_(OPEN_RUN_STATUSES),
-                 *([sa.and_(closed, runs.c.triggered_at < _at(self.first))] if self.first else []),
-                 *([sa.and_(closed, runs.c.triggered_at >= _at(self.end))] if self.end else [])]
+                 *(sa.and_(closed, edge) for edge in self.edge_conds(runs.c.triggered_at))]
         return conds if conn.dialect.name == "postgresql" else [sa.or_(*conds)]
+
+    def edge_conds(self, column: Any) -> list[Any]:
+        """The partial first and last day (month), each a condition on the timestamp ``column``: what the
+        source table answers beside the whole ones (everything, when no whole one lies in the period)."""
+        if not self.whole:
+            return [sa.true()]
+        return [*([column < _at(self.first)] if self.first else []), *([column >= _at(self.end)] if self.end else [])]
 
 
 def split_period(f: Any, unit: Unit) -> PeriodSplit:

@@ -106,3 +106,15 @@ def screenshot(page: object, name: str) -> Path:
     page.wait_for_timeout(300)  # type: ignore[attr-defined]  # let the last delta paint
     page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
     return path
+
+
+def download_brief(page: object, timeout: int = 90_000) -> bytes:
+    """On the Analytics page: generate the brief, download it, and return the PDF's bytes."""
+    m = page.locator('[data-testid="stMain"]')  # type: ignore[attr-defined]
+    m.get_by_role("button", name="Generate the brief (PDF)").click()
+    download = m.get_by_role("button", name="Download the brief")
+    download.wait_for(timeout=timeout)
+    with page.expect_download(timeout=timeout) as dl:  # type: ignore[attr-defined]
+        download.click()
+    return Path(dl.value.path()).read_bytes()
+

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pypdf import PdfReader
 
-from tests.browser.support import AppServer, screenshot, sign_in
+from tests.browser.support import AppServer, download_brief, screenshot, sign_in
 
 Q3 = "analytics?quarter=2026-Q3"
 
@@ -65,13 +65,7 @@ def test_a_chart_and_a_table_download_with_provenance(app_server: AppServer, pag
 
 def test_the_brief_is_generated_and_downloaded(app_server: AppServer, page) -> None:  # noqa: ANN001
     sign_in(page, app_server, "sigrid", Q3)
-    m = main(page)
-    m.get_by_role("button", name="Generate the brief (PDF)").click()
-    download = m.get_by_role("button", name="Download the brief")
-    download.wait_for(timeout=60_000)
-    with page.expect_download(timeout=90_000) as dl:
-        download.click()
-    pdf = Path(dl.value.path()).read_bytes()
+    pdf = download_brief(page)
     assert pdf.startswith(b"%PDF")
     # Its run links open this very app, at the address the browser used (not the localhost default).
     reader = PdfReader(BytesIO(pdf))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from tests.browser.support import AppServer, screenshot, sign_in
+from tests.browser.support import AppServer, download_brief, screenshot, sign_in
 
 
 @pytest.fixture(scope="module")
@@ -82,13 +82,7 @@ def test_the_failure_that_cannot_be_retried_is_waived_and_the_brief_says_so(serv
     page.goto(f"{server.url}/analytics?quarter=2026-Q4")
     waived = re.compile(r"recovered or dispositioned: .*1 dispositioned \(1 waived\)")
     main(page).get_by_text(waived).first.wait_for(timeout=60_000)
-    m = main(page)
-    m.get_by_role("button", name="Generate the brief (PDF)").click()
-    download = m.get_by_role("button", name="Download the brief")
-    download.wait_for(timeout=90_000)
-    with page.expect_download(timeout=90_000) as dl:
-        download.click()
-    reader = PdfReader(BytesIO(Path(dl.value.path()).read_bytes()))
+    reader = PdfReader(BytesIO(download_brief(page)))
     text = " ".join(" ".join(p.extract_text() for p in reader.pages).split())
     assert waived.search(text), text[:3000]
     screenshot(page, "first-minutes-waived-brief")
