@@ -19,7 +19,7 @@ from core.states import (
 )
 from engine.alerts import queue_run_alerts
 from store import runs as run_store
-from store.rollups import apply_run_change, read_run_row
+from store.rollups import apply_run_change, read_run_row, with_failure_flag
 from store.run_counts import write_item_counts
 from store.tx import Tx
 
@@ -32,11 +32,13 @@ def settle_run_status(tx: Tx, run_id: str, actor: str) -> str:
     run = run_store.lock_run(tx, run_id)  # before counting its items: see lock_run
     if run is None:
         raise LookupError(f"there is no run {run_id} to settle")
+    # A closed run's share of the rollups counts whether it has a failure account, which the settle may create.
+    before = with_failure_flag(tx.conn, run) if run["status"] in TERMINAL_RUN_STATUSES else run
     status = _settle(tx, run, actor)
     # A run closing, reopening or closed with new counts moves its share of the analytics' rollups, in this
     # transaction and under this row lock (store/rollups.py); a working run's settle reads nothing more.
     if run["status"] in TERMINAL_RUN_STATUSES or status in TERMINAL_RUN_STATUSES:
-        apply_run_change(tx, run, read_run_row(tx.conn, run_id))
+        apply_run_change(tx, before, read_run_row(tx.conn, run_id))
     return status
 
 

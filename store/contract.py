@@ -30,7 +30,7 @@ PUBLIC_COLUMNS: dict[str, tuple[str, ...]] = {
 
 # Not part of the contract (schema 9): the engine workers' leases and members' signed-in sessions are the
 # bookkeeping of running processes, not evidence; a session row identifies a live sign-in. The rollups (schema
-# 13) are sums of ``runs`` kept for the analytics' speed: a reader computes the same from ``runs`` itself, and
+# 13, 15) are sums of ``runs`` kept for the analytics' speed: a reader computes the same from ``runs`` itself, and
 # their shape may change with the page they serve.
 PRIVATE_TABLES: tuple[str, ...] = ("workers", "sessions", "run_rollups", "run_duration_rollups",
-                                   "run_failure_accounts", "event_rollups")
+                                   "run_failure_accounts", "event_rollups", "failure_cause_rollups")

@@ -163,9 +163,6 @@ POSTGRES_INDEXES: tuple[tuple[str, str], ...] = (
     ("ix_attempts_failed_run", "ON item_attempts (run_id) WHERE outcome = 'failed'"),
     # Runs page's "with failed attempts" filter and count; the engine's refresh of one run's failure summary.
     ("ix_failure_causes_run", "ON run_failure_causes (run_id)"),
-    # Runs page: "With failed attempts" — the runs with a failed attempt, in run_id order (an index-only scan of a
-    # few percent of the runs; by definition and period through the next but one).
-    ("ix_failure_causes_failed_run", "ON run_failure_causes (run_id) WHERE failed_attempts > 0"),
     # Failed items page and Analytics: failure summaries of a period.
     ("ix_failure_causes_triggered", "ON run_failure_causes (triggered_at)"),
     # Analytics: events and signals received in a period.
@@ -244,6 +241,23 @@ def _v14_items_by_subject(conn: sa.Connection) -> None:
         conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_subject_changes_subject ON subject_changes (subject_id)")
 
 
+def _v15_failure_cause_rollups(conn: sa.Connection) -> None:
+    """Failed items by automation, month, cause and class (store/cause_rollups.py), filled from the runs'
+    failure summaries: the Failed items page's groups at a million runs; and the closed runs with a failed
+    attempt per rollup row (``run_rollups.runs_with_failed_attempts``), recounted: the Runs page's "with failed
+    attempts" figure. A fresh workspace has both from v1 (and nothing to fill)."""
+    from store.cause_rollups import backfill_cause_rollups
+    from store.rollups import FAILED_FIRST, backfill_rollups
+    from store.schema import failure_cause_rollups
+
+    failure_cause_rollups.create(conn, checkfirst=True)
+    backfill_cause_rollups(conn)
+    conn.exec_driver_sql(f"ALTER TABLE run_rollups ADD COLUMN IF NOT EXISTS {FAILED_FIRST} BIGINT DEFAULT 0")
+    backfill_rollups(conn)
+    # The Runs page's "with failed attempts" reads the rollups and the failure accounts now, not this (v10's).
+    conn.exec_driver_sql("DROP INDEX IF EXISTS ix_failure_causes_failed_run")
+
+
 MIGRATIONS: list[tuple[int, Callable[[sa.Connection], None]]] = [
     (1, _v1_initial),
     (2, _v2_indexes),
@@ -259,6 +273,7 @@ MIGRATIONS: list[tuple[int, Callable[[sa.Connection], None]]] = [
     (12, _v12_retention),
     (13, _v13_rollups),
     (14, _v14_items_by_subject),
+    (15, _v15_failure_cause_rollups),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

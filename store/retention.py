@@ -27,6 +27,7 @@ from core.states import TERMINAL_RUN_STATUSES
 from store import holds as hold_store
 from store import schema as s
 from store.audit import canonical_json, read_chain_head
+from store.cause_rollups import apply_cause_change, read_cause_rows
 from store.records import RECORD_TABLES
 from store.rollups import remove_runs
 from store.tx import Tx
@@ -248,6 +249,7 @@ def remove_archived(tx: Tx, plan: RetentionPlan) -> dict[str, int]:
     if plan.run_ids:
         runs_q = plan.runs_query()
         remove_runs(tx, s.runs.c.run_id.in_(runs_q))  # the analytics' sums forget them with them
+        apply_cause_change(tx, read_cause_rows(tx.conn, s.run_failure_causes.c.run_id.in_(runs_q)), ())
         tx.conn.execute(s.run_failure_accounts.delete().where(s.run_failure_accounts.c.run_id.in_(runs_q)))
         for name, table, where in ARCHIVED_TABLES:
             deleted[name] = int(tx.conn.execute(table.delete().where(where(runs_q))).rowcount or 0)

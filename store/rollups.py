@@ -8,8 +8,9 @@ and both pass through here: so closed runs are summed into two small tables, and
 read from ``runs`` itself.
 
 - ``run_rollups``: per (automation, UTC day of the trigger, trigger kind, status, duration bucket) the runs,
-  matched subjects, actions invoked and item counts by outcome — what ``count_runs_by_definition_week``,
-  ``count_items_by_definition_week_outcome`` and ``count_runs_by_completion_bucket`` sum.
+  matched subjects, actions invoked, item counts by outcome and runs with a failed attempt (schema 15) — what
+  ``count_runs_by_definition_week``, ``count_items_by_definition_week_outcome``,
+  ``count_runs_by_completion_bucket`` and the Runs page's counts (store/views/run_pages.py) sum.
 - ``run_duration_rollups``: per (automation, UTC month of the trigger, duration key) the runs; the key is
   ``floor(log_1.02(milliseconds))``, so a percentile read from it is within 1% of the exact one (DDSketch's
   idea: relative, not absolute, error). Months, not days, because durations spread over hundreds of keys.
@@ -24,14 +25,23 @@ order, so two transactions never wait on each other's rows crosswise. ``backfill
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
 
 from core.states import TERMINAL_RUN_STATUSES
-from store.schema import event_rollups, run_duration_rollups, run_rollups, runs, trigger_events
+from store.schema import (
+    event_rollups,
+    failure_cause_rollups,
+    run_duration_rollups,
+    run_failure_accounts,
+    run_rollups,
+    runs,
+    trigger_events,
+)
 from store.tx import Tx
 
 # Trigger-to-completion buckets: (label, upper bound in seconds, exclusive). Log-spaced, because a run
@@ -43,9 +53,11 @@ DURATION_BUCKETS: tuple[tuple[str, float], ...] = (
 DURATION_RATIO = 1.02  # consecutive duration keys' bounds differ by 2%: a key's middle is within 1% of its runs
 ITEM_COLUMNS: tuple[str, ...] = ("items_pending", "items_succeeded", "items_failed", "items_skipped",
                                  "items_awaiting_approval", "items_idempotent_replay")
-RUN_MEASURES: tuple[str, ...] = ("runs", "subjects_matched", "actions_invoked", *ITEM_COLUMNS)
+FAILED_FIRST = "runs_with_failed_attempts"  # runs with an item that failed at least once (a failure account)
+RUN_MEASURES: tuple[str, ...] = ("runs", "subjects_matched", "actions_invoked", *ITEM_COLUMNS, FAILED_FIRST)
 _COLUMNS = ("definition_id", "triggered_at", "trigger_kind", "status", "completed_at", "subjects_matched",
             "actions_invoked", *ITEM_COLUMNS)
+FLAG = "with_failed_attempts"  # beside a run's columns: whether it has a failure account (store/failure_accounts.py)
 
 Key = tuple[Any, ...]
 
@@ -87,7 +99,8 @@ def contributions(run: Mapping[str, Any]) -> tuple[tuple[Key, dict[str, int]], t
     seconds = seconds_of(run)
     day_key = (run["definition_id"], at.date(), run["trigger_kind"], run["status"], bucket_of(seconds))
     measures = {"runs": 1, "subjects_matched": int(run["subjects_matched"] or 0),
-                "actions_invoked": int(run["actions_invoked"] or 0), **{c: int(run[c] or 0) for c in ITEM_COLUMNS}}
+                "actions_invoked": int(run["actions_invoked"] or 0), **{c: int(run[c] or 0) for c in ITEM_COLUMNS},
+                FAILED_FIRST: int(bool(run[FLAG]))}
     return (day_key, measures), ((run["definition_id"], at.date().replace(day=1), duration_key(seconds)), 1)
 
 
@@ -107,19 +120,20 @@ def _deltas(pairs: Iterable[tuple[Mapping[str, Any] | None, int]]) -> tuple[dict
     return ({k: v for k, v in days.items() if any(v.values())}, {k: v for k, v in months.items() if v})
 
 
-def _upsert(conn: sa.Connection, table: sa.Table, key_names: tuple[str, ...], key: Key,
+def _upsert(conn: sa.Connection, table: sa.Table, key_names: tuple[str, ...], row: Mapping[str, Any],
             measures: Mapping[str, int]) -> None:
     # ON CONFLICT … DO UPDATE: PostgreSQL's and DuckDB's alike (duckdb-engine compiles PostgreSQL's construct);
     # on PostgreSQL it waits for a concurrent insert of the same key rather than failing on it.
     from sqlalchemy.dialects.postgresql import insert
 
-    stmt = insert(table).values(**dict(zip(key_names, key, strict=True)), **measures)
+    stmt = insert(table).values(**row, **measures)
     conn.execute(stmt.on_conflict_do_update(index_elements=list(key_names), set_={
         name: table.c[name] + stmt.excluded[name] for name in measures}))
 
 
 _DAY_KEY = ("definition_id", "day", "trigger_kind", "status", "bucket")
 _MONTH_KEY = ("definition_id", "month", "duration_key")
+_CAUSE_KEY = ("definition_id", "month", "cause_key", "failure_class")
 
 
 def apply_deltas(tx: Tx, pairs: Iterable[tuple[Mapping[str, Any] | None, int]]) -> None:
@@ -131,8 +145,30 @@ def apply_deltas(tx: Tx, pairs: Iterable[tuple[Mapping[str, Any] | None, int]]) 
         tx.add_to_sums(run_duration_rollups.name, key, {"runs": n})
 
 
-_TABLES = {t.name: (t, k) for t, k in ((run_rollups, _DAY_KEY), (run_duration_rollups, _MONTH_KEY),
-                                       (event_rollups, ("kind", "event_type", "source", "day")))}
+def cause_key(cause: str) -> str:
+    """A failure cause's key in ``failure_cause_rollups``: its digest, of a fixed size whatever the text's."""
+    return hashlib.sha256(cause.encode()).hexdigest()[:32]
+
+
+def _cause_row(key: Key) -> dict[str, Any]:
+    """``failure_cause_rollups``' sums are keyed (automation, month, cause text, class); its rows by the digest."""
+    definition_id, month, cause, failure_class = key
+    return {"definition_id": definition_id, "month": month, "cause_key": cause_key(cause),
+            "failure_class": failure_class, "failure_cause": cause}
+
+
+def _row(names: tuple[str, ...]) -> Callable[[Key], dict[str, Any]]:
+    return lambda key: dict(zip(names, key, strict=True))
+
+
+# table name → (table, its key columns, a sums key → the row's key columns)
+_TABLES: dict[str, tuple[sa.Table, tuple[str, ...], Callable[[Key], dict[str, Any]]]] = {
+    run_rollups.name: (run_rollups, _DAY_KEY, _row(_DAY_KEY)),
+    run_duration_rollups.name: (run_duration_rollups, _MONTH_KEY, _row(_MONTH_KEY)),
+    event_rollups.name: (event_rollups, ("kind", "event_type", "source", "day"),
+                         _row(("kind", "event_type", "source", "day"))),
+    failure_cause_rollups.name: (failure_cause_rollups, _CAUSE_KEY, _cause_row),
+}
 
 
 def write_sums(conn: sa.Connection, sums: Mapping[tuple[str, Key], Mapping[str, int]]) -> None:
@@ -140,35 +176,48 @@ def write_sums(conn: sa.Connection, sums: Mapping[tuple[str, Key], Mapping[str, 
     for (table_name, key) in sorted(sums, key=repr):
         measures = sums[(table_name, key)]
         if any(measures.values()):
-            table, key_names = _TABLES[table_name]
-            _upsert(conn, table, key_names, key, measures)
+            table, key_names, to_row = _TABLES[table_name]
+            _upsert(conn, table, key_names, to_row(key), measures)
 
 
 def apply_run_change(tx: Tx, before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> None:
-    """A run's row changed (its settle): move its contribution from what it was to what it is."""
+    """A run's row changed (its settle): move its contribution from what it was to what it is. A closed
+    ``before`` carries ``FLAG`` (``with_failure_flag``), as ``after`` does (``read_run_row``)."""
     if not (_closed(before) or _closed(after)):
         return  # open before and after: nothing of it is summed (nearly every settle of a working run)
-    if before is not None and after is not None and all(before[c] == after[c] for c in _COLUMNS):
+    if before is not None and after is not None and all(before.get(c) == after.get(c) for c in (*_COLUMNS, FLAG)):
         return
     apply_deltas(tx, [(before, -1), (after, +1)])
 
 
+def _run_rows(where: Any) -> Any:
+    """Runs' summed columns and ``FLAG``: the rows ``contributions`` takes."""
+    flag = sa.exists().where(run_failure_accounts.c.run_id == runs.c.run_id).label(FLAG)
+    return sa.select(*[runs.c[c] for c in _COLUMNS], flag).where(where)
+
+
+def with_failure_flag(conn: sa.Connection, run: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's row as read before its settle, with ``FLAG`` as it stands before the settle refreshes it."""
+    found = conn.execute(sa.select(run_failure_accounts.c.run_id)
+                         .where(run_failure_accounts.c.run_id == run["run_id"])).first()
+    return {**run, FLAG: found is not None}
+
+
 def read_run_row(conn: sa.Connection, run_id: str) -> dict[str, Any] | None:
-    row = conn.execute(sa.select(*[runs.c[c] for c in _COLUMNS]).where(runs.c.run_id == run_id)).mappings().first()
+    row = conn.execute(_run_rows(runs.c.run_id == run_id)).mappings().first()
     return dict(row) if row else None
 
 
 def remove_runs(tx: Tx, where: Any) -> None:
     """Runs about to be deleted (retention's archive): their contributions leave the rollups with them."""
-    rows = tx.conn.execute(sa.select(*[runs.c[c] for c in _COLUMNS]).where(where)).mappings()
+    rows = tx.conn.execute(_run_rows(where)).mappings()
     apply_deltas(tx, ((dict(r), -1) for r in rows))
 
 
 def recompute_rollups(conn: sa.Connection) -> tuple[dict[Key, dict[str, int]], dict[Key, int]]:
     """Both tables as ``runs`` says they should be (the backfill, and the tests' reference)."""
-    closed = conn.execute(sa.select(*[runs.c[c] for c in _COLUMNS])
-                          .where(runs.c.status.in_(sorted(TERMINAL_RUN_STATUSES)),
-                                 runs.c.completed_at.is_not(None))).mappings()
+    closed = conn.execute(_run_rows(sa.and_(runs.c.status.in_(sorted(TERMINAL_RUN_STATUSES)),
+                                            runs.c.completed_at.is_not(None)))).mappings()
     return _deltas((dict(r), +1) for r in closed)
 
 

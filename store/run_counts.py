@@ -30,6 +30,7 @@ from core.states import (
     SUCCEEDED,
     UNFINISHED_ITEM_STATES,
 )
+from store.cause_rollups import apply_cause_change, read_cause_rows
 from store.failure_accounts import has_failure_account, refresh_failure_account
 from store.schema import item_attempts, run_failure_causes, run_items, runs
 from store.tx import Tx
@@ -61,11 +62,14 @@ def write_item_counts(tx: Tx, run: Mapping[str, Any], outcome_counts: Mapping[st
         tx.conn.execute(runs.update().where(runs.c.run_id == run["run_id"]).values(**values))
     failures = bool(values["items_failed"] or run.get("items_failed"))
     if failures:
-        tx.conn.execute(run_failure_causes.delete().where(run_failure_causes.c.run_id == run["run_id"]))
+        mine = run_failure_causes.c.run_id == run["run_id"]
+        before = read_cause_rows(tx.conn, mine)
+        tx.conn.execute(run_failure_causes.delete().where(mine))
         tx.conn.execute(run_failure_causes.insert().from_select(
             [c.name for c in run_failure_causes.columns],
             _failure_summary(runs.c.run_id == run["run_id"], run_items.c.run_id == run["run_id"],
                              item_attempts.c.run_id == run["run_id"])))
+        apply_cause_change(tx, before, read_cause_rows(tx.conn, mine))
     # A failed item recovering takes its run's failed count to 0 and then on to succeeded at the next settle,
     # so the account is recounted while the run has one at all (one key lookup for every other run).
     if failures or has_failure_account(tx.conn, run["run_id"]):

@@ -276,6 +276,7 @@ run_rollups = sa.Table(
     *[sa.Column(c, sa.BigInteger, nullable=False) for c in (
         "items_pending", "items_succeeded", "items_failed", "items_skipped", "items_awaiting_approval",
         "items_idempotent_replay")],
+    sa.Column("runs_with_failed_attempts", sa.BigInteger, nullable=False),  # schema 15: runs with a failure account
 )
 
 run_duration_rollups = sa.Table(
@@ -296,6 +297,21 @@ run_failure_accounts = sa.Table(
     sa.Column("triggered_at", TS, nullable=False),
     *[sa.Column(c, sa.Integer, nullable=False) for c in (
         "failed_items", "recovered", "retrying", "open", "waived", "resolved_outside", "superseded")],
+)
+
+# Failed items summed per (automation, UTC month of their run's trigger, cause, class) (schema 15), kept with
+# ``run_failure_causes`` by the transaction that refreshes a run's summary (store/cause_rollups.py), so that the
+# Failed items page groups all time's failures from a few hundred rows. A cause is free text: the key holds its
+# digest (a B-tree entry has a size limit; a cause has none), the row the text.
+failure_cause_rollups = sa.Table(
+    "failure_cause_rollups", metadata,
+    sa.Column("definition_id", sa.String, primary_key=True),
+    sa.Column("month", sa.Date, primary_key=True),
+    sa.Column("cause_key", sa.String(32), primary_key=True),  # the cause's SHA-256, first 32 hex digits
+    sa.Column("failure_class", sa.String, primary_key=True),
+    sa.Column("failure_cause", sa.String, nullable=False),
+    sa.Column("failed_items", sa.BigInteger, nullable=False),  # items failed now with this cause
+    sa.Column("runs", sa.BigInteger, nullable=False),  # runs with such an item
 )
 
 event_rollups = sa.Table(

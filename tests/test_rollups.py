@@ -18,11 +18,15 @@ import pytest
 import sqlalchemy as sa
 
 from store import migrations, rollups
+from store.cause_rollups import apply_cause_change, read_cause_rollups, recompute_cause_rollups
 from store.portable import quantile_cont, seconds_between
 from store.rollups import read_rollup_tables, recompute_rollups
 from store.run_counts import COLUMN_OUTCOME, COUNT_COLUMNS
-from store.schema import runs
+from store.schema import run_failure_causes, run_rollups, runs
 from store.views import analytics as av
+from store.views import run_pages
+from store.views.oversight import FailedFilter, count_failed_items_by_cause
+from store.views.run_pages import RunFilter
 from store.workspace import Workspace
 
 UTC = dt.UTC
@@ -148,5 +152,112 @@ def test_a_workspace_from_before_the_rollups_gets_them_on_open(demo_quarter_path
             assert migrations.read_schema_version(conn) == migrations.SCHEMA_VERSION >= 13
             kept = read_rollup_tables(conn)
             assert kept == recompute_rollups(conn) and kept[0] and kept[1]
+    finally:
+        w.close()
+
+
+FAILED_PERIODS = {  # the demo as make run seeds it: its latest KYC run (30 November, 06:00) left with failures
+    "the current quarter": FailedFilter(start=dt.datetime(2026, 10, 1, tzinfo=UTC),
+                                        end=dt.datetime(2027, 1, 1, tzinfo=UTC)),
+    "all time": FailedFilter(),
+    "mid-month to mid-month": FailedFilter(start=dt.datetime(2026, 11, 15, 6, tzinfo=UTC),
+                                           end=dt.datetime(2026, 12, 2, 12, tzinfo=UTC)),
+    "within one day": FailedFilter(start=dt.datetime(2026, 11, 30, 5, tzinfo=UTC),
+                                   end=dt.datetime(2026, 11, 30, 7, tzinfo=UTC)),
+    "open-ended, one automation": FailedFilter("kyc-weekly-review", dt.datetime(2026, 11, 29, 12, tzinfo=UTC)),
+    "the worked example's quarter": FailedFilter(start=dt.datetime(2026, 7, 1, tzinfo=UTC),
+                                                 end=dt.datetime(2026, 10, 1, tzinfo=UTC)),
+}
+
+
+@pytest.fixture(scope="module")
+def today(demo_today_path: str) -> Iterator[Workspace]:
+    w = Workspace(demo_today_path, read_only=True)
+    yield w
+    w.close()
+
+
+@pytest.mark.parametrize("period", PERIODS)
+def test_the_runs_page_counts_equal_the_runs_counted(ws: Workspace, period: str) -> None:
+    """The Runs page's counts by status come from the rollups' whole days and ``runs`` for the rest: equal to
+    the runs counted, with a status filter too."""
+    f = PERIODS[period]
+    for view in (RunFilter(definitions=f.definitions, start=f.start, end=f.end),
+                 RunFilter(definitions=f.definitions, statuses=("completed-with-failures", "running", "completed"),
+                           start=f.start, end=f.end)):
+        conds = [runs.c.triggered_at >= view.start] if view.start else []
+        conds += [runs.c.triggered_at < view.end] if view.end else []
+        conds += [runs.c.definition_id.in_(view.definitions)] if view.definitions else []
+        conds += [runs.c.status.in_(view.statuses)] if view.statuses else []
+        with ws.read() as conn:
+            counted = {s: int(n) for s, n in conn.execute(
+                sa.select(runs.c.status, sa.func.count()).where(*conds).group_by(runs.c.status))}
+            assert run_pages.count_runs_by_status(conn, view) == counted
+    assert counted or period == "within one day"
+
+
+@pytest.mark.parametrize("period", FAILED_PERIODS)
+def test_the_failed_items_groups_equal_the_failure_summaries_grouped(today: Workspace, period: str) -> None:
+    """The Failed items page's groups come from the cause rollups' whole months and the summaries for the rest:
+    equal to the summaries grouped, as the page read them before."""
+    f, c = FAILED_PERIODS[period], run_failure_causes.c
+    conds = [c.failed_items > 0, *([c.definition_id == f.definition] if f.definition else []),
+             *([c.triggered_at >= f.start] if f.start else []), *([c.triggered_at < f.end] if f.end else [])]
+    with today.read() as conn:
+        grouped = [{"definition_id": d, "failure_cause": cause, "failure_class": cls, "items": int(items),
+                    "runs": int(n)} for d, cause, cls, items, n in conn.execute(
+            sa.select(c.definition_id, c.failure_cause, c.failure_class, sa.func.sum(c.failed_items), sa.func.count())
+            .where(*conds).group_by(c.definition_id, c.failure_cause, c.failure_class))]
+        assert count_failed_items_by_cause(conn, f) == sorted(
+            grouped, key=lambda g: (-g["items"], g["definition_id"], g["failure_cause"]))
+    assert bool(grouped) == (period != "the worked example's quarter")  # its failures all recovered
+
+
+def test_the_kept_cause_rollups_equal_the_summaries_summed_and_a_long_cause_is_kept_whole(
+        demo_today_path: str, tmp_path: Path) -> None:
+    """The demo's failures as kept, then a cause far longer than any index entry may be (PostgreSQL's B-tree
+    takes at most ~2,700 bytes): keyed by its digest, its text kept whole."""
+    path = tmp_path / "ws.duckdb"
+    shutil.copyfile(demo_today_path, path)
+    w = Workspace(str(path))
+    try:
+        with w.read() as conn:
+            kept = read_cause_rollups(conn)
+            assert kept == recompute_cause_rollups(conn) and kept
+        cause = "the ledger refused the posting " + "x" * 10_000
+        with w.transaction() as tx:
+            run = dict(tx.conn.execute(sa.select(runs).limit(1)).mappings().one())
+            row = {"definition_id": run["definition_id"], "triggered_at": run["triggered_at"],
+                   "failure_cause": cause, "failure_class": "deterministic", "failed_items": 3}
+            apply_cause_change(tx, [], [row])
+        with w.read() as conn:
+            got = [r for r in read_cause_rollups(conn) if r[2] == cause]
+            assert [(r[2], r[3]) for r in got] == [(cause, "deterministic")]
+    finally:
+        w.close()
+
+
+def test_a_workspace_from_before_the_cause_rollups_gets_them_on_open(demo_today_path: str, tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    shutil.copyfile(demo_today_path, path)
+    w = Workspace(str(path))
+    before = sa.Table("run_rollups", sa.MetaData(),
+                      *[c._copy() for c in run_rollups.columns if c.name != rollups.FAILED_FIRST])
+    with w.transaction() as tx:  # as schema 14 left it: no cause rollups, no failed-attempts column
+        tx.conn.exec_driver_sql("DROP TABLE failure_cause_rollups")
+        tx.conn.exec_driver_sql("DROP TABLE run_rollups")
+        before.create(tx.conn)
+        tx.conn.exec_driver_sql("UPDATE schema_meta SET value = '14' WHERE key = 'schema_version'")
+    w.close()
+    w = Workspace(str(path))
+    try:
+        with w.read() as conn:
+            assert migrations.read_schema_version(conn) == migrations.SCHEMA_VERSION >= 15
+            kept = read_cause_rollups(conn)
+            assert kept == recompute_cause_rollups(conn) and kept
+            days = read_rollup_tables(conn)
+            assert days == recompute_rollups(conn)
+            assert sum(m[rollups.FAILED_FIRST] for m in days[0].values()) == conn.execute(
+                sa.text("SELECT count(*) FROM run_failure_accounts")).scalar_one() > 0
     finally:
         w.close()

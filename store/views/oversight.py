@@ -16,7 +16,16 @@ import sqlalchemy as sa
 from core.states import AWAITING_APPROVAL, ITEM_FAILED
 from store.records import RECORD_TABLES
 from store.run_counts import cause_kind
-from store.schema import approvals, audit_log, item_dispositions, run_failure_causes, run_items, runs
+from store.schema import (
+    approvals,
+    audit_log,
+    failure_cause_rollups,
+    item_dispositions,
+    run_failure_causes,
+    run_items,
+    runs,
+)
+from store.views.period_split import split_period
 
 
 # --- failed items ---------------------------------------------------------------------------------------
@@ -45,16 +54,33 @@ def _failed(f: FailedFilter) -> tuple[Any, list[Any]]:
 
 
 def count_failed_items_by_cause(conn: sa.Connection, f: FailedFilter) -> list[dict[str, Any]]:
-    """Failed items by (definition, cause, class), from the runs' failure summaries (store.run_counts):
-    a few thousand summary rows, not every item scanned."""
-    c = run_failure_causes.c
-    conds = [c.failed_items > 0, *([c.definition_id == f.definition] if f.definition else []),
-             *([c.triggered_at >= f.start] if f.start else []), *([c.triggered_at < f.end] if f.end else [])]
-    q = (sa.select(c.definition_id, c.failure_cause, c.failure_class, sa.func.sum(c.failed_items).label("items"),
-                   sa.func.count().label("runs"))
-         .where(*conds).group_by(c.definition_id, c.failure_cause, c.failure_class)
-         .order_by(sa.desc("items"), c.definition_id, c.failure_cause))
-    return [dict(r) for r in conn.execute(q).mappings()]
+    """Failed items by (definition, cause, class): the period's whole UTC months from
+    ``failure_cause_rollups`` (a few hundred rows for all time), its partial first and last month from the
+    runs' failure summaries (store/cause_rollups.py)."""
+    split, c, r = split_period(f, "month"), run_failure_causes.c, failure_cause_rollups.c
+    groups: dict[tuple[str, str, str], dict[str, int]] = {}
+
+    def add(rows: Any) -> None:
+        for definition_id, cause, class_, items, n in rows:
+            acc = groups.setdefault((definition_id, cause, class_), {"items": 0, "runs": 0})
+            acc["items"] += int(items)
+            acc["runs"] += int(n)
+
+    if split.whole:
+        add(conn.execute(
+            sa.select(r.definition_id, r.failure_cause, r.failure_class, sa.func.sum(r.failed_items),
+                      sa.func.sum(r.runs))
+            .where(*split.whole_conds(r.month), *([r.definition_id == f.definition] if f.definition else []))
+            .group_by(r.definition_id, r.failure_cause, r.failure_class)))
+    mine = [c.failed_items > 0, *([c.definition_id == f.definition] if f.definition else []),
+            *([c.triggered_at >= f.start] if f.start else []), *([c.triggered_at < f.end] if f.end else [])]
+    for edge in split.edge_conds(c.triggered_at):
+        add(conn.execute(sa.select(c.definition_id, c.failure_cause, c.failure_class, sa.func.sum(c.failed_items),
+                                   sa.func.count())
+                         .where(*mine, edge).group_by(c.definition_id, c.failure_cause, c.failure_class)))
+    out = [{"definition_id": d, "failure_cause": cause, "failure_class": cls, **acc}
+           for (d, cause, cls), acc in groups.items() if acc["items"]]
+    return sorted(out, key=lambda g: (-g["items"], g["definition_id"], g["failure_cause"]))
 
 
 def count_dispositioned_by_cause(conn: sa.Connection, f: FailedFilter) -> dict[tuple[str, str, str], int]:

@@ -44,6 +44,8 @@ def _at(d: dt.date) -> dt.datetime:
 class PeriodSplit:
     first: dt.date | None  # the first whole day (month) of the period; None: no lower bound
     end: dt.date | None  # the first day (month) after the whole ones; None: no upper bound
+    head: bool = True  # whether part of a day (month) comes before ``first`` (a period from 06:00, say)
+    tail: bool = True  # whether part of one comes from ``end`` on
 
     @property
     def whole(self) -> bool:
@@ -71,9 +73,13 @@ class PeriodSplit:
         source table answers beside the whole ones (everything, when no whole one lies in the period)."""
         if not self.whole:
             return [sa.true()]
-        return [*([column < _at(self.first)] if self.first else []), *([column >= _at(self.end)] if self.end else [])]
+        return [*([column < _at(self.first)] if self.first and self.head else []),
+                *([column >= _at(self.end)] if self.end and self.tail else [])]
 
 
 def split_period(f: Any, unit: Unit) -> PeriodSplit:
     """``f``: anything with ``start`` and ``end`` (inclusive, exclusive; None: unbounded)."""
-    return PeriodSplit(_ceil(f.start, unit) if f.start else None, _floor(f.end, unit) if f.end else None)
+    first = _ceil(f.start, unit) if f.start else None
+    end = _floor(f.end, unit) if f.end else None
+    return PeriodSplit(first, end, head=first is not None and _at(first) != utc(f.start),
+                       tail=end is not None and _at(end) != utc(f.end))

@@ -10,13 +10,15 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
 
-from core.states import ACTED_OUTCOMES, ITEM_FAILED, RUN_STATUSES
+from core.states import ACTED_OUTCOMES, ITEM_FAILED, OPEN_RUN_STATUSES, RUN_STATUSES, TERMINAL_RUN_STATUSES
 from store.portable import duration_ms
+from store.rollups import DURATION_RATIO, FAILED_FIRST, ZERO_KEY, utc
 from store.schema import (
     approvals,
     audit_log,
@@ -24,11 +26,14 @@ from store.schema import (
     definitions,
     item_attempts,
     item_dispositions,
-    run_failure_causes,
+    run_duration_rollups,
+    run_failure_accounts,
     run_items,
+    run_rollups,
     runs,
     trigger_events,
 )
+from store.views.period_split import PeriodSplit, split_period
 
 PAGE_SIZE = 50
 
@@ -112,10 +117,9 @@ def _where(f: RunFilter) -> list[Any]:
     if f.outcome:
         conds.append(sa.exists().where(run_items.c.run_id == runs.c.run_id, run_items.c.outcome == f.outcome))
     if f.failed_attempts:
-        # The failure summary holds a row for every run that has or had a failed item (a few thousand rows),
-        # so the filter needs no scan of every attempt.
-        conds.append(sa.exists().where(run_failure_causes.c.run_id == runs.c.run_id,
-                                       run_failure_causes.c.failed_attempts > 0))
+        # A run has a failure account exactly when one of its items failed at least once (a few percent of the
+        # runs), so the filter needs no scan of every attempt.
+        conds.append(sa.exists().where(run_failure_accounts.c.run_id == runs.c.run_id))
     return conds
 
 
@@ -134,7 +138,17 @@ def read_runs_page(conn: sa.Connection, f: RunFilter, sort: RunSort, after: str 
         pair, bound = sa.tuple_(key, runs.c.run_number), sa.tuple_(sa.literal(value), sa.literal(number))
         q = q.where(pair < bound if sort.descending else pair > bound)
     order = (key.desc(), runs.c.run_number.desc()) if sort.descending else (key.asc(), runs.c.run_number.asc())
-    rows = [dict(r) for r in conn.execute(q.order_by(*order).limit(limit + 1)).mappings()]
+    latest = _latest_completion(conn, f) if sort.key == "completed" and sort.descending else None
+    if latest is None:
+        rows = [dict(r) for r in conn.execute(q.order_by(*order).limit(limit + 1)).mappings()]
+    else:
+        # Open runs sort first (as the newest: _FAR), then the closed ones, whose index walk starts at the latest
+        # completion the view can hold rather than at the newest run of the workspace: two reads, in that order.
+        rows = [dict(r) for r in conn.execute(q.where(runs.c.status.in_(OPEN_RUN_STATUSES))
+                                              .order_by(*order).limit(limit + 1)).mappings()]
+        if len(rows) <= limit:
+            closed = q.where(runs.c.status.in_(sorted(TERMINAL_RUN_STATUSES)), key <= latest)
+            rows += [dict(r) for r in conn.execute(closed.order_by(*order).limit(limit + 1 - len(rows))).mappings()]
     more = len(rows) > limit
     rows = rows[:limit]
     cursor = encode_cursor(rows[-1]["sort_value"], rows[-1]["run_number"]) if more and rows else None
@@ -143,9 +157,54 @@ def read_runs_page(conn: sa.Connection, f: RunFilter, sort: RunSort, after: str 
     return rows, cursor
 
 
+def _month(t: dt.datetime) -> dt.date:
+    return utc(t).date().replace(day=1)
+
+
+def _latest_completion(conn: sa.Connection, f: RunFilter) -> dt.datetime | None:
+    """On PostgreSQL, for a view whose runs were triggered before ``f.end``: the latest time any of its closed runs
+    can have completed — ``f.end`` plus the longest trigger-to-completion time of their automations and months
+    (``run_duration_rollups``, whose keys are 2% wide: the key's upper edge, and a second to spare). None when
+    there is nothing to bound (no end, a view by completion time) or on DuckDB, which scans the column anyway."""
+    if conn.dialect.name != "postgresql" or f.end is None or f.time_field == "completed":
+        return None
+    d = run_duration_rollups.c
+    q = sa.select(sa.func.max(d.duration_key)).where(  # the months of the view's triggers, whole
+        d.runs != 0, d.month <= _month(f.end), *([d.month >= _month(f.start)] if f.start else []),
+        *([d.definition_id.in_(f.definitions)] if f.definitions else []))
+    longest = conn.execute(q).scalar()
+    seconds = 0.0 if longest is None or longest == ZERO_KEY else DURATION_RATIO ** (longest + 1) / 1000.0
+    return f.end + dt.timedelta(seconds=seconds + 1)
+
+
+def _from_rollups(f: RunFilter) -> bool:
+    """Whether the view is one ``run_rollups`` can count: by automation, status and trigger time alone."""
+    return not (f.outcome or f.failed_attempts or f.time_field == "completed")
+
+
+def _rollup_conds(f: RunFilter, split: PeriodSplit) -> list[Any]:
+    """The ``run_rollups`` rows of the view's whole days."""
+    r = run_rollups.c
+    return [*split.whole_conds(r.day), r.runs != 0, *([r.definition_id.in_(f.definitions)] if f.definitions else []),
+            *([r.status.in_(f.statuses)] if f.statuses else [])]
+
+
 def count_runs_by_status(conn: sa.Connection, f: RunFilter) -> dict[str, int]:
-    q = sa.select(runs.c.status, sa.func.count()).where(*_where(f)).group_by(runs.c.status)
-    return {s: n for s, n in conn.execute(q)}
+    """Runs in the view by status. A view by automation, status and trigger time is counted from the rollups'
+    whole days and ``runs`` for the rest (the open runs, a partial first or last day): a few thousand rows,
+    exact, however many runs it holds. Any other view counts its runs."""
+    if not _from_rollups(f):
+        q = sa.select(runs.c.status, sa.func.count()).where(*_where(f)).group_by(runs.c.status)
+        return {s: int(n) for s, n in conn.execute(q)}
+    split, r = split_period(f, "day"), run_rollups.c
+    counts: Counter[str] = Counter()
+    if split.whole:
+        q = sa.select(r.status, sa.func.sum(r.runs)).where(*_rollup_conds(f, split)).group_by(r.status)
+        counts.update({s: int(n) for s, n in conn.execute(q)})
+    for rest in split.rest_conds(conn):
+        q = sa.select(runs.c.status, sa.func.count()).where(*_where(f), rest).group_by(runs.c.status)
+        counts.update({s: int(n) for s, n in conn.execute(q)})
+    return {s: n for s, n in counts.items() if n}
 
 
 # PostgreSQL counts row by row: a status the planner expects more than this many runs of in the view is given as
@@ -182,7 +241,7 @@ def count_runs_in_view(conn: sa.Connection, f: RunFilter) -> RunCounts:
     in the view (the unfiltered view's ``completed``, say): that one is estimated and named in ``estimated``,
     the others are counted through ``ix_runs_status``."""
     with_failed = count_runs_with_failed_attempts(conn, f)
-    if conn.dialect.name != "postgresql":
+    if conn.dialect.name != "postgresql" or _from_rollups(f):
         return RunCounts(count_runs_by_status(conn, f), with_failed)
     statuses = [s for s in RUN_STATUSES if not f.statuses or s in f.statuses]
     estimates = _estimated_rows(conn, [sa.select(runs.c.run_number).where(*_where(f), runs.c.status == s)
@@ -198,20 +257,28 @@ def count_runs_in_view(conn: sa.Connection, f: RunFilter) -> RunCounts:
 
 
 def count_runs_with_failed_attempts(conn: sa.Connection, f: RunFilter) -> int:
-    """Runs in the view with an item that failed at least once, found from the failure summaries (a few percent
-    of the runs; they carry each run's definition and trigger time): a view by definition and trigger time reads
-    them alone, any other view joins their runs by key — never a pass over every run."""
-    c = run_failure_causes.c
+    """Runs in the view with an item that failed at least once. A view by automation, status and trigger time
+    sums the rollups' whole days and joins the rest's runs (open, or of a partial first or last day) to their
+    failure accounts; any other view joins its runs to the accounts (one row per such run, a few percent of the
+    runs, carrying its definition and trigger time) — never a pass over every run."""
+    a = run_failure_accounts.c
     by_trigger = f.time_field != "completed"
-    conds = [c.failed_attempts > 0, *([c.definition_id.in_(f.definitions)] if f.definitions else []),
-             *([c.triggered_at >= f.start] if f.start and by_trigger else []),
-             *([c.triggered_at < f.end] if f.end and by_trigger else [])]
-    failed = sa.select(c.run_id).where(*conds).group_by(c.run_id)
+    conds = [*([a.definition_id.in_(f.definitions)] if f.definitions else []),
+             *([a.triggered_at >= f.start] if f.start and by_trigger else []),
+             *([a.triggered_at < f.end] if f.end and by_trigger else [])]
     if not (f.statuses or f.outcome or (not by_trigger and (f.start or f.end))):
-        return int(conn.execute(sa.select(sa.func.count()).select_from(failed.subquery())).scalar_one())
-    q = sa.select(sa.func.count()).select_from(runs).where(runs.c.run_id.in_(failed), *_where(replace(
-        f, failed_attempts=False)))
-    return int(conn.execute(q).scalar_one())
+        return int(conn.execute(sa.select(sa.func.count()).select_from(run_failure_accounts).where(*conds))
+                   .scalar_one())
+    joined = sa.select(sa.func.count()).select_from(run_failure_accounts.join(runs, runs.c.run_id == a.run_id))
+    if not _from_rollups(f):
+        return int(conn.execute(joined.where(*conds, *_where(replace(f, failed_attempts=False)))).scalar_one())
+    split, r, total = split_period(f, "day"), run_rollups.c, 0
+    if split.whole:
+        total += int(conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(r[FAILED_FIRST]), 0)).where(*_rollup_conds(f, split))).scalar_one())
+    for rest in split.rest_conds(conn):
+        total += int(conn.execute(joined.where(*conds, *_where(f), rest)).scalar_one())
+    return total
 
 
 def count_outcomes_for_runs(conn: sa.Connection, run_ids: list[str]) -> dict[str, dict[str, int]]:

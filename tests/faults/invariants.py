@@ -22,6 +22,7 @@ from core.periods import AnalyticsPeriod
 from core.states import ITEM_FAILED, RunFacts, derive_run_status
 from reporting.integrity import build_integrity_statement
 from store.audit import verify_audit_chain
+from store.cause_rollups import read_cause_rollups, recompute_cause_rollups
 from store.failure_accounts import read_failure_accounts, recount_failure_accounts
 from store.records import RECORD_TABLES
 from store.rollups import read_event_rollups, read_rollup_tables, recompute_event_rollups, recompute_rollups
@@ -142,6 +143,9 @@ def _rollup_violations(conn: sa.Connection) -> list[str]:
     kept_events, events = read_event_rollups(conn), recompute_event_rollups(conn)
     if kept_events != events:
         out.append(f"event_rollups hold {kept_events} but the events count {events}")
+    kept_causes, causes = read_cause_rollups(conn), recompute_cause_rollups(conn)
+    if kept_causes != causes:
+        out.append(f"failure_cause_rollups hold {kept_causes} but the failure summaries sum to {causes}")
     kept_accounts, recounted = read_failure_accounts(conn), recount_failure_accounts(conn)
     return out + ([f"failure accounts {kept_accounts} != recount {recounted}"] if kept_accounts != recounted else [])
 
