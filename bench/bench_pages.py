@@ -69,7 +69,7 @@ TIMEOUT_MS = 90_000
 PROBLEMS = '[data-testid="stException"]'
 
 # True (and chromium's clock) once the page is drawn: the script stopped, the heading shown, every text
-# present, every Plotly chart on it drawn (its SVG there; at least as many as asked), and at least n
+# present, every chart on it drawn (Plotly's SVG or Vega-Lite's canvas there; at least as many as asked), and at least n
 # elements matching each selector (whose text contains the given text, if any).
 DRAWN = """(spec) => {
   const app = document.querySelector('[data-testid="stApp"]');
@@ -80,8 +80,8 @@ DRAWN = """(spec) => {
   const text = main.innerText;
   if (!spec.texts.every(t => text.includes(t))) return false;
   if (spec.any_text.length && !spec.any_text.some(t => text.includes(t))) return false;
-  const charts = [...main.querySelectorAll('[data-testid="stPlotlyChart"]')];
-  const drawn = charts.filter(c => c.querySelector('.main-svg'));
+  const charts = [...main.querySelectorAll('[data-testid="stPlotlyChart"], [data-testid="stVegaLiteChart"]')];
+  const drawn = charts.filter(c => c.querySelector('.main-svg, canvas, svg.marks'));
   if (drawn.length < spec.charts || drawn.length < charts.length) return false;
   for (const [sel, n, has] of spec.selectors) {
     const found = [...main.querySelectorAll(sel)].filter(e => !has || e.textContent.includes(has));
@@ -105,7 +105,7 @@ class PageSpec:
     texts: tuple[str, ...] = ()  # every one must be shown
     any_text: tuple[str, ...] = ()  # one of them must be shown (a page whose content depends on the data)
     selectors: tuple[tuple[str, int, str], ...] = ()  # (css, at least n, whose text contains)
-    charts: int = 0  # Plotly charts drawn
+    charts: int = 0  # charts drawn (Plotly or Vega-Lite)
 
 
     def as_js(self) -> dict[str, Any]:

@@ -3,10 +3,10 @@ fired as often as expected, and the audit committee brief. Every figure drills d
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from dataclasses import replace
 
-import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
@@ -18,6 +18,7 @@ from reporting.analytics import OUTCOME_COLUMNS, Analytics
 from reporting.integrity import failures_sentence
 from store.views.analytics import read_run_time_range
 from store.views.run_pages import read_definition_ids
+from ui import analytics_charts
 from ui.analytics_cache import analytics_view
 from ui.brief_widgets import render_brief
 from ui.export_widgets import chart_downloads, table_downloads
@@ -143,32 +144,41 @@ table_downloads(engine.ws, actor, a, "firing")
 
 
 # --- charts ----------------------------------------------------------------------------------------------------
-def drill_from(event: object, fig: go.Figure, axis: str) -> None:
-    """A clicked bar opens the Runs page: the trace names the outcome, the axis the week or automation."""
-    points = getattr(getattr(event, "selection", None), "points", None) or []
-    if not points:
+# The charts a reader sees first are Vega-Lite (ui/analytics_charts.py: Plotly's bundle alone kept this page over
+# 2 s in the browser); exports and the brief draw the same figures with Plotly.
+def drill_from(event: object, axis: str) -> None:
+    """A clicked bar opens the Runs page with the bar's week or automation and outcome."""
+    pick = analytics_charts.picked(event)
+    if pick is None:
         return
-    pt = points[0]
-    outcome = fig.data[pt["curve_number"]].name if pt.get("curve_number") is not None else None
-    outcome = outcome if outcome in OUTCOME_COLUMNS else None
+    outcome = pick.get("outcome") if pick.get("outcome") in OUTCOME_COLUMNS else None
     if axis == "week":
-        week = dt.date.fromisoformat(str(pt["x"])[:10])
-        target = runs_link(runs_view(outcome=outcome, week=week))
+        target = runs_link(runs_view(outcome=outcome, week=dt.date.fromisoformat(str(pick["week"])[:10])))
     else:
-        target = runs_link(runs_view(definition=str(pt["y"]), outcome=outcome))
+        target = runs_link(runs_view(definition=str(pick["definition_id"]), outcome=outcome))
     st.switch_page(target.page, query_params=target.params)
 
 
+def draw(name: str, empty: str, key: str, axis: str | None = None) -> None:
+    spec = cached.page_charts[name]
+    if spec is None:
+        st.info(empty)
+    elif axis is None:
+        st.vega_lite_chart(copy.deepcopy(spec), key=key)
+    else:
+        drill_from(st.vega_lite_chart(copy.deepcopy(spec), on_select="rerun", selection_mode=analytics_charts.PICK,
+                                      key=key), axis)
+
+
+# Streamlit offers "Download as PNG" on every Vega-Lite chart: a file with no permission check, no provenance and
+# no audit entry. A chart leaves through "Export chart" (the audited path) or not at all.
+st.html(f"<style>{analytics_charts.NO_TOOLBAR_DOWNLOAD}</style>")
 left, right = st.columns(2)
 with left:
-    fig = figures["outcome-trend"]
-    drill_from(st.plotly_chart(fig, on_select="rerun", selection_mode="points", key="trend",
-                               config={"displayModeBar": False}), fig, "week")
+    draw("outcome-trend", "No items in this period", "trend", "week")
     chart_downloads(engine.ws, actor, a, "outcome-trend")
 with right:
-    fig = figures["outcomes-by-automation"]
-    drill_from(st.plotly_chart(fig, on_select="rerun", selection_mode="points", key="by-definition",
-                               config={"displayModeBar": False}), fig, "definition")
+    draw("outcomes-by-automation", "No items in this period", "by-definition", "definition")
     chart_downloads(engine.ws, actor, a, "outcomes-by-automation")
 st.caption("Click a bar to open its runs: a week's bar opens that week, an automation's bar that automation, "
            "each with the clicked outcome.")
@@ -193,8 +203,11 @@ MORE_CHARTS = {"failure-causes": "Top failure causes", "firing": "Expected again
 st.markdown("**More charts** — one at a time; each is also in the brief and exports as a file")
 more = st.segmented_control("More charts", list(MORE_CHARTS), format_func=MORE_CHARTS.__getitem__,
                             default="failure-causes", key="more-chart", label_visibility="collapsed")
-if more:
+if more == "failure-causes":
+    draw("failure-causes", "No failed attempts in this period", "more-failure-causes")
+elif more:  # drawn by Plotly, as exported: only when asked for (see the note above)
     st.plotly_chart(figures[more], config={"displayModeBar": False}, key=f"more-{more}")
+if more:
     chart_downloads(engine.ws, actor, a, more)
 
 with st.expander("Failure causes as a table"):

@@ -85,13 +85,13 @@ def outcome_trend(a: Analytics) -> go.Figure:
         part = w.filter(pl.col("outcome") == outcome)
         if part.height:
             weeks = part["week"].to_list()
-            spans = [_week_span(week, start, end) for week in weeks]
+            spans = [week_span(week, start, end) for week in weeks]
             fig.add_bar(x=weeks, y=part["items"].to_list(), name=outcome, offset=[o for o, _ in spans],
                         width=[wd for _, wd in spans], marker_color=OUTCOME_COLORS.get(outcome, "#9aa5b1"),
                         customdata=[outcome] * part.height,
                         hovertemplate="week of %{x|%Y-%m-%d}<br>%{y:,} items " + outcome + "<extra></extra>")
     _layout(fig, "Item outcomes by week (runs triggered that week)", barmode="stack")
-    ticks = _period_ticks(start, end)
+    ticks = period_ticks(start, end)
     fig.update_xaxes(type="date", range=[start, end], tickmode="array", tickvals=ticks,
                      ticktext=[f"{t:%d %b}" for t in ticks], title=None)
     fig.update_yaxes(title="items")
@@ -103,7 +103,7 @@ _DAY_MS = 86_400_000
 _BAR_GAP_DAYS = 0.8  # white between two weeks' bars
 
 
-def _week_span(week: dt.datetime, start: dt.datetime, end: dt.datetime) -> tuple[float, float]:
+def week_span(week: dt.datetime, start: dt.datetime, end: dt.datetime) -> tuple[float, float]:
     """(offset from the week's Monday, width), in ms, of the week's bar: its days inside the period."""
     lo, hi = max(week, start), min(week + dt.timedelta(days=7), end)
     days = max((hi - lo).total_seconds() / 86_400 - _BAR_GAP_DAYS, 0.2)
@@ -111,7 +111,7 @@ def _week_span(week: dt.datetime, start: dt.datetime, end: dt.datetime) -> tuple
     return offset * _DAY_MS, days * _DAY_MS
 
 
-def _period_ticks(start: dt.datetime, end: dt.datetime, most: int = 8) -> list[dt.datetime]:
+def period_ticks(start: dt.datetime, end: dt.datetime, most: int = 8) -> list[dt.datetime]:
     """The first and the last day, and Mondays between them (every n-th, so that at most ``most`` print);
     a Monday closer than 8 days to either end is left out, so no two labels crowd each other."""
     first, last = start, end - dt.timedelta(days=1)

@@ -29,6 +29,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -37,20 +38,27 @@ from core.periods import AnalyticsPeriod
 from reporting import charts
 from reporting.analytics import Analytics, build_analytics
 from store.workspace import Workspace
+from ui import analytics_charts
 
 
 @dataclass(frozen=True)
 class AnalyticsView:
-    """A period's analytics and the page's figures of them (by ``charts.CHARTS`` name). Read only."""
+    """A period's analytics, the Plotly figures of them (by ``charts.CHARTS`` name) and the page's Vega-Lite
+    charts as specs (``analytics_charts.PAGE_CHARTS``; None: nothing to draw). Read only."""
 
     analytics: Analytics
     figures: Mapping[str, go.Figure]
+    page_charts: Mapping[str, dict[str, Any] | None]
 
 
 def build_view(ws: Workspace, period: AnalyticsPeriod, now: dt.datetime | None = None) -> AnalyticsView:
-    """Computed now (or as of ``now``), uncached."""
+    """Computed now (or as of ``now``), uncached. The page charts are validated and turned into specs here,
+    once (Altair's validation is most of what drawing one costs the server: ~25 ms for the weekly chart)."""
     a = build_analytics(ws, period, now)
-    return AnalyticsView(a, MappingProxyType({name: build(a) for name, (_, build) in charts.CHARTS.items()}))
+    specs = {name: (c.to_dict() if (c := build(a)) is not None else None)
+             for name, build in analytics_charts.PAGE_CHARTS.items()}
+    return AnalyticsView(a, MappingProxyType({name: build(a) for name, (_, build) in charts.CHARTS.items()}),
+                         MappingProxyType(specs))
 
 
 def analytics_view(ws: Workspace, period: AnalyticsPeriod) -> AnalyticsView:

@@ -44,13 +44,36 @@ def test_the_demo_quarter_and_a_drill_down_into_runs(app_server: AppServer, page
     screenshot(page, "analytics-drill-down-runs")
 
 
+def test_a_clicked_bar_opens_its_runs(app_server: AppServer, page) -> None:  # noqa: ANN001
+    """The charts a reader sees first drill down on a click: an automation's skipped bar opens that automation's
+    runs with skipped items; a week's bar that week's runs. Each bar says what it counts to a screen reader."""
+    sign_in(page, app_server, "sigrid", Q3)
+    m = main(page)
+    bar = m.locator('[data-testid="stVegaLiteChart"] path[aria-label="kyc-weekly-review: 12 items skipped"]')
+    bar.wait_for(state="attached")
+    bar.scroll_into_view_if_needed()
+    bar.click(force=True)  # a path in the chart's SVG: its own box, wherever the chart is drawn
+    page.wait_for_url("**/?*definition=kyc-weekly-review*")
+    assert "outcome=skipped" in page.url and "quarter=2026-Q3" in page.url, page.url
+    main(page).locator('[data-testid="stMetric"]', has_text="Runs in view").wait_for()
+    screenshot(page, "analytics-bar-clicked-runs")
+    sign_in(page, app_server, "sigrid", Q3)
+    week = main(page).locator('[data-testid="stVegaLiteChart"] '
+                              'path[aria-label="week of 2026-07-13: 74 items succeeded"]')
+    week.wait_for(state="attached")
+    week.scroll_into_view_if_needed()
+    week.click(force=True)
+    page.wait_for_url("**/?*from=2026-07-13*")
+    assert "to=2026-07-19" in page.url and "outcome=succeeded" in page.url, page.url
+
+
 def test_a_chart_and_a_table_download_with_provenance(app_server: AppServer, page, tmp_path: Path) -> None:  # noqa: ANN001
     sign_in(page, app_server, "sigrid", Q3)
     m = main(page)
     m.get_by_text("Q3 2026 (2026-07-01 to 2026-09-30)").first.wait_for()
     open_menu(m.get_by_role("button", name="Export chart").first)
     with page.expect_download(timeout=90_000) as dl:  # the first export starts the chart export server
-        page.get_by_role("button", name="PNG").click()
+        page.get_by_role("button", name="PNG", exact=True).click()
     png = Path(dl.value.path()).read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and b"Runledger-Provenance" in png
     page.keyboard.press("Escape")

@@ -43,3 +43,26 @@ def test_a_viewer_cannot_open_an_export(app_server: AppServer, page) -> None:  #
     brief = page.get_by_role("button", name="Generate the brief (PDF)")
     brief.wait_for()
     assert brief.is_disabled()
+
+
+@pytest.mark.parametrize("member", ["viewer", "auditor"])
+def test_no_chart_offers_its_own_download(app_server: AppServer, page, member: str) -> None:  # noqa: ANN001
+    """Streamlit's toolbar on a Vega-Lite chart offers "Download as PNG" and "Copy Vega-Lite spec" (its data on the
+    clipboard): neither is offered; the chart's toolbar itself still shows (fullscreen, its data as a table)."""
+    sign_in(page, app_server, member, path="analytics?period=quarter&quarter=2026-Q3")
+    charts = page.locator('[data-testid="stMain"] [data-testid="stVegaLiteChart"]')
+    charts.first.wait_for()
+    assert charts.count() >= 3
+    for i in range(charts.count()):
+        chart = charts.nth(i)
+        chart.scroll_into_view_if_needed()
+        chart.hover()
+        toolbar = page.locator('[data-testid="stElementToolbar"]').filter(
+            has=page.get_by_role("button", name="Show data"))
+        toolbar.first.wait_for()
+        page.wait_for_timeout(200)  # the toolbar's buttons fade in
+        labels = [b.get_attribute("aria-label") or b.inner_text() for b in toolbar.locator("button").all()
+                  if b.is_visible()]
+        assert "Fullscreen" in labels, labels  # the toolbar did show: the check is real
+        assert not [lbl for lbl in labels if "download" in lbl.lower() or "copy" in lbl.lower()], labels
+    screenshot(page, f"downloads-chart-toolbar-{member}")
