@@ -4,12 +4,12 @@ quarter, one chromium for the session, a fresh page per test. Helpers are in ``t
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.browser.support import CHROMIUM, CHROMIUM_FLAGS, AppServer
+from tests.browser.support import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, AppServer
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +51,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/browser/" in str(item.fspath):
             item.add_marker(pytest.mark.slow)
+
+
+def _servers(value: object) -> list[AppServer]:
+    if isinstance(value, AppServer):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [s for v in value for s in _servers(v)]
+    return []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, object, None]:
+    """A browser test that fails says what the page showed and what its server logged, in the failure's report
+    (CI keeps only the log), and leaves a screenshot beside the others: a timeout alone says nothing."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    funcargs = getattr(item, "funcargs", {})
+    if report.when != "call" or not report.failed or "page" not in funcargs:
+        return
+    page = funcargs["page"]
+    try:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"FAILED-{item.name}.png"), full_page=True)
+        report.sections.append(("page at failure", f"{page.url}\n{page.locator('body').inner_text(timeout=5_000)}"))
+    except Exception as exc:  # noqa: BLE001 — the page may be gone; the failure itself is what matters
+        report.sections.append(("page at failure", f"not readable: {exc!r}"))
+    for server in {id(s): s for v in funcargs.values() for s in _servers(v)}.values():
+        report.sections.append((f"server log {server.url}", server.output()[-4_000:]))

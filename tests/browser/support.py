@@ -100,6 +100,20 @@ def sign_in(page: object, server: AppServer, member: str, path: str = "", passwo
     page.get_by_text(f"Signed in as {member}").wait_for()  # type: ignore[attr-defined]
 
 
+def click_settled(locator: object, timeout_s: float = 15.0) -> None:
+    """Click ``locator`` once it has stopped moving. An expander just opened draws its table, then sizes it,
+    pushing what lies below it down; playwright's own stability check can pass between the two, and a click
+    landing where the button was a moment ago is lost (CI lost a "Run now" and a "Retry" this way)."""
+    locator.wait_for()  # type: ignore[attr-defined]
+    last, still, deadline = None, 0, time.monotonic() + timeout_s
+    while still < 3 and time.monotonic() < deadline:
+        box = locator.bounding_box()  # type: ignore[attr-defined]
+        still = still + 1 if box == last else 0
+        last = box
+        time.sleep(0.15)
+    locator.click()  # type: ignore[attr-defined]
+
+
 def screenshot(page: object, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pypdf import PdfReader
 
-from tests.browser.support import AppServer, screenshot, sign_in
+from tests.browser.support import AppServer, click_settled, screenshot, sign_in
 
 
 def main(page):  # noqa: ANN001, ANN201
@@ -35,7 +35,7 @@ def test_the_quarters_failures_show_as_recovered_and_a_kyc_run_shows_who_moved(a
 def test_an_admin_previews_an_automation_before_enabling_it(app_server: AppServer, page) -> None:  # noqa: ANN001
     sign_in(page, app_server, "admin", "automations?id=kyc-weekly-review")
     main(page).get_by_text("Preview: what it would match and do, without running it").first.click()
-    main(page).get_by_role("button", name="Preview").click()
+    click_settled(main(page).get_by_role("button", name="Preview"))
     main(page).get_by_text(re.compile(r"would match \d+ accounts and exclude \d+")).first.wait_for()
     main(page).get_by_text("Nothing was run; this preview is in the audit log.").first.wait_for()
     screenshot(page, "accountability-preview")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from tests.browser.support import AppServer, download_brief, screenshot, sign_in
+from tests.browser.support import AppServer, click_settled, download_brief, screenshot, sign_in
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_a_new_user_retries_the_demos_failed_items(server: AppServer, page) -> N
     main(page).get_by_text(re.compile(r"Retry failed items \(13 failed\)")).click()
     main(page).get_by_text("12 eligible for a retry").first.wait_for()
     screenshot(page, "first-minutes-retry-plan")
-    main(page).get_by_role("button", name="Retry 12 eligible items").click()
+    click_settled(main(page).get_by_role("button", name="Retry 12 eligible items"))
     main(page).get_by_text("Retry finished: 12 succeeded").first.wait_for(timeout=60_000)
     screenshot(page, "first-minutes-retried")
     # the one that failed deterministically says why a retry is refused

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.support import ROOT, AppServer, screenshot, sign_in
+from tests.browser.support import ROOT, AppServer, click_settled, screenshot, sign_in
 from tests.receivers import Receiver, http_receiver
 
 COUNTERPARTIES = """\
@@ -89,8 +89,8 @@ def test_a_failed_delivery_retried_from_the_browser_reaches_the_tracker_once_mor
     sign_in(page, server, "opal", path="automations?id=counterparty-ticket", password=PASSWORDS["opal"])
     main(page).get_by_text("Integrations (1)").click()  # where it points, its secret set
     main(page).locator('[role="gridcell"]', has_text="webhook POST").first.wait_for(state="attached")
-    main(page).get_by_role("button", name="Run now").click()
-    main(page).get_by_role("button", name=re.compile(r"^Yes, run it on 1 counterpart")).click()
+    click_settled(main(page).get_by_role("button", name="Run now"))  # below the expander just opened
+    click_settled(main(page).get_by_role("button", name=re.compile(r"^Yes, run it on 1 counterpart")))
     main(page).get_by_text(re.compile(r"^Open RUN-000001$")).first.wait_for(timeout=60_000)
 
     page.goto(f"{server.url}/run?id=RUN-000001")
@@ -99,7 +99,7 @@ def test_a_failed_delivery_retried_from_the_browser_reaches_the_tracker_once_mor
     assert len(tracker.requests) == 1 and len(tracker.issued) == 1  # it acted; its answer was lost
     main(page).get_by_text(re.compile(r"Retry failed items \(1 failed\)")).click()
     main(page).get_by_text("1 eligible for a retry").first.wait_for()
-    main(page).get_by_role("button", name="Retry 1 eligible item").click()
+    click_settled(main(page).get_by_role("button", name="Retry 1 eligible item"))
     main(page).get_by_text("Retry finished: 1 succeeded").first.wait_for(timeout=60_000)
     screenshot(page, "webhook-retried")
 

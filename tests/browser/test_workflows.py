@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.browser.scenario import prepare
-from tests.browser.support import AppServer, screenshot, sign_in
+from tests.browser.support import AppServer, click_settled, screenshot, sign_in
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_sigrid_retries_transient_failures_and_sees_the_outcome_and_audit(server
     main(page).get_by_text(re.compile(r"Retry failed items \(6 failed\)")).click()
     main(page).get_by_text("6 eligible for a retry").first.wait_for()
     screenshot(page, "workflow-retry-plan")
-    main(page).get_by_role("button", name="Retry 6 eligible items").click()
+    click_settled(main(page).get_by_role("button", name="Retry 6 eligible items"))
     main(page).get_by_text("Retry finished: 6 succeeded").first.wait_for(timeout=60_000)
     screenshot(page, "workflow-retry-result")
     page.goto(f"{server.url}/item?id={run_id}-000001")
