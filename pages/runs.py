@@ -30,7 +30,6 @@ from ui.run_views import (
     ESTIMATED_NOTE,
     KNOWN_OUTCOMES,
     KNOWN_STATUSES,
-    RUNS_WIDTHS,
     count_figure,
     highlight_attention,
     run_filter,
@@ -39,6 +38,7 @@ from ui.run_views import (
 )
 from ui.runtime import current_engine
 from ui.session import actor_or_stop
+from ui.table_widths import FULL_WIDTH_PX, SELECT_COLUMN_PX, sized_config
 from ui.tables import table_height
 
 engine = current_engine()
@@ -132,21 +132,18 @@ frame = runs_frame(rows, outcomes, failed_first)
 event = st.dataframe(
     frame.style.apply(highlight_attention, axis=None), hide_index=True, width="stretch",
     height=table_height(len(rows)), on_select="rerun", selection_mode="single-row", key="runs-table",
-    column_config={
-        "Run": st.column_config.LinkColumn("Run", display_text=r"run\?id=(.*)", help="Open the run",
-                                           width=RUNS_WIDTHS["Run"], pinned=True),
-        "Definition": st.column_config.TextColumn("Definition", width=RUNS_WIDTHS["Definition"]),
-        "Trigger": st.column_config.TextColumn("Trigger", width=RUNS_WIDTHS["Trigger"]),
-        "Status": st.column_config.TextColumn("Status", width=RUNS_WIDTHS["Status"]),
-        "Subjects": st.column_config.NumberColumn("Subjects", width=RUNS_WIDTHS["Subjects"],
-                                                  help="Subjects matched"),
-        "Actions": st.column_config.NumberColumn("Actions", width=RUNS_WIDTHS["Actions"], help="Actions invoked"),
+    column_config=sized_config(frame, room=FULL_WIDTH_PX - SELECT_COLUMN_PX, config={
+        "Run": st.column_config.LinkColumn("Run", display_text=r"run\?id=(.*)", help="Open the run", pinned=True),
+        "Definition": st.column_config.TextColumn("Definition"),
+        "Trigger": st.column_config.TextColumn("Trigger"),
+        "Status": st.column_config.TextColumn("Status"),
+        "Subjects": st.column_config.NumberColumn("Subjects", help="Subjects matched"),
+        "Actions": st.column_config.NumberColumn("Actions", help="Actions invoked"),
         "Outcomes": st.column_config.TextColumn(
-            "Outcomes", width=RUNS_WIDTHS["Outcomes"],
-            help="Items by outcome now; ↻ counts items that failed at first and a retry recovered"),
-        "Triggered": st.column_config.TextColumn("Triggered (UTC)", width=RUNS_WIDTHS["Triggered"]),
-        "Completed": st.column_config.TextColumn("Completed (UTC)", width=RUNS_WIDTHS["Completed"]),
-    })
+            "Outcomes", help="Items by outcome now; ↻ counts items that failed at first and a retry recovered"),
+        "Triggered": st.column_config.TextColumn("Triggered (UTC)"),
+        "Completed": st.column_config.TextColumn("Completed (UTC)"),
+    }))
 st.caption(f"{len(rows)} runs on this page · ⚠ completed-with-failures and ✕ failed are highlighted; ↻ marks "
            "items that failed at first and were recovered by a retry · select a row (or click its run id) to "
            "open it.")

@@ -15,6 +15,7 @@ from core.roles import Actor
 from core.states import TERMINAL_RUN_STATUSES
 from engine.commands import COMMAND_REFUSALS, cancel_run, plan_retry, retry_items
 from engine.runtime import Engine
+from ui.tables import show_table
 
 _RESULT = "run_action_result"
 
@@ -72,17 +73,17 @@ def render_retry(engine: Engine, actor: Actor, run: dict[str, Any], failed_count
         st.markdown(f"**Plan:** {len(plan.eligible):,} eligible for a retry (same idempotency key, so nothing "
                     f"acts twice); {len(plan.not_eligible):,} not eligible.")
         if plan.eligible:
-            st.dataframe(pd.DataFrame([{"Item": item_link(i["item_id"]).href, "Subject": i["subject_label"],
-                                        "Cause": i["failure_cause"], "Class": i["failure_class"]}
-                                       for i in plan.eligible]),
-                         hide_index=True, width="stretch", key=f"plan-ok-{run_id}",
-                         column_config={"Item": st.column_config.LinkColumn(display_text=r"id=(.*)")})
+            show_table(pd.DataFrame([{"Item": item_link(i["item_id"]).href, "Subject": i["subject_label"],
+                                      "Cause": i["failure_cause"], "Class": i["failure_class"]}
+                                     for i in plan.eligible]),
+                       key=f"plan-ok-{run_id}",
+                       column_config={"Item": st.column_config.LinkColumn(display_text=r"id=(.*)")})
         if plan.not_eligible:
             st.markdown("**Not eligible, and why:**")
-            st.dataframe(pd.DataFrame([{"Item": item_link(i["item_id"]).href, "Subject": i["subject_label"],
-                                        "Why not": why} for i, why in plan.not_eligible]),
-                         hide_index=True, width="stretch", key=f"plan-no-{run_id}",
-                         column_config={"Item": st.column_config.LinkColumn(display_text=r"id=(.*)")})
+            show_table(pd.DataFrame([{"Item": item_link(i["item_id"]).href, "Subject": i["subject_label"],
+                                      "Why not": why} for i, why in plan.not_eligible]),
+                       key=f"plan-no-{run_id}",
+                       column_config={"Item": st.column_config.LinkColumn(display_text=r"id=(.*)")})
         if not may:
             st.caption(f"Retrying needs the operator role; {actor.member_id} has "
                        f"{', '.join(sorted(actor.roles)) or 'no role'}.")

@@ -97,12 +97,6 @@ def runs_frame(rows: list[dict[str, Any]], outcomes: dict[str, dict[str, int]],
 
 RUNS_COLUMNS = ["Run", "Definition", "Trigger", "Status", "Subjects", "Actions", "Outcomes", "Triggered",
                 "Completed"]
-# Pixel widths that fit the main column of a 1440-pixel screen with the sidebar open (about 1,040 px, the
-# selection column's 30 included), so no column hides past the right edge; a long definition id is cut
-# with an ellipsis instead.
-RUNS_WIDTHS = {"Run": 95, "Definition": 160, "Trigger": 80, "Status": 168, "Subjects": 62, "Actions": 58,
-               "Outcomes": 145, "Triggered": 112, "Completed": 112}
-
 
 
 def breakdown_figure(breakdown: list[dict[str, Any]]) -> go.Figure:

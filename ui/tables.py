@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 import streamlit as st
 
+from ui.table_widths import FULL_WIDTH_PX, sized_config
+
 ROW_PX = 35  # Streamlit's table row height (the header row too)
 
 
@@ -21,7 +23,9 @@ def table_height(rows: int, cap: int = 100) -> int | Literal["auto"]:
     return ROW_PX * (min(rows, cap) + 1) + 3
 
 
-def show_table(data: Any, **kwargs: Any) -> Any:
-    """``st.dataframe`` as every list in the app draws it: no index, full width, every row of the page."""
+def show_table(data: Any, room: int = FULL_WIDTH_PX, **kwargs: Any) -> Any:
+    """``st.dataframe`` as every list in the app draws it: no index, full width, every row of the page, every
+    column in view (widths fitted to ``room``, the pixels it has: ui/table_widths.py)."""
     kwargs.setdefault("height", table_height(len(data)))
+    kwargs["column_config"] = sized_config(data, kwargs.get("column_config"), room)
     return st.dataframe(data, hide_index=True, width="stretch", **kwargs)
