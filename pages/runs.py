@@ -132,7 +132,7 @@ frame = runs_frame(rows, outcomes, failed_first)
 event = st.dataframe(
     frame.style.apply(highlight_attention, axis=None), hide_index=True, width="stretch",
     height=table_height(len(rows)), on_select="rerun", selection_mode="single-row", key="runs-table",
-    column_config=sized_config(frame, room=FULL_WIDTH_PX - SELECT_COLUMN_PX, config={
+    column_config=sized_config(frame, room=FULL_WIDTH_PX - SELECT_COLUMN_PX, whole=("Run", "Status"), config={
         "Run": st.column_config.LinkColumn("Run", display_text=r"run\?id=(.*)", help="Open the run", pinned=True),
         "Definition": st.column_config.TextColumn("Definition"),
         "Trigger": st.column_config.TextColumn("Trigger"),

@@ -28,8 +28,8 @@ def test_a_column_is_as_wide_as_its_widest_cell_or_its_header_and_a_link_as_its_
               "Runs page": st.column_config.LinkColumn("Runs page", display_text="open runs")}
     widths = natural_widths({"Run": ["/run?id=RUN-000001"], "Runs page": ["/?definition=kyc-weekly-review&period=q"],
                              "Cause": ["x" * 200], "n": [7]}, config)
-    assert widths["Run"] == int(text_px("RUN-000001") + 20)  # the id, not the address
-    assert widths["Runs page"] == int(max(text_px("Runs page") * 1.05, text_px("open runs")) + 20)
+    assert widths["Run"] == int(text_px("RUN-000001") + 16)  # the id, not the address
+    assert widths["Runs page"] == int(max(text_px("Runs page") * 1.05, text_px("open runs")) + 16)
     assert widths["Cause"] == 480  # long text is capped; the cell cuts it
     assert widths["n"] == 48
 
@@ -47,3 +47,12 @@ def test_a_chosen_width_and_a_hidden_column_are_left_as_they_are() -> None:
     assert config["Item"]["width"] == 100 and config["Hidden"] is None
     assert config["Note"]["width"] == 300  # the room less the chosen width
     assert config["Note"]["label"] == "Note"
+
+
+def test_a_whole_column_keeps_its_width_and_the_others_make_room() -> None:
+    frame = pd.DataFrame({"Status": ["⚠ completed-with-failures"], "Definition": ["regulator-rule-change-intake v1"],
+                          "Outcomes": ["1 awaiting approval"]})
+    natural = natural_widths(columns_of(frame), {})
+    config = sized_config(frame, {}, room=300, whole=("Status",))
+    assert config["Status"]["width"] == natural["Status"]
+    assert config["Definition"]["width"] + config["Outcomes"]["width"] <= 300 - natural["Status"]

@@ -23,7 +23,7 @@ from typing import Any
 PAGE_SIDE_REM = 2
 FULL_WIDTH_PX = 1030
 SELECT_COLUMN_PX = 34  # the row-selection checkboxes of a selectable table
-_CELL_PADDING_PX = 20  # 8 px each side, and a little for rounding
+_CELL_PADDING_PX = 16  # 8 px each side (the glyph widths above round up)
 _MIN_PX, _MAX_PX = 48, 480
 
 # Average advance widths of the table font (Source Sans, 14 px) by kind of character.
@@ -109,8 +109,10 @@ def columns_of(data: Any) -> dict[str, list[Any]]:
     return {str(n): data[n].tolist() for n in data.columns}
 
 
-def sized_config(data: Any, config: Mapping[str, Any] | None, room: int = FULL_WIDTH_PX) -> dict[str, Any]:
-    """``column_config`` with a width for every column a width was not chosen for, fitted to ``room``."""
+def sized_config(data: Any, config: Mapping[str, Any] | None, room: int = FULL_WIDTH_PX,
+                 whole: Sequence[str] = ()) -> dict[str, Any]:
+    """``column_config`` with a width for every column a width was not chosen for, fitted to ``room``; the
+    ``whole`` columns (a run's id, its status) keep the width their text needs, the others make room."""
     config = dict(config or {})
     columns = columns_of(data)
     if not columns:
@@ -118,7 +120,10 @@ def sized_config(data: Any, config: Mapping[str, Any] | None, room: int = FULL_W
     fixed = {n: cfg["width"] for n, cfg in config.items()
              if isinstance(cfg, Mapping) and isinstance(cfg.get("width"), int) and n in columns}
     free = {n: v for n, v in columns.items() if n not in fixed and config.get(n, "") is not None}
-    widths = fit_widths(natural_widths(free, config), room - sum(fixed.values()))
+    natural = natural_widths(free, config)
+    kept = {n: w for n, w in natural.items() if n in whole}
+    widths = kept | fit_widths({n: w for n, w in natural.items() if n not in kept},
+                               room - sum(fixed.values()) - sum(kept.values()))
     for name, width in widths.items():
         cfg = config.get(name)
         if isinstance(cfg, Mapping):
