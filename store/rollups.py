@@ -33,6 +33,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from core.states import TERMINAL_RUN_STATUSES
+from store.failure_accounts import has_failure_account
 from store.schema import (
     event_rollups,
     failure_cause_rollups,
@@ -198,9 +199,7 @@ def _run_rows(where: Any) -> Any:
 
 def with_failure_flag(conn: sa.Connection, run: Mapping[str, Any]) -> dict[str, Any]:
     """A run's row as read before its settle, with ``FLAG`` as it stands before the settle refreshes it."""
-    found = conn.execute(sa.select(run_failure_accounts.c.run_id)
-                         .where(run_failure_accounts.c.run_id == run["run_id"])).first()
-    return {**run, FLAG: found is not None}
+    return {**run, FLAG: has_failure_account(conn, run["run_id"])}
 
 
 def read_run_row(conn: sa.Connection, run_id: str) -> dict[str, Any] | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -137,16 +137,25 @@ def test_the_histogram_percentile_interpolates_as_quantile_cont() -> None:
     assert got["max_seconds"] == rollups.key_seconds(one + 10)
 
 
-def test_a_workspace_from_before_the_rollups_gets_them_on_open(demo_quarter_path: str, tmp_path: Path) -> None:
+def _reopened_as_schema(source: str, tmp_path: Path, version: int,
+                        undo: Callable[[sa.Connection], None]) -> Workspace:
+    """A copy of ``source`` taken back to schema ``version`` by ``undo``, then opened (which migrates it)."""
     path = tmp_path / "old.duckdb"
-    shutil.copyfile(demo_quarter_path, path)
+    shutil.copyfile(source, path)
     w = Workspace(str(path))
-    with w.transaction() as tx:  # as schema 12 left it: no rollup tables
-        tx.conn.exec_driver_sql("DROP TABLE run_rollups")
-        tx.conn.exec_driver_sql("DROP TABLE run_duration_rollups")
-        tx.conn.exec_driver_sql("UPDATE schema_meta SET value = '12' WHERE key = 'schema_version'")
+    with w.transaction() as tx:
+        undo(tx.conn)
+        tx.conn.exec_driver_sql(f"UPDATE schema_meta SET value = '{version}' WHERE key = 'schema_version'")
     w.close()
-    w = Workspace(str(path))
+    return Workspace(str(path))
+
+
+def test_a_workspace_from_before_the_rollups_gets_them_on_open(demo_quarter_path: str, tmp_path: Path) -> None:
+    def undo(conn: sa.Connection) -> None:  # as schema 12 left it: no rollup tables
+        conn.exec_driver_sql("DROP TABLE run_rollups")
+        conn.exec_driver_sql("DROP TABLE run_duration_rollups")
+
+    w = _reopened_as_schema(demo_quarter_path, tmp_path, 12, undo)
     try:
         with w.read() as conn:
             assert migrations.read_schema_version(conn) == migrations.SCHEMA_VERSION >= 13
@@ -238,18 +247,15 @@ def test_the_kept_cause_rollups_equal_the_summaries_summed_and_a_long_cause_is_k
 
 
 def test_a_workspace_from_before_the_cause_rollups_gets_them_on_open(demo_today_path: str, tmp_path: Path) -> None:
-    path = tmp_path / "old.duckdb"
-    shutil.copyfile(demo_today_path, path)
-    w = Workspace(str(path))
     before = sa.Table("run_rollups", sa.MetaData(),
                       *[c._copy() for c in run_rollups.columns if c.name != rollups.FAILED_FIRST])
-    with w.transaction() as tx:  # as schema 14 left it: no cause rollups, no failed-attempts column
-        tx.conn.exec_driver_sql("DROP TABLE failure_cause_rollups")
-        tx.conn.exec_driver_sql("DROP TABLE run_rollups")
-        before.create(tx.conn)
-        tx.conn.exec_driver_sql("UPDATE schema_meta SET value = '14' WHERE key = 'schema_version'")
-    w.close()
-    w = Workspace(str(path))
+
+    def undo(conn: sa.Connection) -> None:  # as schema 14 left it: no cause rollups, no failed-attempts column
+        conn.exec_driver_sql("DROP TABLE failure_cause_rollups")
+        conn.exec_driver_sql("DROP TABLE run_rollups")
+        before.create(conn)
+
+    w = _reopened_as_schema(demo_today_path, tmp_path, 14, undo)
     try:
         with w.read() as conn:
             assert migrations.read_schema_version(conn) == migrations.SCHEMA_VERSION >= 15

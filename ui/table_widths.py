@@ -16,6 +16,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import polars as pl
+
 # The room a table has at a 1440 px window with the sidebar open — the narrowest screen an officer reviews a
 # quarter on that we design for — once app.py narrows the page's side margins to PAGE_SIDE_REM: the main
 # column is 1,076 px and a table inside an expander 1,042 px; less a margin. Wider windows get the rest spread
@@ -104,7 +106,7 @@ def columns_of(data: Any) -> dict[str, list[Any]]:
     if isinstance(data, list):
         names = list(dict.fromkeys(k for row in data for k in row))
         return {n: [row.get(n) for row in data] for n in names}
-    if hasattr(data, "iter_columns") or type(data).__module__.startswith("polars"):
+    if isinstance(data, pl.DataFrame):
         return {n: data[n].to_list() for n in data.columns}
     return {str(n): data[n].tolist() for n in data.columns}
 
@@ -119,7 +121,8 @@ def sized_config(data: Any, config: Mapping[str, Any] | None, room: int = FULL_W
         return config
     fixed = {n: cfg["width"] for n, cfg in config.items()
              if isinstance(cfg, Mapping) and isinstance(cfg.get("width"), int) and n in columns}
-    free = {n: v for n, v in columns.items() if n not in fixed and config.get(n, "") is not None}
+    hidden = {n for n, cfg in config.items() if cfg is None}
+    free = {n: v for n, v in columns.items() if n not in fixed and n not in hidden}
     natural = natural_widths(free, config)
     kept = {n: w for n, w in natural.items() if n in whole}
     widths = kept | fit_widths({n: w for n, w in natural.items() if n not in kept},
